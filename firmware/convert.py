@@ -1,0 +1,144 @@
+"""Firmware layer: hls4ml configuration and conversion of a Keras/QKeras model into a compiled project.
+
+The project is written and compiled in a temporary folder beside its destination and renamed into place
+only when complete. Weights are compiled into the headers (``write_weights_txt=False``) so the C-simulation
+library does not depend on where the project was built, and the folder can be moved or archived as is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trigflow.errors import TrigflowError
+from trigflow.fsio import atomic_dir
+
+RESERVED_LAYER_NAMES = ("input",)
+
+
+@dataclass(frozen=True)
+class FirmwareSpec:
+    backend: str = "Vitis"
+    part: str = "xcu250-figd2104-2L-e"
+    clock_period: float = 5.0
+    io_type: str = "io_parallel"
+    strategy: str = "Latency"
+    reuse_factor: int = 1
+    project_name: str = "myproject"
+    input_type: str | None = None  # fixed-point type that holds the input data exactly
+    bit_exact: bool = True
+    layer_precisions: dict[str, dict[str, str]] = field(default_factory=dict)  # per-layer overrides
+
+    @classmethod
+    def from_config(cls, fw: Any, **extra: Any) -> FirmwareSpec:
+        return cls(
+            backend=fw.backend,
+            part=fw.part,
+            clock_period=fw.clock_period,
+            io_type=fw.io_type,
+            strategy=fw.strategy,
+            reuse_factor=fw.reuse_factor,
+            project_name=fw.project_name,
+            **extra,
+        )
+
+
+def check_layer_names(model) -> None:
+    for layer in model.layers:
+        if layer.name in RESERVED_LAYER_NAMES:
+            raise TrigflowError(
+                f"layer name '{layer.name}' is reserved by hls4ml; rename that layer (e.g. '{layer.name}_0')"
+            )
+
+
+def hls_config(model, spec: FirmwareSpec) -> dict[str, Any]:
+    """Per-layer hls4ml configuration: input type, strategy and reuse factor, plus any overrides."""
+    import hls4ml
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        config = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=spec.backend)
+    config["Model"]["Strategy"] = spec.strategy
+    config["Model"]["ReuseFactor"] = spec.reuse_factor
+    if spec.input_type is not None:
+        for name in model.input_names:
+            config["LayerName"][name]["Precision"]["result"] = spec.input_type
+    for name, precisions in spec.layer_precisions.items():
+        config["LayerName"].setdefault(name, {}).setdefault("Precision", {}).update(precisions)
+    return config
+
+
+def _first_error(log: str) -> str:
+    for line in log.splitlines():
+        if re.search(r"\berror\b", line, re.IGNORECASE):
+            return line.strip()
+    lines = [line for line in log.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no output"
+
+
+def compile_project(hls_model) -> Path:
+    """Build the C-simulation library with g++ (log in ``build_lib.log``) and link it into ``hls_model``."""
+    out = Path(hls_model.config.get_output_dir())
+    if shutil.which("g++") is None:
+        raise TrigflowError("g++ not found on PATH; install a C++ compiler (e.g. `apt-get install g++`)")
+    log_path = out / "build_lib.log"
+    result = subprocess.run(["bash", "build_lib.sh"], cwd=out, capture_output=True, text=True)
+    log_path.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise TrigflowError(f"C-simulation compile failed: {_first_error(result.stdout + result.stderr)} (log: {log_path})")
+    name, stamp = hls_model.config.get_project_name(), hls_model.config.get_config_value("Stamp")
+    return out / "firmware" / f"{name}-{stamp}.so"
+
+
+def load_library(hls_model, library: Path) -> None:
+    hls_model._top_function_lib = ctypes.cdll.LoadLibrary(str(library))
+
+
+def _relocate(project: Path, old: Path, hls_model) -> None:
+    """After the rename: point the saved config and the in-memory model at the final folder."""
+    cfg = project / "hls4ml_config.yml"
+    if cfg.exists():
+        cfg.write_text(cfg.read_text().replace(str(old), str(project)))
+    hls_model.config.config["OutputDir"] = str(project)
+
+
+def convert(model, project_dir: str | Path, spec: FirmwareSpec, *, force: bool = False, compile: bool = True):
+    """Convert ``model`` with hls4ml into ``project_dir``, compile the C-simulation and return the ModelGraph."""
+    import hls4ml
+
+    check_layer_names(model)
+    project_dir = Path(project_dir).resolve()
+    config = hls_config(model, spec)
+    with atomic_dir(project_dir, force=force) as tmp:
+        log = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(log):
+                hls_model = hls4ml.converters.convert_from_keras_model(
+                    model,
+                    hls_config=config,
+                    output_dir=str(tmp),
+                    project_name=spec.project_name,
+                    backend=spec.backend,
+                    part=spec.part,
+                    clock_period=spec.clock_period,
+                    io_type=spec.io_type,
+                    bit_exact=spec.bit_exact or None,
+                    write_weights_txt=False,
+                )
+                hls_model.write()
+        except TrigflowError:
+            raise
+        except Exception as exc:
+            raise TrigflowError(f"hls4ml could not convert the model: {exc.__class__.__name__}: {exc}") from exc
+        (tmp / "convert.log").write_text(log.getvalue())
+        library = compile_project(hls_model) if compile else None
+    _relocate(project_dir, tmp, hls_model)
+    if library is not None:
+        load_library(hls_model, project_dir / library.relative_to(tmp))
+    return hls_model

@@ -1,0 +1,169 @@
+"""Spine layer: the ``trigflow`` command. Parses options, builds a RunConfig, calls the pipeline, prints.
+
+No logic lives here. Errors a user can fix print as one line and exit non-zero (``--debug`` shows tracebacks).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trigflow.errors import TrigflowError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="From physics data to a verified, bit-exact FPGA firmware project.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Generate physics data sets (Pythia8 + FastJet) as HDF5.")
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _overrides(**flags: Any) -> dict[str, Any]:
+    """Map flat CLI flags ("section.key": value) into the nested override mapping; None means not given."""
+    nested: dict[str, Any] = {}
+    for dotted, value in flags.items():
+        if value is None:
+            continue
+        *sections, key = dotted.split(".")
+        target = nested
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = value
+    return nested
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from trigflow.report import summary_rows
+
+    table = Table(title=f"trigflow run {report['kind']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in summary_rows(report):
+        table.add_row(name, value)
+    console.print(table)
+
+
+@app.command()
+def run(
+    kind: Annotated[str, typer.Argument(help="Model kind: mlp (cnn, gnn, ae as they land).")] = "mlp",
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/TOML/JSON run config.")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Run folder (default runs/<kind>/).")] = None,
+    project_dir: Annotated[Optional[str], typer.Option(help="hls4ml project (default hls_projects/<kind>/).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data file (default: the embedded data set).")] = None,
+    force: Annotated[Optional[bool], typer.Option("--force", help="Overwrite existing run/project folders.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for split, initialisation and training.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum training epochs.")] = None,
+    bits: Annotated[Optional[int], typer.Option(help="Bit width of weights and activations.")] = None,
+    sparsity: Annotated[Optional[float], typer.Option(help="Target pruned-weight fraction.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="Vitis, Vivado or Quartus.")] = None,
+    part: Annotated[Optional[str], typer.Option(help="FPGA part.")] = None,
+    clock: Annotated[Optional[float], typer.Option(help="Clock period in ns.")] = None,
+    reuse: Annotated[Optional[int], typer.Option(help="Reuse factor.")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Any config key, e.g. --set quant.input_bits=18.")
+    ] = None,
+) -> None:
+    """Train (QAT + float twin), convert with hls4ml, compile the C-sim and prove it bit-exact."""
+    from trigflow.config import load_config, parse_overrides
+    from trigflow.pipeline import run as run_pipeline
+    from trigflow.ui import StageUI
+
+    flags = _overrides(
+        **{
+            "out": out,
+            "project_dir": project_dir,
+            "data.path": data,
+            "force": force,
+            "seed": seed,
+            "quant.epochs": epochs,
+            "quant.bits": bits,
+            "quant.sparsity": sparsity,
+            "firmware.backend": backend,
+            "firmware.part": part,
+            "firmware.clock_period": clock,
+            "firmware.reuse_factor": reuse,
+        }
+    )
+    cfg = load_config(kind, config, _merge(parse_overrides(set_ or []), flags))
+    result = run_pipeline(cfg, StageUI(err_console))
+    _print_report(result.report)
+    console.print(f"report: {result.out_dir / 'report.json'}")
+    if result.failures:
+        for failure in result.failures:
+            err_console.print(f"[red]FAIL[/red] {failure}")
+        raise typer.Exit(1)
+    console.print("[green]PASS[/green] firmware proven against QKeras")
+
+
+@data_app.command("jets")
+def data_jets(
+    n: Annotated[int, typer.Option("--n", help="Number of jets (balanced over g, q, W, Z, t).")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output HDF5 file.")] = Path("jets.h5"),
+    workers: Annotated[Optional[int], typer.Option(help="Processes (default: all cores).")] = None,
+    constituents: Annotated[int, typer.Option(help="Constituents kept per jet.")] = 32,
+    image_size: Annotated[int, typer.Option(help="Jet image size (pixels per side).")] = 16,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Generate jets with Pythia8 + FastJet: 16 high-level features, constituents and images."""
+    from trigflow.data.jets import generate_jets
+
+    path = generate_jets(
+        out, n, seed, workers=workers, n_constituents=constituents, image_size=image_size, force=force
+    )
+    console.print(f"wrote {path}")
+
+
+def main() -> None:
+    """Console entry point: one-line errors, distinct exit codes, tracebacks only with --debug."""
+    try:
+        app(standalone_mode=False)
+    except TrigflowError as exc:
+        if _state["debug"]:
+            raise
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[red]error:[/red] interrupted; no partial output was kept")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort,):
+        sys.exit(1)
+    except Exception as exc:  # click usage errors are handled by click; anything else is a bug
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _state["debug"]:
+            raise
+        err_console.print(f"[red]error:[/red] {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)")
+        sys.exit(1)
