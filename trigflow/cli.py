@@ -144,7 +144,8 @@ def data_jets(
 def main() -> None:
     """Console entry point: one-line errors, distinct exit codes, tracebacks only with --debug."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns the code of a typer.Exit here
+        sys.exit(code if isinstance(code, int) else 0)
     except TrigflowError as exc:
         if _state["debug"]:
             raise
@@ -153,9 +154,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[red]error:[/red] interrupted; no partial output was kept")
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort,):
+    except typer.Abort:
         sys.exit(1)
     except Exception as exc:  # click usage errors are handled by click; anything else is a bug
         import click

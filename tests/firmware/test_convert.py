@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from trigflow.errors import TrigflowError
+from trigflow.firmware.convert import FirmwareSpec, convert
+from trigflow.firmware.csim import predict
+from trigflow.models.mlp import build_mlp
+from trigflow.quantize.presets import QuantSpec
+
+
+@pytest.fixture(scope="module")
+def trained_mlp():
+    spec = QuantSpec(bits=6, input_bits=14, input_integer=4)
+    model = build_mlp(10, 3, (16, 8), quantized=True, spec=spec)
+    rng = np.random.default_rng(0)
+    x = spec.quantize_input(rng.normal(scale=3, size=(3000, 10)))
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 1).astype(int)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, verbose=0)
+    return model, spec, x
+
+
+def test_csim_is_bit_exact_with_qkeras(trained_mlp, tmp_path):
+    model, spec, x = trained_mlp
+    hls_model = convert(model, tmp_path / "prj", FirmwareSpec(input_type=spec.input_type))
+    np.testing.assert_array_equal(predict(hls_model, x), model.predict(x, verbose=0).astype(np.float64))
+    assert (tmp_path / "prj" / "build_lib.log").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_project_is_relocatable(trained_mlp, tmp_path):
+    """Weights live in the headers, so the compiled C-sim does not read files from its build folder."""
+    model, spec, x = trained_mlp
+    hls_model = convert(model, tmp_path / "a", FirmwareSpec(input_type=spec.input_type))
+    (tmp_path / "a").rename(tmp_path / "b")
+    np.testing.assert_array_equal(predict(hls_model, x[:500]), model.predict(x[:500], verbose=0).astype(np.float64))
+    assert ".part" not in (tmp_path / "b" / "hls4ml_config.yml").read_text()  # no temporary build path recorded
+
+
+def test_existing_project_needs_force(trained_mlp, tmp_path):
+    model, spec, _ = trained_mlp
+    (tmp_path / "prj").mkdir()
+    (tmp_path / "prj" / "mine.txt").write_text("keep")
+    with pytest.raises(TrigflowError, match="--force"):
+        convert(model, tmp_path / "prj", FirmwareSpec(input_type=spec.input_type), compile=False)
+    assert (tmp_path / "prj" / "mine.txt").read_text() == "keep"
+
+
+def test_naive_hls4ml_config_is_not_exact_but_ours_is(tmp_path):
+    """Inputs on a grid finer than hls4ml's default fixed<16,6>: the default config truncates them."""
+    fine = QuantSpec(bits=6, input_bits=20, input_integer=4)
+    model = build_mlp(10, 3, (16, 8), quantized=True, spec=fine)
+    x = fine.quantize_input(np.random.default_rng(1).normal(scale=3, size=(2000, 10)))
+    y_q = model.predict(x, verbose=0).astype(np.float64)
+    naive = convert(model, tmp_path / "naive", FirmwareSpec(input_type=None, bit_exact=False))
+    assert np.all(predict(naive, x) == y_q, axis=1).mean() < 1.0
+    ours = convert(model, tmp_path / "ours", FirmwareSpec(input_type=fine.input_type))
+    np.testing.assert_array_equal(predict(ours, x), y_q)

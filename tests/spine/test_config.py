@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import pytest
+
+from trigflow.config import load_config, parse_overrides
+from trigflow.errors import TrigflowError
+
+
+def test_defaults_are_the_documented_run():
+    cfg = load_config("mlp")
+    assert cfg.quant.bits == 6
+    assert cfg.firmware.backend == "Vitis"
+    assert cfg.firmware.io_type == "io_parallel"
+    assert cfg.firmware.strategy == "Latency"
+    assert cfg.out_dir == Path("runs/mlp")
+    assert cfg.project_path == Path("hls_projects/mlp")
+
+
+def test_file_then_overrides(tmp_path):
+    f = tmp_path / "run.yaml"
+    f.write_text("quant:\n  bits: 8\nfirmware:\n  clock_period: 4\n  reuse_factor: 2\n")
+    cfg = load_config("mlp", f, parse_overrides(["quant.bits=4", "model.hidden=32,16"]))
+    assert cfg.quant.bits == 4  # flag wins over file
+    assert cfg.firmware.clock_period == 4.0
+    assert cfg.firmware.reuse_factor == 2
+    assert cfg.model.hidden == (32, 16)
+
+
+def test_toml_file(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text("seed = 3\n[firmware]\nbackend = 'Vivado'\n")
+    cfg = load_config("mlp", f)
+    assert (cfg.seed, cfg.firmware.backend) == (3, "Vivado")
+
+
+def test_unknown_key_suggests_nearest():
+    with pytest.raises(TrigflowError, match=r"unknown config key 'quant.bitz'.*did you mean 'bits'"):
+        load_config("mlp", overrides={"quant": {"bitz": 4}})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"firmware": {"part": "not a part"}}, "invalid FPGA part"),
+        ({"firmware": {"clock_period": -1}}, "invalid clock period"),
+        ({"firmware": {"project_name": "../evil"}}, "no path separators"),
+        ({"firmware": {"backend": "Xyz"}}, "unknown backend"),
+        ({"quant": {"bits": "six"}}, "not a valid int"),
+        ({"quant": {"sparsity": 1.5}}, "invalid sparsity"),
+    ],
+)
+def test_bad_values_are_one_line_errors(overrides, message):
+    with pytest.raises(TrigflowError, match=message) as info:
+        load_config("mlp", overrides=overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_broken_config_files(tmp_path):
+    with pytest.raises(TrigflowError, match="not found"):
+        load_config("mlp", tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("quant: [unclosed\n")
+    with pytest.raises(TrigflowError, match="cannot be parsed"):
+        load_config("mlp", bad)

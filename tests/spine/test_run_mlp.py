@@ -1,0 +1,65 @@
+"""End-to-end: the `trigflow run mlp` command on a small data file, and its refusals."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def trigflow(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-c", "from trigflow.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture(scope="module")
+def small_run(fake_jets, tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    args = ["run", "mlp", "--data", str(fake_jets), "--out", str(root / "out"), "--project-dir", str(root / "prj")]
+    args += ["--epochs", "3", "--set", "verify.min_samples=1000"]
+    return root, args, trigflow(*args)
+
+
+def test_run_proves_the_firmware(small_run):
+    root, _, result = small_run
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((root / "out" / "report.json").read_text())
+    assert report["bit_exact_fraction"] == 1.0
+    assert report["samples"] == 1500
+    assert report["onnx_max_abs_diff"] <= 1e-5
+    assert report["accuracy"]["firmware"] == report["accuracy"]["qkeras"]
+    for key in ("kind", "max_abs_diff_vs_qkeras", "max_abs_diff_vs_float", "project_dir", "versions", "timings_s"):
+        assert key in report
+    assert {"tensorflow", "qkeras", "hls4ml", "onnxruntime"} <= set(report["versions"])
+    assert (root / "prj" / "firmware" / "myproject.cpp").exists()
+    assert (root / "out" / "junit.xml").read_text().count("<testcase") == 3
+    assert (root / "out" / "roc.png").stat().st_size > 0
+
+
+def test_rerun_refuses_to_overwrite(small_run):
+    root, args, _ = small_run
+    before = (root / "out" / "report.json").read_text()
+    result = trigflow(*args)
+    assert result.returncode == 2
+    assert "already exists" in result.stderr and "--force" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (root / "out" / "report.json").read_text() == before
+
+
+def test_failed_threshold_exits_nonzero(fake_jets, tmp_path):
+    args = ["run", "mlp", "--data", str(fake_jets), "--out", str(tmp_path / "o"), "--project-dir", str(tmp_path / "p")]
+    result = trigflow(*args, "--epochs", "1", "--set", "verify.min_samples=1000", "--set", "verify.max_onnx_abs_diff=-1")
+    assert result.returncode == 1
+    assert "FAIL onnx_max_abs_diff" in result.stdout + result.stderr
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["passed"] is False
+
+
+def test_bad_option_is_one_line(tmp_path):
+    result = trigflow("run", "mlp", "--set", "quant.bitz=3", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert "did you mean 'bits'" in result.stderr
+    assert "Traceback" not in result.stderr
