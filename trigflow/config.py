@@ -39,7 +39,20 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    hidden: tuple[int, ...] = (64, 32, 32)
+    hidden: tuple[int, ...] = (64, 32, 32)  # dense widths (MLP; head of CNN/GNN; encoder of the autoencoder)
+    filters: tuple[int, ...] = (8, 16)  # CNN convolution blocks
+    arch: str = "default"  # variant within a kind, e.g. gnn: "in" | "garnet" | "deepsets"; ae: "ae" | "vae"
+    n_particles: int = 16  # GNN: constituents per jet
+    latent: int = 3  # autoencoder latent size
+
+
+# Per-kind defaults, applied before the config file and flags.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mlp": {},
+    "cnn": {"firmware": {"io_type": "io_stream"}, "verify": {"min_samples": 2000}},
+    "gnn": {"model": {"arch": "in", "hidden": (32, 32)}, "verify": {"min_samples": 5000}},
+    "ae": {"model": {"arch": "ae", "hidden": (32, 16)}, "verify": {"min_samples": 10_000}},
+}
 
 
 @dataclass
@@ -232,7 +245,10 @@ def load_config(
     kind: str = "mlp", path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> RunConfig:
     """Defaults, then the file at ``path``, then ``overrides`` (a nested mapping); validated."""
+    if kind not in KINDS:
+        raise TrigflowError(f"unknown kind '{kind}': choose one of {', '.join(KINDS)}")
     config = RunConfig(kind=kind)
+    _apply(config, KIND_DEFAULTS[kind])
     if path is not None:
         _apply(config, _read_file(Path(path)))
         config.kind = kind
