@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -74,6 +76,34 @@ def hls_config(model, spec: FirmwareSpec) -> dict[str, Any]:
     return config
 
 
+def content_stamp(model, config: dict[str, Any], spec: FirmwareSpec) -> str:
+    """A stamp derived from what the firmware computes (architecture, weights, configuration).
+
+    hls4ml names the C-sim library ``<project>-<stamp>.so`` with a random stamp; a content stamp keeps identical
+    runs identical, and a changed model still gets a fresh library name (no stale dlopen handle).
+    """
+    digest = hashlib.sha256(model.to_json().encode())
+    for weight in model.get_weights():
+        digest.update(weight.tobytes())
+    digest.update(json.dumps([config, spec.__dict__], sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:8]
+
+
+@contextlib.contextmanager
+def _fixed_stamp(stamp: str):
+    """hls4ml's MakeStamp pass draws ``str(uuid4())[-8:]``; make it draw ``stamp`` for this write."""
+    import types
+
+    from hls4ml.model.optimizer.passes import stamp as stamp_pass
+
+    real = stamp_pass.uuid
+    stamp_pass.uuid = types.SimpleNamespace(uuid4=lambda: stamp)
+    try:
+        yield
+    finally:
+        stamp_pass.uuid = real
+
+
 def _first_error(log: str) -> str:
     for line in log.splitlines():
         if re.search(r"\berror\b", line, re.IGNORECASE):
@@ -131,7 +161,8 @@ def convert(model, project_dir: str | Path, spec: FirmwareSpec, *, force: bool =
                     bit_exact=spec.bit_exact or None,
                     write_weights_txt=False,
                 )
-                hls_model.write()
+                with _fixed_stamp(content_stamp(model, config, spec)):
+                    hls_model.write()
         except TrigflowError:
             raise
         except Exception as exc:

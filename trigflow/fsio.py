@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import shutil
 import tempfile
@@ -14,7 +16,10 @@ from trigflow.errors import TrigflowError
 
 def check_writable_parent(path: Path) -> None:
     parent = path.parent if path.parent != Path("") else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrigflowError(f"cannot create folder {parent} ({exc.strerror}); choose another output path") from None
     if not os.access(parent, os.W_OK):
         raise TrigflowError(f"cannot write to {parent}: folder is not writable; choose another output path")
 
@@ -22,6 +27,44 @@ def check_writable_parent(path: Path) -> None:
 def refuse_existing(path: Path, force: bool, what: str = "output") -> None:
     if path.exists() and not force:
         raise TrigflowError(f"{what} {path} already exists; pass --force to overwrite it or choose another path")
+
+
+@contextlib.contextmanager
+def disk_errors(path: Path) -> Iterator[None]:
+    """Turn a full disk or a read-only file system into a one-line error naming the path."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise TrigflowError(f"disk full while writing {path}; free space or choose another output path") from None
+        if exc.errno in (errno.EROFS, errno.EACCES):
+            raise TrigflowError(f"cannot write {path} ({exc.strerror}); choose a writable output path") from None
+        raise
+
+
+@contextlib.contextmanager
+def exclusive(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock named after ``path`` (a ``.name.lock`` file beside it) or fail at once."""
+    path = Path(path)
+    check_writable_parent(path)
+    lock_path = path.with_name(f".{path.name}.lock")
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise TrigflowError(
+                f"{path} is being written by another trigflow run (pid {owner}); wait for it or choose another path"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)  # the lock file stays: unlinking it would race with a waiter
 
 
 @contextlib.contextmanager
@@ -34,8 +77,9 @@ def atomic_file(path: str | os.PathLike, *, force: bool = True) -> Iterator[Path
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with disk_errors(path):
+            yield tmp_path
+            os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -49,7 +93,8 @@ def atomic_dir(path: str | os.PathLike, *, force: bool = False) -> Iterator[Path
     check_writable_parent(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
-        yield tmp
+        with disk_errors(path):
+            yield tmp
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)

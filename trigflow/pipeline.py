@@ -18,7 +18,7 @@ import numpy as np
 
 from trigflow.config import RunConfig
 from trigflow.errors import TrigflowError
-from trigflow.fsio import atomic_dir, refuse_existing
+from trigflow.fsio import atomic_dir, exclusive, refuse_existing
 from trigflow.kinds import Arrays, Prepared, Recipe, Trained, recipe_for
 from trigflow.ui import StageUI
 
@@ -221,13 +221,17 @@ def _save_models(trained: Trained, prepared: Prepared, config: RunConfig, out: P
 
 
 def run(config: RunConfig, ui: StageUI | None = None) -> RunResult:
-    from trigflow import report as reporting
-
     ui = ui or StageUI(quiet=True)
     recipe = recipe_for(config.kind)
-    out_dir = config.out_dir.resolve()
-    refuse_existing(out_dir, config.force, "run folder")
-    refuse_existing(config.project_path.resolve(), config.force, "project folder")
+    out_dir, project = config.out_dir.resolve(), config.project_path.resolve()
+    with exclusive(out_dir), exclusive(project):
+        refuse_existing(out_dir, config.force, "run folder")
+        refuse_existing(project, config.force, "project folder")
+        return _run(recipe, config, out_dir, ui)
+
+
+def _run(recipe: Recipe, config: RunConfig, out_dir: Path, ui: StageUI) -> RunResult:
+    from trigflow import report as reporting
 
     with ui.stage("load data"):
         arrays = recipe.load(config)

@@ -63,3 +63,40 @@ def test_bad_option_is_one_line(tmp_path):
     assert result.returncode == 2
     assert "did you mean 'bits'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_same_seed_gives_identical_weights_project_and_report(small_run, tmp_path):
+    """Determinism: a second run with the same config reproduces every weight, firmware file and figure."""
+    import h5py
+
+    root, args, _ = small_run
+    second = [a.replace(str(root), str(tmp_path)) for a in args]
+    result = trigflow(*second)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+    def report(base):
+        r = json.loads((base / "out" / "report.json").read_text())
+        return {k: v for k, v in r.items() if k not in ("timings_s", "run_dir", "project_dir")}
+
+    assert report(root) == report(tmp_path)
+    with h5py.File(root / "out" / "qkeras_model.h5") as a, h5py.File(tmp_path / "out" / "qkeras_model.h5") as b:
+        names = []
+        a["model_weights"].visit(names.append)
+        for name in names:
+            if isinstance(a["model_weights"][name], h5py.Dataset):
+                assert a["model_weights"][name][()].tobytes() == b["model_weights"][name][()].tobytes(), name
+    firmware = sorted(p.relative_to(root / "prj") for p in (root / "prj" / "firmware").rglob("*") if p.is_file())
+    assert firmware  # sources, weight headers and the content-stamped library
+    for rel in firmware:
+        assert (root / "prj" / rel).read_bytes() == (tmp_path / "prj" / rel).read_bytes(), rel
+
+
+def test_concurrent_run_on_same_project_is_refused(fake_jets, tmp_path):
+    from trigflow.fsio import exclusive
+
+    args = ["run", "mlp", "--data", str(fake_jets), "--out", str(tmp_path / "o"), "--project-dir", str(tmp_path / "p")]
+    with exclusive(tmp_path / "p"):
+        result = trigflow(*args, "--epochs", "1", "--set", "verify.min_samples=1000")
+    assert result.returncode == 2
+    assert "being written by another trigflow run" in result.stderr
+    assert not (tmp_path / "p").exists() and not (tmp_path / "o").exists()
