@@ -168,6 +168,8 @@ def convert(model, project_dir: str | Path, spec: FirmwareSpec, *, force: bool =
         except Exception as exc:
             raise TrigflowError(f"hls4ml could not convert the model: {exc.__class__.__name__}: {exc}") from exc
         (tmp / "convert.log").write_text(log.getvalue())
+        with contextlib.redirect_stdout(io.StringIO()):
+            hls_model.save(str(tmp / "model.fml"))  # the graph, for `trigflow estimate PROJECT`
         library = compile_project(hls_model) if compile else None
     _relocate(project_dir, tmp, hls_model)
     if library is not None:

@@ -67,6 +67,17 @@ def exclusive(path: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)  # the lock file stays: unlinking it would race with a waiter
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; published ones get the usual umask mode."""
+    os.chmod(path, mode & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, *, force: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it into place, on failure delete it."""
@@ -79,6 +90,7 @@ def atomic_file(path: str | os.PathLike, *, force: bool = True) -> Iterator[Path
     try:
         with disk_errors(path):
             yield tmp_path
+            _publish_mode(tmp_path, 0o666)
             os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -95,6 +107,7 @@ def atomic_dir(path: str | os.PathLike, *, force: bool = False) -> Iterator[Path
     try:
         with disk_errors(path):
             yield tmp
+        _publish_mode(tmp, 0o777)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)

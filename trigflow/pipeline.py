@@ -130,6 +130,13 @@ def build_firmware(recipe: Recipe, trained: Trained, config: RunConfig, ui: Stag
         return (recipe.convert or convert)(trained.deploy_qmodel, config.project_path, spec, force=config.force)
 
 
+def firmware_cost(hls_model) -> dict[str, Any]:
+    """Resources and latency: from the estimate (vendor synthesis, when run, reports the same keys)."""
+    from trigflow.firmware.estimate import estimate
+
+    return estimate(hls_model).to_report()
+
+
 # --- stage 4: proof ------------------------------------------------------------------------------------------
 def simulate(trained: Trained, hls_model, x: np.ndarray, ui: StageUI, out: Path) -> dict[str, np.ndarray]:
     """Outputs of every implementation of the deployed model on ``x``: firmware, QKeras, float, ONNX."""
@@ -240,6 +247,8 @@ def _run(recipe: Recipe, config: RunConfig, out_dir: Path, ui: StageUI) -> RunRe
     with atomic_dir(out_dir, force=config.force) as tmp:
         _save_models(trained, prepared, config, tmp)
         hls_model = build_firmware(recipe, trained, config, ui)
+        with ui.stage("resource/latency estimate"):
+            cost = firmware_cost(hls_model)
         outputs = simulate(trained, hls_model, prepared.x_test, ui, tmp)
         proof = prove(outputs)
         metrics = (recipe.evaluate or evaluate_classifier)(outputs, prepared)
@@ -251,6 +260,7 @@ def _run(recipe: Recipe, config: RunConfig, out_dir: Path, ui: StageUI) -> RunRe
             **metrics,
             "data": {"source": arrays.source, "train": len(prepared.x_train), "test": len(prepared.x_test)},
             "parameters": int(trained.deploy_qmodel.count_params()),
+            **cost,
             "project_dir": str(config.project_path.resolve()),
             "run_dir": str(out_dir),
             "firmware": dict(config.firmware.__dict__),

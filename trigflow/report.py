@@ -86,5 +86,14 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         )
     if "onnx_max_abs_diff" in report:
         rows.append(("ONNX max |Δ| vs QKeras", f"{report['onnx_max_abs_diff']:.3g}"))
+    if "resources" in report:
+        res = report["resources"]
+        rows.append(
+            (
+                f"resources ({report['source']})",
+                f"DSP {res['dsp']:,} · LUT {res['lut']:,} · FF {res['ff']:,} · BRAM {res['bram']:,}",
+            )
+        )
+        rows.append(("latency", f"{report['latency_cycles']} cycles = {report['latency_ns']} ns, II {report['ii']}"))
     rows.append(("project", report["project_dir"]))
     return rows

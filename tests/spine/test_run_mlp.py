@@ -38,6 +38,21 @@ def test_run_proves_the_firmware(small_run):
     assert (root / "prj" / "firmware" / "myproject.cpp").exists()
     assert (root / "out" / "junit.xml").read_text().count("<testcase") == 3
     assert (root / "out" / "roc.png").stat().st_size > 0
+    assert report["source"] == "estimate" and report["latency_cycles"] > 0 and report["resources"]["lut"] > 0
+
+
+def test_estimate_command_reads_the_run(small_run):
+    root, _, _ = small_run
+    result = trigflow("estimate", str(root / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "total" in result.stdout and "logits" in result.stdout
+
+
+def test_synth_without_vendor_tools_exits_3(small_run):
+    root, _, _ = small_run
+    result = trigflow("synth", str(root / "prj"))
+    assert result.returncode == 3
+    assert "not found on PATH" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_rerun_refuses_to_overwrite(small_run):
