@@ -122,6 +122,56 @@ def run(
     console.print("[green]PASS[/green] firmware proven against QKeras")
 
 
+@app.command()
+def verify(
+    model: Annotated[Path, typer.Argument(help="Keras/QKeras model: .h5, .keras, or architecture .json.")],
+    weights: Annotated[Optional[Path], typer.Option(help="Weights .h5 (with an architecture .json).")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Inputs (and labels): .h5, .npy or .npz.")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="Samples (default: all data, or 10,000 drawn).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/TOML/JSON config.")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Report folder (default runs/verify/).")] = None,
+    project_dir: Annotated[Optional[str], typer.Option(help="hls4ml project (default hls_projects/verify/).")] = None,
+    force: Annotated[Optional[bool], typer.Option("--force", help="Overwrite existing report/project folders.")] = None,
+    min_bit_exact: Annotated[Optional[float], typer.Option(help="Required bit-exact fraction.")] = None,
+    min_samples: Annotated[Optional[int], typer.Option(help="Required number of samples (default 1000).")] = None,
+    max_float_diff: Annotated[
+        float, typer.Option(help="Float models: allowed max |Δ| relative to max(1, max |output|).")
+    ] = 0.01,
+    backend: Annotated[Optional[str], typer.Option(help="Vitis, Vivado or Quartus.")] = None,
+    io_type: Annotated[Optional[str], typer.Option(help="io_parallel or io_stream.")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Any config key, e.g. --set verify.min_samples=500.")
+    ] = None,
+) -> None:
+    """Prove any model's firmware: pick a bit-exact configuration, compare bits, localise, count overflows."""
+    from trigflow.config import parse_overrides
+    from trigflow.ui import StageUI
+    from trigflow.verify import verify_config, verify_model
+
+    flags = _overrides(
+        **{
+            "out": out,
+            "project_dir": project_dir,
+            "force": force,
+            "verify.min_bit_exact_fraction": min_bit_exact,
+            "verify.min_samples": min_samples,
+            "firmware.backend": backend,
+            "firmware.io_type": io_type,
+        }
+    )
+    cfg = verify_config(config, _merge(parse_overrides(set_ or []), flags))
+    result = verify_model(
+        model, cfg, weights=weights, data=data, n=n, max_float_rel_diff=max_float_diff, ui=StageUI(err_console)
+    )
+    _print_report(result.report)
+    console.print(f"report: {result.out_dir / 'report.json'}")
+    if result.failures:
+        for failure in result.failures:
+            err_console.print(f"[red]FAIL[/red] {failure}")
+        raise typer.Exit(1)
+    console.print("[green]PASS[/green] firmware verified against the model")
+
+
 @data_app.command("jets")
 def data_jets(
     n: Annotated[int, typer.Option("--n", help="Number of jets (balanced over g, q, W, Z, t).")] = 5000,
@@ -141,6 +191,46 @@ def data_jets(
     console.print(f"wrote {path}")
 
 
+def _project_of(path: Path) -> Path:
+    """A project folder, or a run folder whose report.json names its project."""
+    import json
+
+    report = path / "report.json"
+    if report.is_file():
+        return Path(json.loads(report.read_text())["project_dir"])
+    return path
+
+
+@app.command()
+def estimate(
+    path: Annotated[Path, typer.Argument(help="hls4ml project folder or trigflow run folder.")],
+) -> None:
+    """Resources (DSP/LUT/FF/BRAM) and latency per layer, without vendor tools."""
+    from trigflow.firmware.estimate import estimate_project
+
+    result = estimate_project(_project_of(path))
+    table = Table(title=f"estimate · {result.part} · {result.clock_period_ns} ns clock")
+    rows = result.table()
+    for key in rows[0]:
+        table.add_column(key, justify="right" if key not in ("layer", "kind", "note") else "left")
+    for row in rows:
+        table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
+    console.print(table)
+
+
+@app.command()
+def synth(
+    path: Annotated[Path, typer.Argument(help="hls4ml project folder or trigflow run folder.")],
+    cosim: Annotated[bool, typer.Option("--cosim", help="Also run C/RTL co-simulation.")] = False,
+) -> None:
+    """C-synthesis with vitis_hls / vivado_hls when on PATH (exit 3 when neither is)."""
+    import json
+
+    from trigflow.firmware.synth import synthesize
+
+    console.print_json(json.dumps(synthesize(_project_of(path), cosim=cosim)))
+
+
 def main() -> None:
     """Console entry point: one-line errors, distinct exit codes, tracebacks only with --debug."""
     try:
@@ -149,7 +239,7 @@ def main() -> None:
     except TrigflowError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[red]error:[/red] interrupted; no partial output was kept")
@@ -164,5 +254,9 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _state["debug"]:
             raise
-        err_console.print(f"[red]error:[/red] {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)")
+        err_console.print(
+            f"[red]error:[/red] {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(1)
