@@ -8,7 +8,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
+
+from trigflow.errors import TrigflowError
 
 T = TypeVar("T")
 
@@ -43,8 +47,13 @@ def map_chunks(
                 progress.advance(task, size_of(result))
                 yield result
             return
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(workers) as pool:
-            for result in pool.imap(fn, chunks):
-                progress.advance(task, size_of(result))
-                yield result
+        # An executor (unlike Pool.imap) raises BrokenProcessPool when a worker dies instead of waiting forever.
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            try:
+                for result in pool.map(fn, chunks):
+                    progress.advance(task, size_of(result))
+                    yield result
+            except BrokenProcessPool:
+                raise TrigflowError(
+                    "a generator process died (out of memory or killed); rerun, or use fewer --workers"
+                ) from None
