@@ -127,13 +127,13 @@ def verify(
     model: Annotated[Path, typer.Argument(help="Keras/QKeras model: .h5, .keras, or architecture .json.")],
     weights: Annotated[Optional[Path], typer.Option(help="Weights .h5 (with an architecture .json).")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Inputs (and labels): .h5, .npy or .npz.")] = None,
-    n: Annotated[Optional[int], typer.Option("--n", help="Samples (default: all data, or 10,000 drawn).")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="Samples (default: all; 10,000 drawn).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/TOML/JSON config.")] = None,
     out: Annotated[Optional[str], typer.Option(help="Report folder (default runs/verify/).")] = None,
-    project_dir: Annotated[Optional[str], typer.Option(help="hls4ml project (default hls_projects/verify/).")] = None,
-    force: Annotated[Optional[bool], typer.Option("--force", help="Overwrite existing report/project folders.")] = None,
+    project_dir: Annotated[Optional[str], typer.Option(help="hls4ml project (hls_projects/verify/).")] = None,
+    force: Annotated[Optional[bool], typer.Option("--force", help="Overwrite existing folders.")] = None,
     min_bit_exact: Annotated[Optional[float], typer.Option(help="Required bit-exact fraction.")] = None,
-    min_samples: Annotated[Optional[int], typer.Option(help="Required number of samples (default 1000).")] = None,
+    min_samples: Annotated[Optional[int], typer.Option(help="Required samples (default 1000).")] = None,
     max_float_diff: Annotated[
         float, typer.Option(help="Float models: allowed max |Δ| relative to max(1, max |output|).")
     ] = 0.01,
@@ -161,7 +161,13 @@ def verify(
     )
     cfg = verify_config(config, _merge(parse_overrides(set_ or []), flags))
     result = verify_model(
-        model, cfg, weights=weights, data=data, n=n, max_float_rel_diff=max_float_diff, ui=StageUI(err_console)
+        model,
+        cfg,
+        weights=weights,
+        data=data,
+        n=n,
+        max_float_rel_diff=max_float_diff,
+        ui=StageUI(err_console),
     )
     _print_report(result.report)
     console.print(f"report: {result.out_dir / 'report.json'}")
@@ -229,6 +235,118 @@ def synth(
     from trigflow.firmware.synth import synthesize
 
     console.print_json(json.dumps(synthesize(_project_of(path), cosim=cosim)))
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A finished mlp or gnn run folder.")],
+    data: Annotated[
+        Path,
+        typer.Option(help="Raw inputs .npy/.npz: gnn (jets, particles, 3) = pT/GeV, η_rel, φ_rel; mlp (jets, 16) HLF."),
+    ],
+    labels: Annotated[Path, typer.Option(help="Labels .npy/.npz: class indices, one-hot rows or class names.")],
+    out: Annotated[Optional[Path], typer.Option(help="Metrics file (default <RUN_DIR>/evaluate.json).")] = None,
+    project_dir: Annotated[Optional[Path], typer.Option(help="Firmware project (default: the run's).")] = None,
+    firmware: Annotated[bool, typer.Option("--firmware/--no-firmware", help="Also run the C-simulation.")] = True,
+) -> None:
+    """Score a trained run (float, QKeras, firmware) on raw arrays with the run's recorded preprocessing."""
+    from trigflow.evaluate import evaluate_run, load_array, summary_rows
+    from trigflow.ui import StageUI
+
+    result = evaluate_run(
+        run_dir,
+        load_array(data, "data"),
+        load_array(labels, "labels"),
+        out=out,
+        project_dir=project_dir,
+        firmware=firmware,
+        sources={"path": str(data), "labels": str(labels)},
+        ui=StageUI(err_console),
+    )
+    table = Table(title=f"trigflow evaluate {result.report['kind']} ({result.report['arch']})", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in summary_rows(result.report):
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"metrics: {result.path}")
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Export trained models for CPU/GPU inference.")
+app.add_typer(export_app, name="export")
+
+
+def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+@export_app.command("onnx")
+def export_onnx_command(
+    source: Annotated[Path, typer.Argument(help="trigflow run folder, or Keras/QKeras .h5/.keras model.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output (default <RUN>/onnx, <MODEL>_onnx).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset (13-18).")] = 13,
+    n: Annotated[Optional[int], typer.Option("--n", help="Samples checked (default: all test data).")] = None,
+    max_diff: Annotated[float, typer.Option(help="Allowed max |Δ| onnxruntime vs Keras.")] = 1e-5,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output folder.")] = False,
+) -> None:
+    """Write the QKeras and float models as ONNX (dynamic batch), checked in onnxruntime against Keras."""
+    from trigflow.onnx import export, summary_rows
+
+    report = export(source, out, opset=opset, n=n, force=force, max_abs_diff_allowed=max_diff)
+    _print_rows(f"trigflow export onnx (opset {report['opset']})", summary_rows(report))
+    console.print(f"report: {Path(report['out_dir']) / 'export_report.json'}")
+    if report["failures"]:
+        for failure in report["failures"]:
+            err_console.print(f"[red]FAIL[/red] {failure}")
+        raise typer.Exit(1)
+    console.print("[green]PASS[/green] onnxruntime matches Keras")
+
+
+@app.command()
+def firmware(
+    model: Annotated[Path, typer.Argument(help="ONNX or QONNX model (.onnx).")],
+    data: Annotated[Optional[Path], typer.Option(help="Inputs (and labels): .h5, .npy or .npz.")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="Samples (all data; 10,000 drawn).")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Report folder (runs/onnx/).")] = None,
+    project_dir: Annotated[Optional[str], typer.Option(help="hls4ml project (hls_projects/onnx/).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing folders.")] = False,
+    precision: Annotated[Optional[str], typer.Option(help="Default type, fixed<24,8> (profiled).")] = None,
+    min_samples: Annotated[int, typer.Option(help="Required samples.")] = 1000,
+    max_float_diff: Annotated[
+        float, typer.Option(help="Float models: allowed max |Δ| relative to max(1, max |output|).")
+    ] = 0.01,
+    backend: Annotated[str, typer.Option(help="Vitis, Vivado or Quartus.")] = "Vitis",
+    io_type: Annotated[str, typer.Option(help="io_parallel or io_stream.")] = "io_parallel",
+) -> None:
+    """(Q)ONNX model → hls4ml project → C-sim proven against onnxruntime (QONNX: bit for bit)."""
+    from trigflow.firmware.onnx_frontend import OnnxFirmwareSpec, summary_rows, verify_onnx
+    from trigflow.ui import StageUI
+
+    report = verify_onnx(
+        model,
+        data,
+        n,
+        out,
+        project_dir,
+        force,
+        spec=OnnxFirmwareSpec(backend=backend, io_type=io_type),
+        precision=precision,
+        min_samples=min_samples,
+        max_float_rel_diff=max_float_diff,
+        ui=StageUI(err_console),
+    )
+    _print_rows("trigflow firmware (ONNX)", summary_rows(report))
+    console.print(f"report: {Path(report['run_dir']) / 'report.json'}")
+    if report["failures"]:
+        for failure in report["failures"]:
+            err_console.print(f"[red]FAIL[/red] {failure}")
+        raise typer.Exit(1)
+    console.print("[green]PASS[/green] firmware proven against onnxruntime")
 
 
 def main() -> None:

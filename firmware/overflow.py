@@ -1,0 +1,133 @@
+"""Firmware layer: overflow and saturation — values outside the range of each layer's fixed-point type.
+
+For every firmware layer, the values the layer should hold (the Keras model that went to firmware, on the
+data) are compared with the representable range of the layer's result type:
+
+* ``overflows``: values outside the range — the firmware wraps or clips them where Keras does not. Each is a
+  warning naming the layer and the integer bits the type would need.
+* ``saturated``: for layers that clip by design (a quantizer's ``SAT`` type, the input type), how many of
+  their *incoming* values were clipped — QKeras clips the same way, so this is information, not an error.
+
+``plot_ranges`` draws the profiling plot: per layer, the observed |values| (box: quartiles, whiskers: min
+and max, log2 scale) on the grey band a type represents (from its LSB to its maximum); red = overflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from trigflow.firmware.localize import integer_bits_needed, keras_counterparts, type_range
+
+
+def _log2_stats(v: np.ndarray) -> dict[str, float] | None:
+    a = np.abs(v[v != 0])
+    if a.size == 0:
+        return None
+    q = np.log2(np.percentile(a, [0, 25, 50, 75, 100]))
+    return dict(zip(("whislo", "q1", "med", "q3", "whishi"), map(float, q), strict=True))
+
+
+def overflow_report(dep, hls_model, x: np.ndarray, *, max_samples: int = 20000) -> dict[str, Any]:
+    """Per firmware layer: its type, observed range, overflows (and saturations), integer bits needed."""
+    from trigflow.firmware.autoconfig import graph_of, layer_values
+
+    x = np.asarray(x[:max_samples], np.float32)
+    values = layer_values(dep.model, x)
+    input_name, nodes = graph_of(dep.model)
+    inbound = {n.layer.name: n.inbound for n in nodes}
+    hls_layers = list(hls_model.get_layers())
+    mapping = keras_counterparts([layer.name for layer in hls_layers], dep.model)
+    rows, warnings = [], []
+    for layer in hls_layers:
+        precision = layer.get_output_variable().type.precision
+        rng = type_range(precision)
+        if rng is None or layer.name not in mapping:
+            continue
+        ref = values[mapping[layer.name]].astype(np.float64)
+        lo, hi, lsb = rng
+        outside = (ref < lo) | (ref > hi)
+        signed = bool(getattr(precision, "signed", True))
+        row: dict[str, Any] = {
+            "layer": layer.name,
+            "class": layer.class_name,
+            "type": str(precision),
+            "representable": [lo, hi],
+            "lsb": lsb,
+            "observed": [float(ref.min()), float(ref.max())] if ref.size else [0.0, 0.0],
+            "values": int(ref.size),
+            "overflows": int(outside.sum()),
+            "overflow_fraction": float(outside.mean()) if ref.size else 0.0,
+            "integer_bits": int(precision.integer),
+            "integer_bits_needed": integer_bits_needed(ref, signed=signed),
+            "log2_abs": _log2_stats(ref.ravel()),
+        }
+        incoming = _incoming(layer, mapping, inbound, values, x, input_name)
+        if incoming is not None and "SAT" in str(getattr(precision, "saturation_mode", "")):
+            # an unsigned activation (relu) maps negatives to 0 by its function: only the top end clips
+            below = (
+                incoming < lo if (signed or layer.class_name == "Input") else np.zeros(incoming.shape, bool)
+            )
+            clipped = below | (incoming > hi)
+            row["saturated"] = int(clipped.sum())
+            row["saturated_fraction"] = float(clipped.mean()) if clipped.size else 0.0
+        rows.append(row)
+        if row["overflows"]:
+            warnings.append(
+                f"layer '{layer.name}': {row['overflows']} of {row['values']} values "
+                f"({100 * row['overflow_fraction']:.2g} %) outside {precision} [{lo:g}, {hi:g}] "
+                f"(observed [{row['observed'][0]:.4g}, {row['observed'][1]:.4g}]); "
+                f"needs {row['integer_bits_needed']} integer bits, has {row['integer_bits']}"
+            )
+    return {
+        "samples": int(len(x)),
+        "layers": rows,
+        "warnings": warnings,
+        "total_overflows": int(sum(r["overflows"] for r in rows)),
+    }
+
+
+def _incoming(layer, mapping, inbound, values, x, input_name) -> np.ndarray | None:
+    """Values entering a clipping layer: the raw data for the input, the previous layer for an activation."""
+    if layer.class_name == "Input":
+        return np.asarray(x, np.float64)
+    if layer.class_name not in ("Activation", "QActivation"):
+        return None
+    sources = inbound.get(mapping[layer.name], [])
+    if len(sources) != 1 or sources[0] == input_name or sources[0] not in values:
+        return None
+    return values[sources[0]].astype(np.float64)
+
+
+def plot_ranges(report: dict[str, Any], path: str | Path) -> Path:
+    """Profiling plot: observed |values| per layer on the range each layer's type represents."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["layers"]]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
+    stats, positions = [], []
+    for k, row in enumerate(rows):
+        y = len(rows) - k
+        lo, hi = row["representable"]
+        top = np.log2(max(abs(lo), abs(hi), row["lsb"]))
+        bottom = np.log2(row["lsb"])
+        color = "#f4a6a6" if row["overflows"] else "#d9d9d9"
+        ax.barh(y, top - bottom, left=bottom, height=0.8, color=color, zorder=1)
+        if row["log2_abs"] is not None:
+            stats.append({**row["log2_abs"], "label": row["layer"]})
+            positions.append(y)
+    if stats:
+        ax.bxp(stats, positions=positions, vert=False, showfliers=False, widths=0.5, zorder=2)
+    ax.set_yticks([len(rows) - k for k in range(len(rows))])
+    ax.set_yticklabels([f"{r['layer']}  {r['type']}" for r in rows], fontsize=7)
+    ax.set_xlabel("log2 |value|   (grey: LSB … max of the layer's type; red: overflow)")
+    ax.set_title(f"per-layer values vs fixed-point range ({report['samples']} samples)")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

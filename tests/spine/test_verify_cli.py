@@ -1,0 +1,227 @@
+"""End-to-end: `trigflow verify MODEL` on user model files, and its one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def trigflow(*args, cwd=None):
+    env = {**os.environ, "COLUMNS": "400"}  # rich wraps long lines at the terminal width; keep them whole
+    return subprocess.run(
+        [sys.executable, "-c", "from trigflow.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def _randomize(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.get_weights():
+            layer.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+
+    root = tmp_path_factory.mktemp("verify")
+    q = quantized_bits(6, 0, alpha=1)
+    L = tf.keras.layers
+    qmodel = _randomize(
+        tf.keras.Sequential(
+            [
+                L.InputLayer(input_shape=(8,)),
+                QActivation(quantized_bits(12, 3, alpha=1), name="inq"),
+                QDense(12, kernel_quantizer=q, bias_quantizer=q, name="dense_0"),
+                QActivation(quantized_relu(6, 2), name="relu_0"),
+                QDense(4, kernel_quantizer=q, bias_quantizer=q, name="dense_1"),
+                L.Activation("softmax", name="softmax"),
+            ]
+        )
+    )
+    qmodel.save(root / "model.h5")
+    fmodel = _randomize(
+        tf.keras.Sequential(
+            [
+                L.InputLayer(input_shape=(6,)),
+                L.Dense(8, activation="relu", name="d0"),
+                L.Dense(3, activation="softmax", name="d1"),
+            ]
+        ),
+        seed=1,
+    )
+    fmodel.save(root / "float.h5")
+    (root / "arch.json").write_text(fmodel.to_json())
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1500, 6)).astype(np.float32)
+    y = np.argmax(fmodel.predict(x, verbose=0) + rng.normal(0, 0.1, (1500, 3)), axis=1)
+    np.savez(root / "data.npz", x=x, y=y)
+    (root / "corrupt.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(64))
+    return root
+
+
+@pytest.fixture(scope="module")
+def quantized_run(files):
+    out, prj = files / "out", files / "prj"
+    result = trigflow(
+        "verify", str(files / "model.h5"), "--n", "2000", "--out", str(out), "--project-dir", str(prj)
+    )
+    return out, prj, result
+
+
+def test_verify_proves_a_qkeras_model(quantized_run):
+    out, prj, result = quantized_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "PASS" in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["kind"] == "verify" and report["passed"] is True
+    assert report["samples"] == 2000 and report["bit_exact_fraction"] == 1.0
+    assert report["max_abs_diff_vs_qkeras"] == 0.0 and report["onnx_max_abs_diff"] <= 1e-5
+    for key in (
+        "max_abs_diff_vs_float",
+        "project_dir",
+        "versions",
+        "timings_s",
+        "checks",
+        "failures",
+        "localization",
+        "overflow",
+        "configuration",
+    ):
+        assert key in report
+    assert report["head"]["activation"] == "softmax" and report["head"]["decision_agreement_vs_model"] == 1.0
+    assert report["localization"]["first_differing_layer"] is None
+    assert report["overflow"]["total_overflows"] == 0
+    assert report["configuration"]["input"]["type"] == "fixed<12,4,RND_CONV,SAT>"
+    assert set(report["checks"]) == {"bit_exact", "samples", "onnx_parity"}
+    assert (out / "junit.xml").read_text().count("<testcase") == 3
+    assert (out / "ranges.png").stat().st_size > 0
+    assert (prj / "firmware" / "myproject.cpp").exists()
+    assert json.loads((prj / "trigflow_report.json").read_text())["bit_exact_fraction"] == 1.0
+
+
+def test_rerun_refuses_to_overwrite(quantized_run, files):
+    out, prj, _ = quantized_run
+    result = trigflow("verify", str(files / "model.h5"), "--out", str(out), "--project-dir", str(prj))
+    assert result.returncode == 2 and "--force" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_float_model_with_data_reports_difference_and_fails_a_tight_threshold(files):
+    out = files / "fout"
+    result = trigflow(
+        "verify",
+        str(files / "float.h5"),
+        "--data",
+        str(files / "data.npz"),
+        "--out",
+        str(out),
+        "--project-dir",
+        str(files / "fprj"),
+        "--max-float-diff",
+        "1e-9",
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "FAIL float model" in result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert (
+        report["passed"] is False
+        and "float_agreement" in report["checks"]
+        and "bit_exact" not in report["checks"]
+    )
+    assert report["configuration"]["quantized"] is False and report["samples"] == 1500
+    assert 0 < report["max_abs_diff_vs_float"] < 0.05
+    assert set(report["accuracy"]) == {"float", "qkeras", "firmware"}
+    assert (out / "roc.png").stat().st_size > 0 and (out / "ranges.png").stat().st_size > 0
+
+
+def test_corrupt_model_is_a_one_line_error(files, tmp_path):
+    result = trigflow("verify", str(files / "corrupt.h5"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("error: model file")
+        and "not a readable HDF5 file" in lines[0]
+    )
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["arch.json"], "--weights"),
+        (["missing.h5"], "not found"),
+        (["model.h5", "--data", "data.npz"], "the model expects (8,)"),
+        (["model.h5", "--n", "0"], "positive number"),
+    ],
+)
+def test_bad_inputs_are_one_line_errors(files, tmp_path, args, message, monkeypatch, capsys):
+    """In-process (same entry point as the console script, no interpreter start-up per case)."""
+    from trigflow.cli import main
+
+    args = [str(files / a) if a.endswith((".h5", ".json", ".npz")) else a for a in args]
+    monkeypatch.setenv("COLUMNS", "400")
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["trigflow", "verify", *args, "--out", str(tmp_path / "o"), "--project-dir", str(tmp_path / "p")],
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "p").exists()
+
+
+def test_load_data_formats(tmp_path):
+    import h5py
+
+    from trigflow.errors import TrigflowError
+    from trigflow.verify import load_data
+
+    x = np.arange(24, dtype=np.float32).reshape(6, 4)
+    y = np.eye(3)[[0, 1, 2, 0, 1, 2]]  # one-hot labels become class ids
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["features"] = x
+        f["labels"] = y
+    xs, ys = load_data(tmp_path / "d.h5", (2, 2), n=5)
+    assert xs.shape == (5, 2, 2) and ys.tolist() == [0, 1, 2, 0, 1]
+    np.save(tmp_path / "d.npy", x)
+    xs, ys = load_data(tmp_path / "d.npy", (4,))
+    assert xs.shape == (6, 4) and ys is None
+    with pytest.raises(TrigflowError, match="no input array found"):
+        with h5py.File(tmp_path / "e.h5", "w") as f:
+            f["a"], f["b"] = x, x
+        load_data(tmp_path / "e.h5", (4,))
+
+
+def test_thresholds_from_defaults_file_and_flags(tmp_path):
+    from trigflow.verify import verify_config
+
+    assert verify_config().verify.min_samples == 1000  # verify's own default (runs need 10,000)
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "verify:\n  min_samples: 50\n  min_bit_exact_fraction: 0.5\nfirmware:\n  io_type: io_stream\n"
+    )
+    cfg = verify_config(path)
+    assert (cfg.verify.min_samples, cfg.verify.min_bit_exact_fraction, cfg.firmware.io_type) == (
+        50,
+        0.5,
+        "io_stream",
+    )
+    cfg = verify_config(path, {"verify": {"min_samples": 7}})  # flags win over the file
+    assert cfg.verify.min_samples == 7 and cfg.verify.min_bit_exact_fraction == 0.5

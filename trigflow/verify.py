@@ -1,0 +1,351 @@
+"""Spine layer: ``trigflow verify MODEL`` — prove the firmware of any user Keras/QKeras model.
+
+The starting point is a model file instead of training; the rest is the run's proof and report:
+
+load model (``firmware.loaders``) → inputs (a data file, or drawn over the input range) → a bit-exact
+configuration (``firmware.autoconfig``) → hls4ml project + C-sim → outputs of firmware, model, float model,
+ONNX (``pipeline.simulate``) → proof and thresholds (``pipeline.prove``/``check_thresholds``) → where they
+part (``firmware.localize``, only when some sample differs) → overflow per layer (``firmware.overflow``) →
+report.json + junit.xml + plots (``report``).
+
+Inputs drawn without a data file: uniform over the input quantizer's range (2 % beyond each end, plus the
+all-min, zero and all-max samples); a model without an input quantizer gets the default input format
+``fixed<16,6,RND_CONV,SAT>`` (hls4ml's default width; ``quantized_bits(16, 5)``) and inputs on its grid.
+
+For a model ending in softmax/sigmoid the bits are compared on the logits (``bit_exact_fraction``); the
+probabilities and decisions are compared apart (``head``). A float model has no bit-exact reference: its
+firmware types come from profiling, the ``bit_exact`` criterion is replaced by ``float_agreement``
+(max |Δ| ≤ ``max_float_rel_diff`` × max(1, max |output|)) and the difference is reported.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trigflow.config import RunConfig
+from trigflow.errors import TrigflowError
+from trigflow.fsio import atomic_dir, exclusive, refuse_existing, write_text
+from trigflow.pipeline import RunResult
+from trigflow.ui import StageUI
+
+DEFAULT_SAMPLES = 10_000
+VERIFY_DEFAULTS: dict[str, Any] = {"verify": {"min_samples": 1000}}
+DEFAULT_FLOAT_REL_DIFF = 0.01
+X_KEYS = ("x", "X", "x_test", "X_test", "inputs", "features", "hlf", "data")
+Y_KEYS = ("y", "Y", "y_test", "labels", "label", "targets")
+
+
+def verify_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Run configuration for verify: verify defaults (``min_samples`` 1000), then the file, then overrides."""
+    from trigflow.config import _read_file, load_config
+
+    merged = _merge(VERIFY_DEFAULTS, _read_file(Path(path)) if path is not None else {})
+    merged = _merge(merged, overrides or {})
+    merged.pop("kind", None)
+    return load_config("mlp", None, merged)
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+# --- inputs -------------------------------------------------------------------------------------------------
+def load_data(
+    path: str | Path, shape: tuple[int, ...], n: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs (and labels if present) from ``.npy``, ``.npz`` or ``.h5``, shaped for the model input."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrigflowError(f"data file {path} not found; check the path given to --data")
+    suffix = path.suffix.lower()
+    y = None
+    try:
+        if suffix == ".npy":
+            x = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                x, y = _pick(dict(f), path)
+        elif suffix in (".h5", ".hdf5"):
+            from trigflow.data.h5 import open_h5
+
+            with open_h5(path) as f:
+                arrays = {k: f[k] for k in f.keys() if hasattr(f[k], "shape")}
+                x, y = _pick(arrays, path, n)
+        else:
+            raise TrigflowError(f"data file {path}: unsupported type '{path.suffix}'; give .h5, .npy or .npz")
+    except TrigflowError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise TrigflowError(
+            f"data file {path} cannot be read ({exc.__class__.__name__}); regenerate it"
+        ) from None
+    x = np.asarray(x[:n] if n else x, dtype=np.float32)
+    if y is not None:
+        y = np.asarray(y[:n] if n else y)
+        if y.ndim == 2 and y.shape[1] > 1:
+            y = np.argmax(y, axis=1)  # one-hot labels
+        y = y.reshape(len(y))
+        if len(y) != len(x):
+            raise TrigflowError(f"data file {path}: {len(x)} inputs but {len(y)} labels")
+    per_sample = int(np.prod(shape))
+    if x.ndim < 1 or len(x) == 0 or int(np.prod(x.shape[1:])) != per_sample:
+        raise TrigflowError(
+            f"data file {path}: inputs of shape {tuple(x.shape[1:])} per sample, the model expects "
+            f"{tuple(shape)}"
+        )
+    return x.reshape((len(x), *shape)), y
+
+
+def _pick(arrays: dict[str, Any], path: Path, n: int | None = None) -> tuple[Any, Any]:
+    xk = next((k for k in X_KEYS if k in arrays), None)
+    if xk is None:
+        candidates = [k for k, v in arrays.items() if len(v.shape) >= 2]
+        if len(candidates) != 1:
+            raise TrigflowError(
+                f"data file {path}: no input array found; name it one of {', '.join(X_KEYS[:4])} (found: "
+                f"{', '.join(arrays) or 'nothing'})"
+            )
+        xk = candidates[0]
+    yk = next((k for k in Y_KEYS if k in arrays), None)
+    x = arrays[xk][:n] if n else arrays[xk][()]
+    y = None if yk is None else (arrays[yk][:n] if n else arrays[yk][()])
+    return np.asarray(x), None if y is None else np.asarray(y)
+
+
+def draw_inputs(model, n: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Inputs spanning the quantized input range (the input quantizer's, else the default format)."""
+    from trigflow.firmware.autoconfig import default_format, leading_input_format, rebuild
+
+    own = leading_input_format(rebuild(model, "reference")[0])
+    fmt = own or default_format()
+    x = fmt.draw(tuple(model.input_shape[1:]), n, seed, on_grid=own is None)
+    where = (
+        f"the input quantizer {fmt.describe()['quantizer']}"
+        if own
+        else f"the default input format {fmt.hls_type}"
+    )
+    return x, f"{n} inputs drawn uniformly over the range of {where} (seed {seed})"
+
+
+# --- the verification ---------------------------------------------------------------------------------------
+def _head(logits: np.ndarray, head: str | None) -> np.ndarray:
+    from trigflow.firmware.verify import softmax
+
+    if head == "softmax":
+        return softmax(logits)
+    if head == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-logits))
+    return logits
+
+
+def _decisions(values: np.ndarray, head: str | None) -> np.ndarray:
+    """Class decisions: argmax over several outputs; a threshold for one output or sigmoid (multi-label)."""
+    if head == "sigmoid":
+        return (values > 0.5).astype(int)
+    if values.shape[1] == 1:
+        return (values > 0.0).astype(int)
+    return np.argmax(values, axis=1)
+
+
+def head_metrics(outputs: dict[str, np.ndarray], y_full: np.ndarray, head: str | None) -> dict[str, Any]:
+    """Probabilities and decisions of the firmware (head applied in Python) vs the user's full model."""
+    from trigflow.firmware.verify import max_abs_diff
+
+    p_fw = _head(outputs["firmware"], head)
+    y_full = y_full.reshape(len(y_full), -1).astype(np.float64)
+    return {
+        "activation": head,
+        "max_abs_diff_vs_model": max_abs_diff(p_fw, y_full),
+        "decision_agreement_vs_model": _agreement(_decisions(p_fw, head), _decisions(y_full, head)),
+        "decision": "p > 0.5 per output" if head == "sigmoid" else "argmax",
+    }
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of samples whose decisions (all outputs of a sample) agree."""
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    return float(np.mean(np.all(a == b, axis=1)))
+
+
+def accuracy(outputs: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
+    """Accuracy of each implementation: argmax of the logits (one output: logit > 0) against the labels."""
+    return {
+        name: _agreement(_decisions(outputs[name], None), labels.reshape(len(labels), -1))
+        for name in ("float", "qkeras", "firmware")
+    }
+
+
+def float_check(proof: dict[str, Any], outputs: dict[str, np.ndarray], tolerance: float) -> dict[str, Any]:
+    scale = max(1.0, float(np.max(np.abs(outputs["float"]), initial=0.0)))
+    diff = proof["max_abs_diff_vs_float"]
+    return {
+        "passed": bool(diff <= tolerance * scale),
+        "detail": (
+            f"float model: max |Δ| firmware vs model {diff:.3g} (need ≤ {tolerance} × {scale:.3g}; "
+            f"bit_exact_fraction {proof['bit_exact_fraction']:.6f} is not required of a float model)"
+        ),
+    }
+
+
+def verify_model(
+    model_path: str | Path,
+    config: RunConfig | None = None,
+    *,
+    weights: str | Path | None = None,
+    data: str | Path | None = None,
+    n: int | None = None,
+    layer_precisions: dict[str, dict[str, str]] | None = None,
+    max_float_rel_diff: float = DEFAULT_FLOAT_REL_DIFF,
+    ui: StageUI | None = None,
+) -> RunResult:
+    """Verify the firmware of the model at ``model_path``; write the report; return it with the failures."""
+    import logging
+
+    import tensorflow as tf
+
+    tf.get_logger().setLevel(logging.ERROR)  # Keras retracing notices are noise here
+    config = config or verify_config()
+    ui = ui or StageUI(quiet=True)
+    if n is not None and n < 1:
+        raise TrigflowError(f"--n {n}: give a positive number of samples")
+    out_dir = Path(config.out or "runs/verify").resolve()
+    project = Path(config.project_dir or "hls_projects/verify").resolve()
+    with exclusive(out_dir), exclusive(project):
+        refuse_existing(out_dir, config.force, "report folder")
+        refuse_existing(project, config.force, "project folder")
+        return _verify(
+            Path(model_path),
+            config,
+            out_dir,
+            project,
+            weights,
+            data,
+            n,
+            layer_precisions or {},
+            max_float_rel_diff,
+            ui,
+        )
+
+
+def _verify(model_path, config, out_dir, project, weights, data, n, layer_precisions, max_float_rel_diff, ui):
+    from trigflow import report as reporting
+    from trigflow.firmware.autoconfig import build_firmware, choose_configuration, firmware_types
+    from trigflow.firmware.convert import FirmwareSpec
+    from trigflow.firmware.loaders import load_model
+    from trigflow.firmware.overflow import overflow_report, plot_ranges
+    from trigflow.kinds import Trained
+    from trigflow.pipeline import check_thresholds, prove, simulate, versions
+
+    with ui.stage("load model + inputs"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras/QKeras serialisation notices
+        model = load_model(model_path, weights)
+        shape = tuple(model.input_shape[1:])
+        if data is not None:
+            x, labels = load_data(data, shape, n)
+            source = str(Path(data).resolve())
+        else:
+            x, source = draw_inputs(model, n or DEFAULT_SAMPLES, config.seed)
+            labels = None
+    with ui.stage("choose configuration"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = FirmwareSpec.from_config(config.firmware, layer_precisions=layer_precisions)
+        dep = choose_configuration(model, x, base)
+    with atomic_dir(out_dir, force=config.force) as tmp:
+        with ui.stage("hls4ml convert + g++ compile"):
+            hls_model = build_firmware(dep, project, force=config.force)
+        with ui.stage("resource/latency estimate"):
+            cost = _cost(hls_model)
+        trained = Trained(qmodel=dep.reference, float_model=dep.float_model)
+        outputs = simulate(trained, hls_model, dep.x, ui, tmp)
+        proof = prove(outputs)
+        checks = check_thresholds(proof, config)
+        if not dep.quantized:
+            checks = {"float_agreement": float_check(proof, outputs, max_float_rel_diff), **checks}
+            checks.pop("bit_exact")
+        failures = [c["detail"] for c in checks.values() if not c["passed"]]
+        report: dict[str, Any] = {"kind": "verify", **proof}
+        if dep.head:
+            report["head"] = head_metrics(
+                outputs, dep.full.predict(dep.x, batch_size=4096, verbose=0), dep.head
+            )
+        classes = labels is not None and bool(np.all(labels == np.round(labels))) and labels.min() >= 0
+        if classes:  # class ids (regression targets get no accuracy)
+            report["accuracy"] = accuracy(outputs, labels)
+        with ui.stage("localise + overflow"):
+            report["localization"] = _localization(dep, proof, outputs, tmp)
+            overflow = overflow_report(dep, hls_model, dep.x)
+            plot_ranges(overflow, tmp / "ranges.png")
+        report.update(
+            overflow=overflow,
+            warnings=list(overflow["warnings"]),
+            model={
+                "path": str(model_path.resolve()),
+                "weights": str(Path(weights).resolve()) if weights else None,
+                "class": model.__class__.__name__,
+                "quantized": dep.quantized,
+                "layers": len(model.layers),
+                "parameters": int(model.count_params()),
+            },
+            data={"source": source, "samples": int(len(dep.x)), "labels": labels is not None},
+            parameters=int(dep.reference.count_params()),
+            configuration={**dep.describe(), "firmware_types": firmware_types(hls_model)},
+            **cost,
+            project_dir=str(project),
+            run_dir=str(out_dir),
+            firmware={k: v for k, v in dep.spec.__dict__.items() if k != "layer_precisions"},
+            thresholds={**config.verify.__dict__, "max_float_rel_diff": max_float_rel_diff},
+            checks=checks,
+            passed=not failures,
+            failures=failures,
+            versions=versions(),
+        )
+        if classes and outputs["firmware"].shape[1] > 1:
+            names = tuple(str(k) for k in range(outputs["firmware"].shape[1]))
+            with ui.stage("plots"):
+                reporting.write_plots({**outputs, "labels": labels.astype(int)}, names, tmp)
+        for warning in report["warnings"]:
+            if not ui.quiet:
+                ui.console.print(f"[yellow]warning[/yellow] overflow: {warning}", highlight=False)
+        report["timings_s"] = {k: round(v, 3) for k, v in ui.timings.items()}
+        reporting.write_report(report, tmp)
+    write_text(
+        project / "trigflow_report.json", (out_dir / "report.json").read_text()
+    )  # the proof beside its firmware
+    return RunResult(report=report, out_dir=out_dir, failures=failures)
+
+
+def _cost(hls_model) -> dict[str, Any]:
+    """The run's resource/latency keys; an estimate that fails does not stop the proof."""
+    from trigflow.pipeline import firmware_cost
+
+    try:
+        return firmware_cost(hls_model)
+    except Exception as exc:  # the estimator is an add-on to the proof, not part of it
+        return {"resources": None, "estimate_error": f"{exc.__class__.__name__}: {exc}"}
+
+
+def _localization(dep, proof: dict[str, Any], outputs: dict[str, np.ndarray], tmp: Path) -> dict[str, Any]:
+    from trigflow.firmware.localize import localize
+    from trigflow.firmware.verify import compare_bits
+
+    if proof["mismatched_samples"] == 0:
+        return {
+            "first_differing_layer": None,
+            "summary": "firmware bit-exact on every sample; nothing to localise",
+        }
+    if not dep.quantized:
+        return {
+            "first_differing_layer": None,
+            "summary": "float model: every layer rounds to its profiled type (expected); see overflow",
+        }
+    mismatched = compare_bits(outputs["qkeras"], outputs["firmware"]).mismatched
+    return localize(dep, dep.x[mismatched], workdir=tmp)
