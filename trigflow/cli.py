@@ -197,6 +197,21 @@ def data_jets(
     console.print(f"wrote {path}")
 
 
+@data_app.command("anomaly")
+def data_anomaly(
+    n: Annotated[int, typer.Option("--n", help="Standard-Model background events.")] = 10000,
+    n_signal: Annotated[int, typer.Option(help="Events per new-physics signal process.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output HDF5 file.")] = Path("anomaly.h5"),
+    workers: Annotated[Optional[int], typer.Option(help="Processes (default: all cores).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Generate L1 anomaly-detection events (ADC2021 layout): SM background + four BSM signals."""
+    from trigflow.data.anomaly import generate_anomaly
+
+    console.print(f"wrote {generate_anomaly(out, n, n_signal, seed, workers=workers, force=force)}")
+
+
 def _project_of(path: Path) -> Path:
     """A project folder, or a run folder whose report.json names its project."""
     import json
