@@ -144,6 +144,9 @@ def verify(
     ] = None,
 ) -> None:
     """Prove any model's firmware: pick a bit-exact configuration, compare bits, localise, count overflows."""
+    if model.suffix.lower() == ".onnx":  # ONNX models take hls4ml's ONNX frontend, proven against onnxruntime
+        return firmware(model, data=data, n=n, out=out, project_dir=project_dir, force=bool(force),
+                        max_float_diff=max_float_diff, backend=backend or "Vitis", io_type=io_type or "io_parallel")
     from trigflow.config import parse_overrides
     from trigflow.ui import StageUI
     from trigflow.verify import verify_config, verify_model
