@@ -56,6 +56,19 @@ def sparsity_of(model) -> float:
     return zeros / total if total else 0.0
 
 
+def _early_stopping(patience: int):
+    """EarlyStopping that restores the best weights also when training runs all epochs (Keras 2.14 does not)."""
+    import tensorflow as tf
+
+    class _RestoreBest(tf.keras.callbacks.EarlyStopping):
+        def on_train_end(self, logs=None):
+            super().on_train_end(logs)
+            if self.stopped_epoch == 0 and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    return _RestoreBest(patience=patience, restore_best_weights=True)
+
+
 def _progress_callback(on_epoch: Callable[[int, dict], None]):
     import tensorflow as tf
 
@@ -93,7 +106,7 @@ def train(
         model = apply_pruning(model, sparsity, begin_step=2 * steps_per_epoch)
         callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
     else:
-        callbacks.append(tf.keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True))
+        callbacks.append(_early_stopping(patience))
     if on_epoch is not None:
         callbacks.append(_progress_callback(on_epoch))
     if loss == "sparse_categorical_crossentropy_logits":

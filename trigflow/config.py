@@ -49,7 +49,12 @@ class ModelConfig:
 # Per-kind defaults, applied before the config file and flags.
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {},
-    "cnn": {"firmware": {"io_type": "io_stream"}, "verify": {"min_samples": 2000}},
+    "cnn": {
+        "model": {"hidden": (32,)},
+        "quant": {"epochs": 15},
+        "firmware": {"io_type": "io_stream"},
+        "verify": {"min_samples": 2000},
+    },
     "gnn": {"model": {"arch": "in", "hidden": (32, 32)}, "verify": {"min_samples": 5000}},
     "ae": {"model": {"arch": "ae", "hidden": (32, 16)}, "verify": {"min_samples": 10_000}},
 }

@@ -63,7 +63,7 @@ class Recipe:
     load: Callable[..., Arrays]  # (config) -> Arrays
     build: Callable[..., Any]  # (prepared, config, quantized: bool) -> keras.Model
     prepare: Callable[..., Prepared] | None = None  # (arrays, config) -> Prepared; None: the standard one
-    train: Callable[..., Trained] | None = None  # (prepared, config, ui) -> Trained; None: classifier training
+    train: Callable[..., Trained] | None = None  # (recipe, prepared, config, ui) -> Trained; None: classifier
     evaluate: Callable[..., dict] | None = None  # (outputs, prepared) -> metrics; None: accuracy + AUC
     convert: Callable[..., Any] | None = None  # (model, project_dir, spec, force=) -> hls_model; None: standard
     write_extras: Callable[..., None] | None = None  # (report, outputs, prepared, config, out) -> None
