@@ -68,6 +68,9 @@ def hls_config(model, spec: FirmwareSpec) -> dict[str, Any]:
         config = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=spec.backend)
     config["Model"]["Strategy"] = spec.strategy
     config["Model"]["ReuseFactor"] = spec.reuse_factor
+    for layer in config["LayerName"].values():  # per-layer entries win over the model-level value in hls4ml
+        if "ReuseFactor" in layer:
+            layer["ReuseFactor"] = spec.reuse_factor
     if spec.input_type is not None:
         for name in model.input_names:
             config["LayerName"][name]["Precision"]["result"] = spec.input_type

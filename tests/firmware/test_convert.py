@@ -56,3 +56,11 @@ def test_naive_hls4ml_config_is_not_exact_but_ours_is(tmp_path):
     assert np.all(predict(naive, x) == y_q, axis=1).mean() < 1.0
     ours = convert(model, tmp_path / "ours", FirmwareSpec(input_type=fine.input_type))
     np.testing.assert_array_equal(predict(ours, x), y_q)
+
+
+def test_reuse_factor_reaches_every_layer(trained_mlp, tmp_path):
+    model, spec, x = trained_mlp
+    hls_model = convert(model, tmp_path / "prj", FirmwareSpec(input_type=spec.input_type, reuse_factor=4))
+    dense = [layer for layer in hls_model.get_layers() if layer.class_name == "Dense"]
+    assert dense and all(layer.get_attr("reuse_factor") == 4 for layer in dense)
+    np.testing.assert_array_equal(predict(hls_model, x), model.predict(x, verbose=0).astype(np.float64))
