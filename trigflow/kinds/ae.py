@@ -1,0 +1,444 @@
+"""Spine layer: the autoencoder anomaly trigger recipe — 57 L1 object features → one anomaly score on chip.
+
+* data: the anomaly set (MET, 4 e, 4 μ, 10 jets × (pT, η, φ)); training and validation use background only, the
+  test set is held-out background plus every signal event (``Prepared.y_test`` = process id, 0 = background).
+* preprocessing: every feature (pT linear in GeV, η, φ) is standardised on the training background and put on
+  the firmware input grid of ``QuantSpec``; the pT tails saturate at the grid's ±2^input_integer (docs/ae.md
+  compares this with log(1 + pT)).
+* models: ``model.arch = "ae"`` (dense autoencoder, score = reconstruction error Σ(x − x̂)²) or ``"vae"``
+  (variational, score = Σ μ² of the latent means, as CMS AXOL1TL); the deployed QKeras model computes the score,
+  so the firmware outputs one number per event and the proof compares that number bit for bit.
+* report: AUC per signal for float / QKeras / firmware, signal efficiency at trigger rates (FPR 1e-5 and
+  2.5e-5 = 1 kHz of 40 MHz), score distributions and the trigger threshold file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trigflow.config import RunConfig
+from trigflow.errors import TrigflowError
+from trigflow.kinds import Arrays, Prepared, Recipe, Trained
+
+BUNCH_CROSSING_HZ = 40e6  # LHC collision rate seen by the Level-1 trigger
+DEFAULT_RATE_HZ = 1e3  # a typical anomaly-trigger budget: 1 kHz of 40 MHz
+FPR_POINTS = {"1e-5": 1e-5, "2.5e-5": 2.5e-5}  # background efficiencies a trigger can afford
+RESOLVED_MIN_PASSING = 10  # a rate is measured (±32 %) when ≥ 10 background test events are expected to pass
+VAE_BETA = 0.05  # KL weight relative to the per-feature mean squared error (see docs/ae.md)
+LATENCY_BUDGET_NS = 100.0  # 4 bunch crossings; see docs/ae.md for the AE score choice
+PT_TRANSFORM = "linear"  # "log": log(1 + pT/GeV); linear scored better on the embedded data (docs/ae.md)
+
+
+# --- configuration helpers (keys that config.py may grow; defaults here) ----------------------------------------
+def trigger_rates(config: RunConfig) -> tuple[float, float]:
+    """(trigger rate, collision rate) in Hz: ``config.trigger.rate_hz`` / ``collision_rate_hz`` when present."""
+    trigger = getattr(config, "trigger", None)
+    return float(getattr(trigger, "rate_hz", DEFAULT_RATE_HZ)), float(
+        getattr(trigger, "collision_rate_hz", BUNCH_CROSSING_HZ)
+    )
+
+
+def vae_beta(config: RunConfig) -> float:
+    return float(getattr(config.model, "beta", VAE_BETA))
+
+
+def _arch(config: RunConfig) -> str:
+    from trigflow.models.autoencoder import ARCHS
+
+    arch = config.model.arch
+    if arch not in ARCHS:
+        raise TrigflowError(f"unknown model.arch '{arch}' for ae: choose one of {', '.join(ARCHS)}")
+    return arch
+
+
+# --- stage 1: data -------------------------------------------------------------------------------------------
+def load(config: RunConfig) -> Arrays:
+    from trigflow.data.anomaly import load_anomaly
+
+    _arch(config)  # fail before reading data
+    data = load_anomaly(config.data.path)
+    x, y = data.x, data.process.astype(np.int64)
+    if config.data.max_samples is not None:  # the file is mixed in blocks: a leading slice keeps its composition
+        x, y = x[: config.data.max_samples], y[: config.data.max_samples]
+    source = config.data.path or "embedded anomaly events (Pythia8 + FastJet, ADC2021 layout)"
+    return Arrays(x, y, tuple(data.names), tuple(data.processes), str(source), extra={"attrs": data.attrs})
+
+
+def pt_columns(feature_names: tuple[str, ...]) -> np.ndarray:
+    return np.array([name.endswith("_pt") for name in feature_names])
+
+
+def transform(x: np.ndarray, pt_mask: np.ndarray, how: str | None = None) -> np.ndarray:
+    """The per-feature transform before standardisation: ``"linear"`` (pT in GeV as is) or ``"log"``
+    (pT → log(1 + pT/GeV), zero-padded objects stay 0); η, φ unchanged. See docs/ae.md for the choice."""
+    how = how or PT_TRANSFORM
+    out = np.array(x, dtype=np.float32, copy=True)
+    if how == "log":
+        out[:, pt_mask] = np.log1p(np.maximum(out[:, pt_mask], 0.0))
+    elif how != "linear":
+        raise ValueError(f"unknown pT transform {how!r}: choose linear or log")
+    return out
+
+
+def split_background(y: np.ndarray, *, test_fraction: float, val_fraction: float, seed: int):
+    """Indices (train, val, test): train/val are background only; test = held-out background + every signal."""
+    background = np.flatnonzero(y == 0)
+    order = np.random.default_rng(seed).permutation(background)
+    n_test = int(round(test_fraction * len(background)))
+    n_val = int(round(val_fraction * len(background)))
+    test_bg, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    test = np.sort(np.concatenate([test_bg, np.flatnonzero(y != 0)]))
+    return np.sort(train), np.sort(val), test
+
+
+def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
+    from trigflow.data.prepare import Standardizer, check_finite
+    from trigflow.quantize.presets import QuantSpec
+
+    check_finite(arrays.x, f"data ({arrays.source})")
+    y = np.asarray(arrays.y)
+    n_bg = int(np.sum(y == 0))
+    if n_bg == 0 or n_bg == len(y):
+        raise TrigflowError(
+            f"data ({arrays.source}) has {n_bg} background and {len(y) - n_bg} signal events; "
+            "the anomaly trigger needs both (process 0 = background)"
+        )
+    d = config.data
+    train, val, test = split_background(y, test_fraction=d.test_fraction, val_fraction=d.val_fraction, seed=d.seed)
+    if len(test) < config.verify.min_samples:
+        raise TrigflowError(
+            f"only {len(test)} test events, the proof needs ≥ {config.verify.min_samples}; "
+            "use more data or lower verify.min_samples"
+        )
+    if len(train) == 0 or len(val) == 0:
+        raise TrigflowError(f"{len(train)} training / {len(val)} validation background events: use more data")
+    pt_mask = pt_columns(arrays.feature_names)
+    standardize = Standardizer.fit(transform(arrays.x[train], pt_mask))
+    spec = QuantSpec.from_config(config.quant)
+
+    def to_grid(idx: np.ndarray) -> np.ndarray:
+        return spec.quantize_input(standardize(transform(arrays.x[idx], pt_mask)))
+
+    counts = {name: int(np.sum(y[test] == i)) for i, name in enumerate(arrays.class_names)}
+    preprocessing = {
+        "features": list(arrays.feature_names),
+        "classes": list(arrays.class_names),
+        "pt_transform": {"function": PT_TRANSFORM, "columns": [n for n, m in zip(arrays.feature_names, pt_mask) if m]},
+        "order": "transform pT, then standardise (x − mean) / scale, then the input quantizer",
+        "standardize": standardize.to_dict(),
+        "input_quantizer": {"bits": spec.input_bits, "integer": spec.input_integer, "type": spec.input_type},
+        "split": {"train_background": len(train), "val_background": len(val), "test": counts},
+    }
+    zeros = np.zeros
+    return Prepared(
+        to_grid(train),
+        zeros(len(train), np.int64),
+        to_grid(val),
+        zeros(len(val), np.int64),
+        to_grid(test),
+        y[test],
+        preprocessing,
+        tuple(arrays.class_names),
+    )
+
+
+# --- stage 2: models -----------------------------------------------------------------------------------------
+def build(prepared: Prepared, config: RunConfig, quantized: bool):
+    from trigflow.models.autoencoder import build_autoencoder
+    from trigflow.quantize.presets import QuantSpec
+
+    return build_autoencoder(
+        prepared.x_train.shape[1],
+        config.model.hidden,
+        config.model.latent,
+        arch=_arch(config),
+        quantized=quantized,
+        spec=QuantSpec.from_config(config.quant),
+        beta=vae_beta(config),
+        seed=config.seed,
+    )
+
+
+def train(recipe: Recipe, prepared: Prepared, config: RunConfig, ui) -> Trained:
+    """Both twins learn to reconstruct background (MSE, + β·KL for the VAE); the score models go to firmware."""
+    from trigflow.models.autoencoder import build_deployed
+    from trigflow.pipeline import train_twins
+    from trigflow.quantize.presets import QuantSpec
+
+    trained = train_twins(recipe, prepared, config, ui, targets="inputs")
+    spec = QuantSpec.from_config(config.quant)
+    trained.deploy_qmodel = build_deployed(trained.qmodel, quantized=True, spec=spec)
+    trained.deploy_float_model = build_deployed(trained.float_model, quantized=False, spec=spec)
+    return trained
+
+
+# --- stage 4: metrics ----------------------------------------------------------------------------------------
+def threshold_at_fpr(background: np.ndarray, fpr: float) -> float:
+    """The lowest score threshold whose background pass fraction (score > threshold) is at most ``fpr``.
+
+    With ``k = ⌊fpr·N⌋`` this is the (k+1)-th highest background score; when ``fpr·N < 1`` it is the highest
+    background score (no background event passes), i.e. the rate is not resolved by ``N`` events.
+    """
+    s = np.sort(np.asarray(background, np.float64).reshape(-1))[::-1]
+    if len(s) == 0:
+        raise ValueError("no background scores")
+    k = int(np.floor(fpr * len(s) + 1e-9))
+    return float(s[min(k, len(s) - 1)])
+
+
+def fpr_upper_limit(passing: int, n: int, cl: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper limit on a background efficiency with ``passing`` of ``n`` events."""
+    from scipy.stats import beta
+
+    return 1.0 if passing >= n else float(beta.ppf(cl, passing + 1, n - passing))
+
+
+def rate_point(background: np.ndarray, fpr: float) -> dict[str, Any]:
+    """Threshold at ``fpr`` and what ``len(background)`` events can say about it."""
+    background = np.asarray(background, np.float64).reshape(-1)
+    n = len(background)
+    threshold = threshold_at_fpr(background, fpr)
+    passing = int(np.sum(background > threshold))
+    return {
+        "fpr": fpr,
+        "threshold": threshold,
+        "background_events": n,
+        "background_passing": passing,
+        "expected_background_passing": fpr * n,
+        "fpr_measured": passing / n,
+        "fpr_upper_95": fpr_upper_limit(passing, n),
+        "resolved": fpr * n >= RESOLVED_MIN_PASSING,
+        "background_needed": int(np.ceil(RESOLVED_MIN_PASSING / fpr)),
+    }
+
+
+def _scores(outputs: dict[str, np.ndarray], name: str) -> np.ndarray:
+    return np.asarray(outputs[name], np.float64).reshape(len(outputs[name]), -1)[:, 0]
+
+
+def evaluate(outputs: dict[str, np.ndarray], prepared: Prepared) -> dict[str, Any]:
+    """AUC (background vs each signal) for float / QKeras / firmware; signal efficiency at trigger rates."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(prepared.y_test)
+    bg = y == 0
+    n_bg = int(bg.sum())
+    models = ("float", "qkeras", "firmware")
+    scores = {m: _scores(outputs, m) for m in models}
+    signals = [(i, name) for i, name in enumerate(prepared.class_names) if i > 0 and np.any(y == i)]
+    auc: dict[str, dict[str, float]] = {}
+    for i, name in signals:
+        sel = bg | (y == i)
+        auc[name] = {m: float(roc_auc_score(y[sel] == i, scores[m][sel])) for m in models}
+    points = {key: rate_point(scores["firmware"][bg], fpr) for key, fpr in FPR_POINTS.items()}
+    tpr = {
+        name: {key: float(np.mean(scores["firmware"][y == i] > p["threshold"])) for key, p in points.items()}
+        for i, name in signals
+    }
+    tpr_all = {
+        m: {
+            name: {
+                key: float(np.mean(scores[m][y == i] > threshold_at_fpr(scores[m][bg], fpr)))
+                for key, fpr in FPR_POINTS.items()
+            }
+            for i, name in signals
+        }
+        for m in models
+    }
+    unresolved = [key for key, p in points.items() if not p["resolved"]]
+    limit = (
+        f"{n_bg} background test events: a background efficiency of 1/{n_bg} = {1 / n_bg:.2g} is the smallest that "
+        f"one event can measure; FPR {', '.join(FPR_POINTS)} need 1/FPR = "
+        f"{', '.join(f'{1 / f:,.0f}' for f in FPR_POINTS.values())} events for one expected passing event and "
+        f"{RESOLVED_MIN_PASSING}× that for a ±{100 / np.sqrt(RESOLVED_MIN_PASSING):.0f} % rate. "
+    )
+    if unresolved:
+        limit += (
+            f"At FPR {', '.join(unresolved)} the threshold is the highest background score (no background test "
+            "event passes): the signal efficiency there is that of a threshold whose true FPR is only bounded "
+            f"(95 % CL upper limit {points[unresolved[0]]['fpr_upper_95']:.2g}), i.e. an optimistic estimate."
+        )
+    return {
+        "auc": auc,
+        "tpr_at_fpr": tpr,
+        "tpr_at_fpr_by_model": tpr_all,
+        "rate_points": points,
+        "background_test_events": n_bg,
+        "signal_test_events": {name: int(np.sum(y == i)) for i, name in signals},
+        "statistical_limit": limit,
+        "firmware_auc_equals_qkeras": all(a["firmware"] == a["qkeras"] for a in auc.values()),
+    }
+
+
+# --- firmware score type and the trigger threshold file ---------------------------------------------------------
+def firmware_output_type(project: Path, project_name: str) -> str | None:
+    """The ap_fixed type of the firmware output, read from the written project (None if not found)."""
+    try:
+        header = (project / "firmware" / f"{project_name}.h").read_text()
+        defines = (project / "firmware" / "defines.h").read_text()
+    except OSError:
+        return None
+    outs = re.findall(r"(\w+)\s+\w+\[\s*1\s*\]", header)
+    if not outs:
+        return None
+    match = re.search(rf"typedef\s+(.+?)\s+{re.escape(outs[-1])}\s*;", defines)
+    return match.group(1) if match else None
+
+
+def fixed_fractional_bits(hls_type: str) -> int | None:
+    match = re.match(r"\s*ap_u?fixed<\s*(\d+)\s*,\s*(-?\d+)", hls_type or "")
+    return int(match.group(1)) - int(match.group(2)) if match else None
+
+
+def trigger_threshold(
+    background: np.ndarray, rate_hz: float, fractional_bits: int, *, collision_hz: float = BUNCH_CROSSING_HZ
+) -> dict[str, Any]:
+    """Threshold for ``rate_hz`` (fire when score > threshold), as a value and as the firmware's integer."""
+    fpr = rate_hz / collision_hz
+    point = rate_point(background, fpr)
+    scaled = point["threshold"] * 2.0**fractional_bits
+    if scaled != np.round(scaled):
+        raise ValueError(f"threshold {point['threshold']} is not on the firmware grid 2^-{fractional_bits}")
+    return {
+        "rate_hz": rate_hz,
+        "collision_rate_hz": collision_hz,
+        **point,
+        "threshold_int": int(np.round(scaled)),
+        "fractional_bits": fractional_bits,
+        "condition": "fire when score > threshold (equivalently score_int > threshold_int, "
+        f"score_int = score · 2^{fractional_bits})",
+    }
+
+
+def latency_verdict(latency_ns: float | None, score: str) -> dict[str, Any]:
+    """Does the deployed score fit the algorithm latency budget? (the AE's reconstruction error is the larger)"""
+    out: dict[str, Any] = {"latency_budget_ns": LATENCY_BUDGET_NS}
+    if latency_ns is None:
+        return out
+    fits = latency_ns <= LATENCY_BUDGET_NS
+    out["fits_latency_budget"] = bool(fits)
+    if score == "reconstruction":
+        out["why"] = (
+            f"AE score = reconstruction error: encoder + decoder + Σ(x − x̂)² is estimated at {latency_ns:g} ns, "
+            + (f"within the {LATENCY_BUDGET_NS:g} ns budget" if fits else f"over the {LATENCY_BUDGET_NS:g} ns budget: "
+               "deploy the encoder-only latent score instead (model.arch=vae)")
+        )
+    else:
+        out["why"] = f"VAE score = Σμ² of the encoder means (no decoder on chip), estimated at {latency_ns:g} ns"
+    return out
+
+
+def write_extras(report: dict, outputs: dict[str, np.ndarray], prepared: Prepared, config: RunConfig, out: Path) -> None:
+    from trigflow.fsio import write_text
+    from trigflow.models.autoencoder import default_score, score_format
+    from trigflow.quantize.presets import QuantSpec
+
+    arch = _arch(config)
+    spec = QuantSpec.from_config(config.quant)
+    score = default_score(arch)
+    fmt = score_format(prepared.x_test.shape[1], config.model.latent, spec, score)
+    project = config.project_path.resolve()
+    fw_type = firmware_output_type(project, config.firmware.project_name)
+    frac = fixed_fractional_bits(fw_type) if fw_type else None
+    if frac is None:
+        frac = fmt.score.fractional
+    y = np.asarray(prepared.y_test)
+    fw = _scores(outputs, "firmware")
+    rate_hz, collision_hz = trigger_rates(config)
+    threshold = trigger_threshold(fw[y == 0], rate_hz, frac, collision_hz=collision_hz)
+    threshold["tpr"] = {
+        name: float(np.mean(fw[y == i] > threshold["threshold"]))
+        for i, name in enumerate(prepared.class_names)
+        if i > 0 and np.any(y == i)
+    }
+    score_info = {
+        "arch": arch,
+        "score": "sum of squared latent means Σμ²" if score == "latent" else "reconstruction error Σ(x − x̂)²",
+        "qkeras_format": fmt.score.to_dict(),
+        "term_format": fmt.term.to_dict(),
+        "firmware_output_type": fw_type,
+        **latency_verdict(report.get("latency_ns"), score),
+    }
+    content = {
+        "kind": "ae",
+        **score_info,
+        "threshold": threshold,
+        "preprocessing": f"see preprocessing.json in the run folder: pT {PT_TRANSFORM}, standardise on background, "
+        f"input grid {spec.input_type}",
+        "project_dir": str(project),
+        "run_dir": report.get("run_dir"),
+    }
+    text = json.dumps(content, indent=2) + "\n"
+    write_text(out / "trigger_threshold.json", text)
+    write_text(project / "trigger_threshold.json", text)
+    report["score"] = score_info
+    report["trigger_threshold"] = threshold
+    write_plots(outputs, prepared, threshold, out)
+
+
+def write_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    y = np.asarray(prepared.y_test)
+    names = prepared.class_names
+    fw = _scores(outputs, "firmware")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    positive = fw[fw > 0]
+    lo = max(positive.min(), 1e-3) if len(positive) else 1e-3
+    bins = np.geomspace(lo, max(fw.max(), lo * 10), 80)
+    for i, name in enumerate(names):
+        s = fw[y == i]
+        if len(s):
+            ax.hist(np.clip(s, lo, None), bins=bins, density=True, histtype="step", lw=1.5, color=colors[i % len(colors)],
+                    label=f"{name} ({len(s)})")
+    ax.axvline(threshold["threshold"], color="k", ls="--", lw=1, label=f"threshold {threshold['rate_hz']:.0f} Hz")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("anomaly score (firmware)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "score_distributions.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    styles = {"float": ":", "qkeras": "--", "firmware": "-"}
+    bg = y == 0
+    for i, name in enumerate(names):
+        if i == 0 or not np.any(y == i):
+            continue
+        sel = bg | (y == i)
+        for model, style in styles.items():
+            fpr, tpr, _ = roc_curve(y[sel] == i, _scores(outputs, model)[sel])
+            ax.plot(np.maximum(fpr, 1e-6), tpr, style, color=colors[i % len(colors)],
+                    label=f"{name}" if model == "firmware" else None)
+    for fpr in FPR_POINTS.values():
+        ax.axvline(fpr, color="grey", lw=0.8)
+    ax.axvline(1 / max(int(bg.sum()), 1), color="r", lw=0.8, ls="--", label="1 / N background")
+    ax.set_xscale("log")
+    ax.set_xlim(1e-6, 1)
+    ax.set_xlabel("background efficiency (FPR)")
+    ax.set_ylabel("signal efficiency (TPR)")
+    ax.set_title("ROC: float (:), QKeras (--), firmware (—)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "roc.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+RECIPE = Recipe(kind="ae", load=load, build=build, prepare=prepare, train=train, evaluate=evaluate, write_extras=write_extras)
