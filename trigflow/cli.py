@@ -256,6 +256,62 @@ def synth(
 
 
 @app.command()
+def scan(
+    kind: Annotated[str, typer.Argument(help="Model kind: mlp, cnn, gnn or ae.")] = "mlp",
+    bits: Annotated[str, typer.Option(help="Bit widths, comma-separated.")] = "4,6,8",
+    sparsity: Annotated[str, typer.Option(help="Pruned-weight fractions, comma-separated.")] = "0,0.5,0.75",
+    reuse: Annotated[str, typer.Option(help="Reuse factors, comma-separated.")] = "1,2,4",
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum training epochs per trial.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data file (default: the embedded data set).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config for every trial.")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Scan folder (default scans/<kind>/).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (default: local Ray).")] = None,
+    cpus: Annotated[Optional[int], typer.Option(help="Local Ray CPUs (default: all cores).")] = None,
+    cpus_per_trial: Annotated[float, typer.Option(help="CPUs reserved per trial.")] = 1.0,
+    resume: Annotated[bool, typer.Option("--resume", help="Keep finished trials, run the rest.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rerun every trial of an existing scan.")] = False,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Any config key, every trial: --set data.max_samples=5000.")
+    ] = None,
+) -> None:
+    """Scan bits × sparsity × reuse on Ray Tune: train, prove and estimate each point; mark the Pareto front."""
+    from trigflow.config import parse_overrides
+    from trigflow.quantize.scan import ScanSpec, parse_list, table_rows
+    from trigflow.quantize.scan import scan as run_scan
+
+    flags = _overrides(**{"data.path": data, "quant.epochs": epochs})
+    spec = ScanSpec(
+        kind=kind,
+        bits=parse_list(bits, int, "bits"),
+        sparsity=parse_list(sparsity, float, "sparsity"),
+        reuse=parse_list(reuse, int, "reuse"),
+        out=out,
+        config_path=str(config) if config else None,
+        overrides=_merge(parse_overrides(set_ or []), flags),
+        resume=resume,
+        force=force,
+        address=address,
+        num_cpus=cpus,
+        cpus_per_trial=cpus_per_trial,
+    )
+    result = run_scan(spec)
+    title = f"trigflow scan {kind} · {len(result.rows)} trials ({result.ran} run now) · {result.wall_s:.0f} s"
+    table = Table(title=title)
+    headers, rows = table_rows(result.rows)
+    for key in headers:
+        table.add_column(key, justify="left" if key in ("trial", "status") else "right", no_wrap=key == "trial")
+    for cells in rows:
+        table.add_row(*cells)
+    console.print(table)
+    console.print(f"table: {result.out_dir / 'scan.csv'}  front: {', '.join(result.front) or 'empty'}")
+    console.print(f"plot: {result.out_dir / 'pareto.png'}")
+    for row in result.failed:
+        err_console.print(f"[red]FAIL[/red] {row['id']}: {row['error']}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A finished mlp or gnn run folder.")],
     data: Annotated[
@@ -263,12 +319,15 @@ def evaluate(
         typer.Option(help="Raw inputs .npy/.npz: gnn (jets, particles, 3) = pT/GeV, η_rel, φ_rel; mlp (jets, 16) HLF."),
     ],
     labels: Annotated[Path, typer.Option(help="Labels .npy/.npz: class indices, one-hot rows or class names.")],
+    jet_pt: Annotated[
+        Optional[Path], typer.Option(help="gnn: jet pT per jet .npy (default: .npz 'jet_pt', else Σ constituent pT).")
+    ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Metrics file (default <RUN_DIR>/evaluate.json).")] = None,
     project_dir: Annotated[Optional[Path], typer.Option(help="Firmware project (default: the run's).")] = None,
     firmware: Annotated[bool, typer.Option("--firmware/--no-firmware", help="Also run the C-simulation.")] = True,
 ) -> None:
     """Score a trained run (float, QKeras, firmware) on raw arrays with the run's recorded preprocessing."""
-    from trigflow.evaluate import evaluate_run, load_array, summary_rows
+    from trigflow.evaluate import evaluate_run, load_array, load_jet_pt, summary_rows
     from trigflow.ui import StageUI
 
     result = evaluate_run(
@@ -278,6 +337,7 @@ def evaluate(
         out=out,
         project_dir=project_dir,
         firmware=firmware,
+        jet_pt=load_jet_pt(data, jet_pt),
         sources={"path": str(data), "labels": str(labels)},
         ui=StageUI(err_console),
     )
