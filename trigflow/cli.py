@@ -315,16 +315,15 @@ def scan(
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A finished mlp or gnn run folder.")],
     data: Annotated[
-        Path,
-        typer.Option(help="Raw inputs .npy/.npz: gnn (jets, particles, 3) = pT/GeV, η_rel, φ_rel; mlp (jets, 16) HLF."),
+        Path, typer.Option(help="Raw inputs .npy/.npz: gnn (jets, particles, 3) = pT/GeV, η_rel, φ_rel.")
     ],
-    labels: Annotated[Path, typer.Option(help="Labels .npy/.npz: class indices, one-hot rows or class names.")],
+    labels: Annotated[Path, typer.Option(help="Labels .npy/.npz: class indices, one-hot or class names.")],
     jet_pt: Annotated[
-        Optional[Path], typer.Option(help="gnn: jet pT per jet .npy (default: .npz 'jet_pt', else Σ constituent pT).")
+        Optional[Path], typer.Option(help="gnn: jet pT .npy (default: .npz 'jet_pt', else Σ constituent pT).")
     ] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Metrics file (default <RUN_DIR>/evaluate.json).")] = None,
-    project_dir: Annotated[Optional[Path], typer.Option(help="Firmware project (default: the run's).")] = None,
-    firmware: Annotated[bool, typer.Option("--firmware/--no-firmware", help="Also run the C-simulation.")] = True,
+    out: Annotated[Optional[Path], typer.Option(help="Metrics file (<RUN_DIR>/evaluate.json).")] = None,
+    project_dir: Annotated[Optional[Path], typer.Option(help="Firmware project (the run's).")] = None,
+    firmware: Annotated[bool, typer.Option("--firmware/--no-firmware", help="Run the C-simulation.")] = True,
 ) -> None:
     """Score a trained run (float, QKeras, firmware) on raw arrays with the run's recorded preprocessing."""
     from trigflow.evaluate import evaluate_run, load_array, load_jet_pt, summary_rows
@@ -341,7 +340,8 @@ def evaluate(
         sources={"path": str(data), "labels": str(labels)},
         ui=StageUI(err_console),
     )
-    table = Table(title=f"trigflow evaluate {result.report['kind']} ({result.report['arch']})", show_header=False)
+    title = f"trigflow evaluate {result.report['kind']} ({result.report['arch']})"
+    table = Table(title=title, show_header=False)
     table.add_column(style="bold")
     table.add_column()
     for name, value in summary_rows(result.report):

@@ -55,7 +55,7 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "firmware": {"io_type": "io_stream"},
         "verify": {"min_samples": 2000},
     },
-    "gnn": {"model": {"arch": "in", "hidden": (32, 32)}, "verify": {"min_samples": 5000}},
+    "gnn": {"model": {"arch": "in", "hidden": (32, 32)}, "quant": {"bits": 8}, "verify": {"min_samples": 5000}},
     "ae": {"model": {"arch": "ae", "hidden": (32, 16)}, "verify": {"min_samples": 10_000}},
 }
 

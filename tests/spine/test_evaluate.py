@@ -1,0 +1,128 @@
+"""`trigflow evaluate RUN_DIR`: a trained run scored on raw arrays, with the run's recorded preprocessing.
+
+Uses the gnn run of ``test_run_gnn.py`` (shared per session) and the raw form of that run's own test jets: the
+evaluation must reproduce the run's test accuracy exactly and the firmware must stay bit-exact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_run_gnn import make_gnn_run
+
+from trigflow.errors import TrigflowError
+
+
+def trigflow(*args):
+    return subprocess.run(
+        [sys.executable, "-c", "from trigflow.cli import main; main()", *args], capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def gnn_run(tmp_path_factory):
+    return make_gnn_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def raw_test(gnn_run):
+    """The run's test jets in raw form ((pT/GeV, η_rel, φ_rel) per constituent, jet pT), rebuilt from the
+    data file and the run's split."""
+    from trigflow.data.jets import load_jets
+    from trigflow.data.prepare import split
+    from trigflow.kinds.gnn import raw_from_jets
+
+    d = gnn_run["config"].data
+    jets = load_jets(gnn_run["data"], parts=("constituents",))
+    raw, jet_pt = raw_from_jets(jets)
+    index = np.arange(len(raw))
+    labels = jets.label.astype(np.int64)
+    parts = split(index, labels, test_fraction=d.test_fraction, val_fraction=d.val_fraction, seed=d.seed)
+    return raw[parts.x_test], jet_pt[parts.x_test], parts.y_test
+
+
+def test_raw_inputs_give_exactly_the_runs_model_inputs(gnn_run, raw_test):
+    from trigflow.evaluate import model_inputs
+
+    raw, jet_pt, _ = raw_test
+    pre = json.loads((gnn_run["out"] / "preprocessing.json").read_text())
+    x_run = np.load(gnn_run["out"] / "test_data.npz")["x"]
+    np.testing.assert_array_equal(model_inputs(raw, "gnn", pre, jet_pt), x_run)
+    swapped = raw[..., [0, 2, 1]]  # η and φ exchanged: the check must notice
+    assert not np.array_equal(model_inputs(swapped, "gnn", pre, jet_pt), x_run)
+
+
+def test_evaluate_reproduces_the_runs_test_accuracy(gnn_run, raw_test, tmp_path):
+    raw, jet_pt, y = raw_test
+    rng = np.random.default_rng(1)
+    shuffled = np.stack([jet[rng.permutation(len(jet))] for jet in raw])  # any constituent order
+    mev = np.float32(1000)  # pT in MeV: z is scale free
+    np.savez(tmp_path / "x.npz", constituents=shuffled * [mev, 1, 1], jet_pt=jet_pt * mev)
+    np.save(tmp_path / "y.npy", np.eye(5, dtype=np.int64)[y])  # one-hot labels
+    result = trigflow("evaluate", str(gnn_run["out"]), "--data", str(tmp_path / "x.npz"), "--labels",
+                      str(tmp_path / "y.npy"), "--out", str(tmp_path / "eval.json"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    evaluation = json.loads((tmp_path / "eval.json").read_text())
+    report = gnn_run["report"]
+    assert evaluation["samples"] == report["samples"]
+    assert evaluation["accuracy"] == report["accuracy"]
+    assert evaluation["auc"] == report["auc"]
+    assert evaluation["bit_exact_fraction"] == 1.0
+    assert "metrics:" in result.stdout
+
+
+def test_evaluate_refuses_inconsistent_inputs(gnn_run, raw_test, tmp_path):
+    from trigflow.evaluate import evaluate_run
+
+    raw, jet_pt, y = raw_test
+    with pytest.raises(TrigflowError, match="labels have"):
+        evaluate_run(gnn_run["out"], raw, y[:-1], firmware=False)
+    with pytest.raises(TrigflowError, match=r"\(jets, particles, 3\)"):
+        evaluate_run(gnn_run["out"], raw[..., :2], y, firmware=False)
+    with pytest.raises(TrigflowError, match="0..4"):
+        evaluate_run(gnn_run["out"], raw, y + 5, firmware=False)
+    with pytest.raises(TrigflowError, match="one value per jet"):
+        evaluate_run(gnn_run["out"], raw, y, jet_pt=jet_pt[:-1], firmware=False)
+    other = tmp_path / "prj"
+    shutil.copytree(gnn_run["project"], other)
+    (other / "trigflow_report.json").write_text("{}")  # a project rebuilt by another run
+    with pytest.raises(TrigflowError, match="does not hold the firmware"):
+        evaluate_run(gnn_run["out"], raw, y, jet_pt=jet_pt, project_dir=other)
+
+
+def test_evaluate_without_firmware_writes_into_the_run(gnn_run, raw_test):
+    from trigflow.evaluate import evaluate_run
+
+    raw, jet_pt, y = raw_test
+    result = evaluate_run(gnn_run["out"], raw[:100], y[:100], jet_pt=jet_pt[:100], firmware=False)
+    assert result.path == gnn_run["out"].resolve() / "evaluate.json"
+    assert set(result.report["accuracy"]) == {"float", "qkeras"}
+    result.path.unlink()  # leave the shared run as it was
+
+
+def test_evaluate_scores_an_mlp_run_on_raw_features(fake_jets, tmp_path):
+    """mlp runs: the raw input is the 16 HLF in the run's order; labels may be class names."""
+    from trigflow.config import load_config
+    from trigflow.data.jets import load_jets
+    from trigflow.data.prepare import split
+    from trigflow.evaluate import evaluate_run
+    from trigflow.pipeline import run
+
+    config = load_config("mlp", overrides={
+        "out": str(tmp_path / "out"), "project_dir": str(tmp_path / "prj"), "data": {"path": str(fake_jets)},
+        "model": {"hidden": (8,)}, "quant": {"epochs": 1}, "verify": {"min_samples": 1000},
+    })
+    report = run(config).report
+    jets = load_jets(fake_jets)
+    parts = split(jets.hlf, jets.label.astype(np.int64), test_fraction=0.25, val_fraction=0.1, seed=0)
+    names = np.array(["g", "q", "w", "z", "t"])[parts.y_test]
+    result = evaluate_run(tmp_path / "out", parts.x_test, names)
+    assert result.report["accuracy"] == report["accuracy"]
+    assert result.report["bit_exact_fraction"] == 1.0
+    with pytest.raises(TrigflowError, match="gnn runs only"):
+        evaluate_run(tmp_path / "out", parts.x_test, names, jet_pt=np.ones(len(names)), firmware=False)

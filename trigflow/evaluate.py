@@ -1,0 +1,314 @@
+"""Spine layer: score a finished run on raw arrays from elsewhere (``trigflow evaluate RUN_DIR``).
+
+A run folder holds everything needed: ``config.json`` (kind, architecture), ``preprocessing.json`` (how raw
+data became model inputs: the gnn raw → feature transform, the per-feature standardisation and the input
+quantizer), the trained models (``qkeras_model.h5``, ``float_model.h5``; ``*_deployed.h5`` when the deployed
+model differs) and ``report.json``, whose ``project_dir`` names the compiled hls4ml project. This module
+applies the recorded preprocessing to the raw arrays, runs float, QKeras and the firmware C-simulation, and
+writes the run's accuracy / AUC fields — plus the bit comparison firmware vs QKeras on the new inputs — to
+``<RUN_DIR>/evaluate.json`` (or ``out``).
+
+Raw inputs per kind:
+
+* ``gnn``: ``(jets, particles, 3)`` = (pT in GeV, η − η_jet, φ − φ_jet) per constituent, zero rows = padding,
+  any number of particles and any order, plus the jet pT per jet (default: the scalar pT sum of the supplied
+  constituents) (``trigflow.kinds.gnn.features_from_raw``).
+* ``mlp``: ``(jets, 16)`` high-level features in the order of ``preprocessing.json["features"]``.
+
+Labels: class indices in the run's class order (``preprocessing.json["classes"]``), one-hot rows, or class
+names.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trigflow.errors import TrigflowError
+
+SUPPORTED_KINDS = ("mlp", "gnn")
+
+
+@dataclass
+class EvaluateResult:
+    report: dict[str, Any]
+    path: Path
+
+
+# --- inputs ------------------------------------------------------------------------------------------------
+def load_array(path: str | Path, what: str = "data") -> np.ndarray:
+    """One array from ``.npy``, or from ``.npz`` (its only array, or the one named ``x``/``constituents`` for
+    data, ``y`` for labels, ``jet_pt`` for jet pT)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrigflowError(f"{what} file {path} not found")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise TrigflowError(
+            f"{what} file {path} cannot be read as .npy/.npz ({exc.__class__.__name__})"
+        ) from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    names = {"data": ("x", "constituents"), "labels": ("y", "labels", "label"), "jet pT": ("jet_pt",)}[what]
+    with loaded:
+        keys = list(loaded.keys())
+        key = next((k for k in names if k in keys), keys[0] if len(keys) == 1 else None)
+        if key is None:
+            raise TrigflowError(
+                f"{what} file {path} holds arrays {keys}; name the one to use {' or '.join(names)}"
+            )
+        return loaded[key]
+
+
+def load_jet_pt(data: str | Path, jet_pt: str | Path | None) -> np.ndarray | None:
+    """The jet pT: from ``jet_pt`` if given, else the ``jet_pt`` array of an ``.npz`` data file, else None."""
+    if jet_pt is not None:
+        return load_array(jet_pt, "jet pT")
+    if Path(data).suffix == ".npz":
+        with np.load(data, allow_pickle=False) as loaded:
+            if "jet_pt" in loaded:
+                return loaded["jet_pt"]
+    return None
+
+
+def labels_to_indices(labels: np.ndarray, classes: list[str]) -> np.ndarray:
+    """Class indices from indices, one-hot rows or class names (checked against the run's classes)."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "USO":
+        lookup = {c.lower(): i for i, c in enumerate(classes)}
+        unknown = sorted({str(v) for v in labels.ravel() if str(v).lower() not in lookup})
+        if unknown:
+            raise TrigflowError(
+                f"unknown class name(s) {unknown[:5]} in labels; the run's classes are {classes}"
+            )
+        return np.array([lookup[str(v).lower()] for v in labels.ravel()], np.int64)
+    if labels.ndim == 2 and labels.shape[1] == len(classes):
+        if not np.all(np.isin(labels, (0, 1))) or not np.all(labels.sum(axis=1) == 1):
+            raise TrigflowError("2-D labels must be one-hot rows (exactly one 1 per row)")
+        return np.argmax(labels, axis=1).astype(np.int64)
+    labels = labels.reshape(-1)
+    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
+        raise TrigflowError("labels must be class indices (integers), one-hot rows or class names")
+    labels = labels.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise TrigflowError(
+            f"labels must lie in 0..{len(classes) - 1} (classes {classes}); "
+            f"got {labels.min()}..{labels.max()}"
+        )
+    return labels
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise TrigflowError(f"{path} not found: is {path.parent} a finished trigflow run folder ({what})?")
+    return json.loads(path.read_text())
+
+
+def model_inputs(
+    raw: np.ndarray, kind: str, preprocessing: dict[str, Any], jet_pt: np.ndarray | None = None
+) -> np.ndarray:
+    """Apply a run's recorded preprocessing to raw arrays: the model inputs on the firmware input grid."""
+    from trigflow.data.prepare import Standardizer
+    from trigflow.quantize.presets import QuantSpec
+
+    raw = np.asarray(raw)
+    if raw.dtype.kind not in "fiu":
+        raise TrigflowError(f"raw data must be numeric, got dtype {raw.dtype}")
+    transform = preprocessing.get("raw", {}).get("transform")
+    if transform is not None:
+        from trigflow.kinds import gnn
+
+        if transform != gnn.RAW_TRANSFORM:
+            raise TrigflowError(f"run uses raw transform '{transform}', unknown to this trigflow version")
+        features = gnn.features_from_raw(raw, int(preprocessing["raw"]["n_particles"]), jet_pt)
+    else:
+        if jet_pt is not None:
+            raise TrigflowError(f"a jet pT applies to gnn runs only; this is a {kind} run")
+        names = preprocessing.get("features", [])
+        if raw.ndim != 2 or raw.shape[1] != len(names):
+            raise TrigflowError(
+                f"{kind} raw inputs must have shape (samples, {len(names)}) with columns {', '.join(names)}; "
+                f"got {raw.shape}"
+            )
+        features = raw.astype(np.float32)
+    if not np.all(np.isfinite(features)):
+        rows = np.unique(np.nonzero(~np.isfinite(features))[0])
+        raise TrigflowError(f"raw data contain NaN/inf in {len(rows)} sample(s) (first at index {rows[0]})")
+    standardize = Standardizer.from_dict(preprocessing["standardize"])
+    iq = preprocessing["input_quantizer"]
+    spec = QuantSpec(input_bits=int(iq["bits"]), input_integer=int(iq["integer"]))
+    return spec.quantize_input(standardize(features))
+
+
+# --- models ------------------------------------------------------------------------------------------------
+def load_models(run_dir: Path, kind: str, x: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """The trained float twin and QKeras model of a run: rebuilt by the kind's recipe from the run's
+    ``config.json``, then the saved weights loaded. (Rebuilding rather than ``load_qmodel``: the graph
+    networks' fixed 0/1 structure layers carry numpy Constant initializers that Keras cannot deserialise.)"""
+    import warnings
+
+    from trigflow.config import load_config
+    from trigflow.kinds import Prepared, recipe_for
+
+    config = load_config(kind, run_dir / "config.json")
+    recipe = recipe_for(kind)
+    y = np.zeros(1, np.int64)
+    stub = Prepared(x[:1], y, x[:1], y, x[:1], y, {}, tuple(classes))  # shapes and classes for the builder
+    models = {}
+    for name, quantized in (("float", False), ("qkeras", True)):
+        path = run_dir / f"{name}_deployed.h5"
+        path = path if path.is_file() else run_dir / f"{name}_model.h5"
+        if not path.is_file():
+            raise TrigflowError(f"{path} not found; the run folder is incomplete")
+        model = recipe.build(stub, config, quantized)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.load_weights(str(path))
+        except (ValueError, OSError) as exc:
+            raise TrigflowError(
+                f"{path} does not fit the {kind} model of {run_dir / 'config.json'} "
+                f"({exc.__class__.__name__}: {str(exc)[:200]}); was the run made by another trigflow version?"
+            ) from None
+        models[name] = model
+    return models
+
+
+def link_firmware(project: Path, run_dir: Path, arch: str):
+    """The compiled C-simulation of ``project``, checked to be the firmware this run proved."""
+    import ctypes
+
+    import hls4ml
+
+    from trigflow.firmware.fifo import library_path
+
+    proof = project / "trigflow_report.json"
+    if not project.is_dir():
+        raise TrigflowError(f"firmware project {project} not found; pass --project-dir, or --no-firmware")
+    if not proof.is_file() or proof.read_bytes() != (run_dir / "report.json").read_bytes():
+        raise TrigflowError(
+            f"project {project} does not hold the firmware proven by {run_dir} (its trigflow_report.json "
+            "differs: rebuilt by another run?); pass the right --project-dir, or --no-firmware"
+        )
+    hls_model = hls4ml.converters.link_existing_project(str(project))
+    library = library_path(project, hls_model.config.get_project_name())
+    if not library.is_file():
+        raise TrigflowError(f"C-simulation library {library} not found; the project was not compiled")
+    hls_model._top_function_lib = ctypes.CDLL(str(library))
+    if arch == "garnet":
+        from trigflow.kinds.gnn import GarNetFirmware
+
+        return GarNetFirmware(hls_model)
+    return hls_model
+
+
+# --- the evaluation ----------------------------------------------------------------------------------------
+def evaluate_run(
+    run_dir: str | Path,
+    raw: np.ndarray,
+    labels: np.ndarray,
+    *,
+    out: str | Path | None = None,
+    project_dir: str | Path | None = None,
+    firmware: bool = True,
+    jet_pt: np.ndarray | None = None,
+    sources: dict[str, str] | None = None,
+    ui=None,
+) -> EvaluateResult:
+    """Score the run at ``run_dir`` on ``raw`` inputs with ``labels``; write and return the metrics.
+
+    ``jet_pt`` (gnn): the jet pT per jet, in the unit of the constituent pT; None: the scalar pT sum of the
+    supplied constituents."""
+    from trigflow.firmware import verify
+    from trigflow.firmware.csim import predict
+    from trigflow.fsio import write_text
+    from trigflow.ui import StageUI
+
+    ui = ui or StageUI(quiet=True)
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir():
+        raise TrigflowError(f"run folder {run_dir} not found")
+    config = _read_json(run_dir / "config.json", "config.json")
+    preprocessing = _read_json(run_dir / "preprocessing.json", "preprocessing.json")
+    run_report = _read_json(run_dir / "report.json", "report.json")
+    kind, arch = config["kind"], config.get("model", {}).get("arch", "default")
+    if kind not in SUPPORTED_KINDS:
+        raise TrigflowError(
+            f"trigflow evaluate supports {', '.join(SUPPORTED_KINDS)} runs; {run_dir} is a {kind} run"
+        )
+    classes = list(preprocessing["classes"])
+    y = labels_to_indices(labels, classes)
+    if len(y) != len(raw):
+        raise TrigflowError(f"data has {len(raw)} samples but labels have {len(y)}; they must match")
+    if len(y) == 0:
+        raise TrigflowError("no samples to evaluate")
+
+    with ui.stage("preprocess raw data"):
+        x = model_inputs(raw, kind, preprocessing, jet_pt)
+    with ui.stage("load models"):
+        models = load_models(run_dir, kind, x, classes)
+    outputs: dict[str, np.ndarray] = {}
+    with ui.stage("QKeras and float inference"):
+        for name, model in models.items():
+            y_model = model.predict(x, batch_size=4096, verbose=0)
+            outputs[name] = y_model.reshape(len(x), -1).astype(np.float64)
+    project = Path(project_dir or run_report["project_dir"]).resolve()
+    if firmware:
+        hls_model = link_firmware(project, run_dir, arch)
+        with ui.stage("C-simulation"):
+            outputs["firmware"] = predict(hls_model, x)
+
+    names = tuple(outputs)
+    report: dict[str, Any] = {
+        "kind": kind,
+        "arch": arch,
+        "run_dir": str(run_dir),
+        "project_dir": str(project) if firmware else None,
+        "data": {**(sources or {}), "samples": int(len(x)), "jet_pt": "given" if jet_pt is not None else (
+            "sum of supplied constituents" if kind == "gnn" else None)},
+        "samples": int(len(x)),
+        "accuracy": {name: verify.accuracy(outputs[name], y) for name in names},
+        "auc": {name: verify.auc_per_class(outputs[name], y, tuple(classes)) for name in names},
+        "preprocessing": preprocessing.get("raw", {"features": preprocessing.get("features")}),
+    }
+    if firmware:
+        bits = verify.compare_bits(outputs["qkeras"], outputs["firmware"])
+        report |= {
+            "bit_exact_fraction": bits.bit_exact_fraction,
+            "mismatched_samples": int(len(bits.mismatched)),
+            "max_abs_diff_vs_qkeras": bits.max_abs_diff,
+            "softmax_max_abs_diff_vs_qkeras": verify.max_abs_diff(
+                verify.softmax(outputs["firmware"]), verify.softmax(outputs["qkeras"])
+            ),
+            "argmax_agreement_vs_qkeras": verify.argmax_agreement(outputs["firmware"], outputs["qkeras"]),
+            "argmax_agreement_vs_float": verify.argmax_agreement(outputs["firmware"], outputs["float"]),
+        }
+    report["run_reference"] = {
+        "samples": run_report.get("samples"),
+        "accuracy": run_report.get("accuracy"),
+        "bit_exact_fraction": run_report.get("bit_exact_fraction"),
+    }
+    report["timings_s"] = {k: round(v, 3) for k, v in ui.timings.items()}
+    report["evaluated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    path = Path(out) if out is not None else run_dir / "evaluate.json"
+    write_text(path, json.dumps(report, indent=2) + "\n")
+    return EvaluateResult(report=report, path=path)
+
+
+def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    acc = report["accuracy"]
+    rows = [("samples", f"{report['samples']:,}")]
+    rows.append(("accuracy " + " / ".join(acc), " / ".join(f"{v:.4f}" for v in acc.values())))
+    ref = (report.get("run_reference") or {}).get("accuracy") or {}
+    if ref:
+        rows.append(("run's test accuracy " + " / ".join(ref), " / ".join(f"{v:.4f}" for v in ref.values())))
+    if "bit_exact_fraction" in report:
+        rows.append(("bit-exact fraction (firmware vs QKeras)", f"{report['bit_exact_fraction']:.6f}"))
+        rows.append(("argmax agreement vs QKeras", f"{report['argmax_agreement_vs_qkeras']:.6f}"))
+    return rows

@@ -1,0 +1,432 @@
+"""Spine layer: the graph-network jet tagger recipe — N jet constituents → 5 class logits.
+
+``model.arch``: ``"in"`` (Interaction Network on the fully connected graph of the N particles, the default),
+``"deepsets"`` (per-particle MLP + pooling: the cheapest baseline) or ``"garnet"`` (hls4ml's GarNet layer;
+its firmware is *not* bit-exact, see below and ``docs/gnn.md``).
+
+Raw format and input features (``features_from_raw``, recorded in ``preprocessing.json`` so
+``trigflow evaluate`` can score raw arrays from elsewhere):
+
+* raw: per jet, P constituents × (pT in GeV, η − η_jet, φ − φ_jet), zero rows for padding — the layout of the
+  public hls4ml constituent files (``j1_pt``, ``j1_etarel``, ``j1_phirel``) and of the L1 jet-ID samples —
+  plus the jet pT (GeV) per jet. Without a jet pT, the scalar sum of the pT of *all supplied* constituents
+  stands in for it (exact when the source lists every constituent). The embedded trigflow file stores
+  pT fractions; its raw pT is ``pt_fraction × jet pT``.
+* features: the N highest-pT constituents (sorted here; fewer are zero-padded), each as
+  ``(z = pT / jet pT, Δη, Δφ)``. z is dimensionless (GeV or MeV alike) and, normalised to the whole jet
+  rather than to the N kept particles, it tells how much of the jet lies outside them — a multiplicity
+  proxy worth +1.7 points of accuracy over z normalised to the kept particles, and +1.7 over raw pT in GeV
+  (DeepSets, float, embedded jets; see docs/gnn.md).
+* scaling: each feature is divided by its standard deviation over the *real* training particles — no mean
+  shift, so padded slots stay exactly 0 in the QKeras model and in the firmware (a zero word on an empty
+  slot), instead of becoming a made-up particle at −mean/scale. Then the input quantizer puts them on the
+  grid.
+  Padded slots are not masked in IN/DeepSets (fully connected graph over N slots); the model sees a
+  zero particle, which it learns to ignore. GarNet gets the count of non-zero particles as its ``n_valid``.
+
+Firmware: IN and DeepSets go through ``trigflow.firmware.gnn.prepare_gnn_for_hls`` (rank-3 QDense →
+QConv1D, an exact type for every layer) and the standard converter: bit-exact. Mean pooling is exact only
+over a power-of-two N; other N use sum pooling. GarNet: the Keras side is a one-input model that counts the
+valid particles itself (``CountValid``) and calls the two-input GarNet model; its firmware is hls4ml's
+GarNet (lookup-table exp(−d²), hard-coded 12-bit distance), so the proof reports a bit-exact fraction well
+below 1 and the run fails the default threshold on purpose; ``report["gnn"]["exactness"]`` says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trigflow.config import RunConfig
+from trigflow.errors import TrigflowError
+from trigflow.kinds import Arrays, Prepared, Recipe
+
+ARCHS = ("in", "deepsets", "garnet")
+RAW_FEATURES: tuple[str, ...] = ("pt", "eta_rel", "phi_rel")  # per constituent: GeV, rad, rad
+FEATURES: tuple[str, ...] = ("pt_fraction", "deta", "dphi")  # z = pT / jet pT, Δη, Δφ
+RAW_TRANSFORM = "gnn_constituents_v2"  # names the raw → feature function below in preprocessing.json
+
+# Widths of the per-edge / per-node / per-particle networks (the head after pooling is ``model.hidden``).
+IN_WIDTHS: dict[str, Any] = {"edge_hidden": (32,), "edge_dim": 16, "node_hidden": (32,), "node_dim": 16}
+DEEPSETS_WIDTHS: dict[str, Any] = {"phi_hidden": (64, 64)}
+GARNET_WIDTHS: dict[str, Any] = {"n_aggregators": 4, "n_filters": 8, "n_propagate": 8}
+PRECISION_FILE = "trigflow_gnn.json"  # written into the project: per-layer types and warnings
+
+GARNET_EXACTNESS = (
+    "GarNet firmware is hls4ml's own GarNet layer, which is not bit-exact with the Keras layer in hls4ml "
+    "1.3: exp(-d²) comes from a 4096-entry lookup table, the distance is a hard-coded ap_fixed<12,4> "
+    "(truncated), "
+    "the input and output transforms are contracted at conversion and rounded to 10 fractional bits, and the "
+    "GarNet weights are float in both twins (hls4ml maps quantize_transforms=True to ternary weights, which "
+    "QKeras cannot match). Everything outside the GarNet layer has exact types. The bit_exact check is "
+    "therefore expected to fail at the default threshold 1.0; judge this firmware by max_abs_diff_vs_qkeras, "
+    "argmax_agreement_vs_qkeras and the firmware accuracy (docs/gnn.md). The float GarNet block also makes "
+    "ONNX parity approximate: onnxruntime's float32 exp/mean round differently from TensorFlow's, and on "
+    "rare samples that moves a value across a quantizer step of the QKeras head."
+)
+
+
+def arch_of(config: RunConfig) -> str:
+    arch = config.model.arch
+    if arch not in ARCHS:
+        raise TrigflowError(f"unknown model.arch '{arch}' for gnn: choose one of {', '.join(ARCHS)}")
+    return arch
+
+
+def pooling_for(n_particles: int) -> str:
+    """Mean pooling where it is exact in fixed point (power-of-two N), sum pooling otherwise."""
+    return "mean" if n_particles & (n_particles - 1) == 0 else "sum"
+
+
+# --- raw format → features --------------------------------------------------------------------------------
+def raw_from_jets(jets) -> tuple[np.ndarray, np.ndarray]:
+    """``(constituents, jet_pt)`` of a ``JetSet`` in the raw format: (jets, P, 3) = (pT/GeV, η_rel, φ_rel)
+    with zero rows for padding, and the jet pT in GeV (trigflow jet file or public hls4ml constituents)."""
+    c, names = jets.constituents, tuple(jets.constituent_features)
+    if c is None:
+        raise TrigflowError("the jet set has no constituents; load it with parts=('constituents',)")
+    lower = [n.lower() for n in names]
+    jet_pt = np.asarray(jets.pt, np.float32)
+    if {"pt_fraction", "deta", "dphi"} <= set(lower):  # trigflow jet file: pT fractions of the jet pT
+        z, deta, dphi = (c[..., lower.index(n)] for n in ("pt_fraction", "deta", "dphi"))
+        pt = z * jet_pt[:, None]
+    elif {"j1_pt", "j1_etarel", "j1_phirel"} <= set(lower):  # public hls4ml constituent list
+        pt, deta, dphi = (c[..., lower.index(n)] for n in ("j1_pt", "j1_etarel", "j1_phirel"))
+    else:
+        raise TrigflowError(
+            f"constituent features {names} hold neither (pt_fraction, deta, dphi) nor (j1_pt, j1_etarel, "
+            "j1_phirel); cannot build the raw (pT, η_rel, φ_rel) constituents"
+        )
+    raw = np.stack([pt, deta, dphi], axis=-1).astype(np.float32)
+    return raw * (pt > 0)[..., None], jet_pt
+
+
+def features_from_raw(raw: np.ndarray, n_particles: int, jet_pt: np.ndarray | None = None) -> np.ndarray:
+    """(jets, P, 3) raw constituents → (jets, N, 3) features (z = pT/jet pT, Δη, Δφ) of the N highest-pT ones.
+
+    ``jet_pt``: (jets,) in the unit of the constituent pT; None: the scalar pT sum of all P supplied
+    constituents. Rows with pT ≤ 0 are padding: they sort last and come out as exact zeros.
+    """
+    raw = np.asarray(raw, np.float32)
+    if raw.ndim != 3 or raw.shape[-1] != len(RAW_FEATURES):
+        raise TrigflowError(
+            f"gnn raw inputs must have shape (jets, particles, 3) = (pT/GeV, η_rel, φ_rel) per constituent; "
+            f"got {raw.shape}"
+        )
+    if not np.all(np.isfinite(raw)):
+        rows = np.unique(np.nonzero(~np.isfinite(raw))[0])
+        raise TrigflowError(
+            f"raw constituents contain NaN/inf in {len(rows)} jet(s) (first at index {rows[0]})"
+        )
+    pt_all = np.where(raw[..., 0] > 0, raw[..., 0], 0.0).astype(np.float32)
+    if jet_pt is None:
+        jet_pt = pt_all.sum(axis=1, dtype=np.float32)
+    jet_pt = np.asarray(jet_pt, np.float32).reshape(-1)
+    if jet_pt.shape != (len(raw),):
+        raise TrigflowError(f"jet pT must hold one value per jet ({len(raw)}); got shape {jet_pt.shape}")
+    if not np.all(np.isfinite(jet_pt)) or np.any(jet_pt < 0):
+        raise TrigflowError("jet pT must be finite and ≥ 0")
+    n = int(n_particles)
+    order = np.argsort(-pt_all, axis=1, kind="stable")[:, :n]
+    pt = np.take_along_axis(pt_all, order, axis=1)
+    deta = np.take_along_axis(raw[..., 1], order, axis=1)
+    dphi = np.take_along_axis(raw[..., 2], order, axis=1)
+    scale = jet_pt[:, None]
+    z = np.divide(pt, scale, out=np.zeros_like(pt), where=scale > 0)
+    x = np.stack([z, deta, dphi], axis=-1) * (pt > 0)[..., None]
+    if x.shape[1] < n:  # fewer constituents than slots: zero-pad
+        x = np.concatenate([x, np.zeros((len(x), n - x.shape[1], x.shape[2]), np.float32)], axis=1)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def fit_scale(x_train: np.ndarray) -> np.ndarray:
+    """Per-feature standard deviation over real (non-padded) particles; padding stays 0 after dividing."""
+    real = np.any(x_train != 0, axis=-1)
+    values = x_train[real] if real.any() else x_train.reshape(-1, x_train.shape[-1])
+    scale = values.std(axis=0)
+    return np.where(scale > 0, scale, 1).astype(np.float32)
+
+
+# --- stage 1: data -----------------------------------------------------------------------------------------
+def load(config: RunConfig) -> Arrays:
+    from trigflow.data import JET_CLASSES
+    from trigflow.data.jets import load_jets
+
+    arch_of(config)  # fail before reading data
+    if config.model.n_particles < 2:
+        raise TrigflowError(
+            f"model.n_particles must be ≥ 2 for a graph network, got {config.model.n_particles}"
+        )
+    jets = load_jets(config.data.path, parts=("constituents",))
+    (raw, jet_pt), y = raw_from_jets(jets), jets.label.astype(np.int64)
+    if config.data.max_samples is not None:
+        keep = slice(config.data.max_samples)
+        raw, jet_pt, y = raw[keep], jet_pt[keep], y[keep]
+    source = config.data.path or "embedded jets (Pythia8 + FastJet)"
+    return Arrays(raw, y, RAW_FEATURES, JET_CLASSES, str(source), extra={"jet_pt": jet_pt})
+
+
+def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
+    """Raw constituents → features → split → per-feature scale (no shift) → input grid; all recorded."""
+    from trigflow.data.prepare import Standardizer, split
+    from trigflow.quantize.presets import QuantSpec
+
+    n = config.model.n_particles
+    x = features_from_raw(arrays.x, n, arrays.extra.get("jet_pt"))
+    parts = split(
+        x, arrays.y, test_fraction=config.data.test_fraction, val_fraction=config.data.val_fraction,
+        seed=config.data.seed,
+    )
+    if len(parts.x_test) < config.verify.min_samples:
+        raise TrigflowError(
+            f"only {len(parts.x_test)} test samples, the proof needs ≥ {config.verify.min_samples}; "
+            "use more data or lower verify.min_samples"
+        )
+    standardize = Standardizer(np.zeros(x.shape[-1], np.float32), fit_scale(parts.x_train))
+    spec = QuantSpec.from_config(config.quant)
+
+    def to_grid(a: np.ndarray) -> np.ndarray:
+        return spec.quantize_input(standardize(a))
+
+    real = np.any(parts.x_train != 0, axis=-1)
+    preprocessing = {
+        "features": list(FEATURES),
+        "classes": list(arrays.class_names),
+        "raw": {
+            "transform": RAW_TRANSFORM,
+            "format": "(jets, particles, 3): pT [GeV], eta - eta_jet, phi - phi_jet; zero rows = padding; "
+            "plus jet_pt (jets,) [GeV], default: scalar pT sum of all supplied constituents",
+            "features": list(RAW_FEATURES),
+            "jet_pt": "given" if "jet_pt" in arrays.extra else "sum of supplied constituents",
+            "n_particles": n,
+            "selection": "the n_particles highest-pT constituents (pT > 0), zero-padded",
+            "feature_definition": "z = pT / jet pT, deta, dphi; padding = 0",
+        },
+        "standardize": standardize.to_dict(),
+        "scaling": "x / scale per feature (scale = std over real training particles; no mean shift: padding "
+        "stays 0), then input_quantizer",
+        "padded_fraction_train": float(1 - real.mean()),
+        "input_quantizer": {"bits": spec.input_bits, "integer": spec.input_integer, "type": spec.input_type},
+    }
+    return Prepared(
+        to_grid(parts.x_train), parts.y_train, to_grid(parts.x_val), parts.y_val, to_grid(parts.x_test),
+        parts.y_test, preprocessing, arrays.class_names,
+    )
+
+
+# --- stage 2: models ---------------------------------------------------------------------------------------
+def _count_valid_class():
+    import tensorflow as tf
+
+    class CountValid(tf.keras.layers.Layer):
+        """Number of particles with any non-zero feature, shape (batch, 1): GarNet's ``n_valid`` input."""
+
+        def call(self, x):
+            nonzero = tf.reduce_any(tf.not_equal(x, 0.0), axis=-1)
+            return tf.reduce_sum(tf.cast(nonzero, tf.float32), axis=-1, keepdims=True)
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], 1)
+
+    return CountValid
+
+
+_COUNT_VALID = None
+
+
+def count_valid_layer():
+    """The ``CountValid`` layer class (created on first use so importing this module needs no TensorFlow)."""
+    global _COUNT_VALID
+    if _COUNT_VALID is None:
+        _COUNT_VALID = _count_valid_class()
+    return _COUNT_VALID
+
+
+def n_valid(x: np.ndarray) -> np.ndarray:
+    """What ``CountValid`` computes, for the firmware's second input."""
+    return np.any(np.asarray(x) != 0, axis=-1).sum(axis=-1, keepdims=True).astype(np.float64)
+
+
+def custom_objects() -> dict[str, Any]:
+    """Everything needed to reload a gnn run's models (QKeras, hls4ml GarNet, ``CountValid``)."""
+    from trigflow.models.gnn import custom_objects as model_objects
+
+    return {**model_objects(), "CountValid": count_valid_layer()}
+
+
+def build(prepared: Prepared, config: RunConfig, quantized: bool):
+    import tensorflow as tf
+
+    from trigflow.models.gnn import build_deepsets, build_garnet, build_interaction_network
+    from trigflow.quantize.presets import QuantSpec
+
+    arch = arch_of(config)
+    n, f = prepared.x_train.shape[1:]
+    common = {
+        "quantized": quantized, "spec": QuantSpec.from_config(config.quant), "seed": config.seed,
+    }
+    classes = len(prepared.class_names)
+    head = tuple(config.model.hidden)
+    if arch == "in":
+        return build_interaction_network(n, f, classes, head_hidden=head, pooling=pooling_for(n), **IN_WIDTHS,
+                                         **common)
+    if arch == "deepsets":
+        return build_deepsets(
+            n, f, classes, rho_hidden=head, pooling=pooling_for(n), **DEEPSETS_WIDTHS, **common
+        )
+    inner = build_garnet(n, f, classes, head_hidden=head, **GARNET_WIDTHS, **common)
+    particles = tf.keras.Input((n, f), name="particles")
+    valid = count_valid_layer()(name="count_valid")(particles)
+    return tf.keras.Model(particles, inner([particles, valid]), name=inner.name + "_counted")
+
+
+def garnet_core(model):
+    """The two-input GarNet model inside the one-input training model."""
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            return layer
+    raise TrigflowError(f"model '{model.name}' holds no inner GarNet model")
+
+
+# --- stage 3: firmware -------------------------------------------------------------------------------------
+class GarNetFirmware:
+    """The compiled GarNet project behind the one-input interface: ``predict(x)`` adds ``n_valid(x)``."""
+
+    INPUTS = ("particles", "n_valid")  # the order of the C top function's arguments (build_garnet's inputs)
+
+    def __init__(self, hls_model):
+        self.hls_model = hls_model
+        # hls4ml's link_existing_project reads the inputs from hls4ml_config.yml, where YAML sorted them by
+        # name (n_valid before particles): restore the argument order, or predict() swaps the two arrays.
+        linked = getattr(hls_model, "in_vars", None)
+        if linked is not None and sorted(v.name for v in linked) == sorted(self.INPUTS):
+            hls_model.in_vars = sorted(linked, key=lambda v: self.INPUTS.index(v.name))
+
+    def predict(self, x):
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        return self.hls_model.predict([x, np.ascontiguousarray(n_valid(x))])
+
+    def __getattr__(self, name):
+        return getattr(self.hls_model, name)
+
+
+def _precisions(model, arch: str) -> tuple[Any, dict[str, Any]]:
+    """(model to convert, {input_type, layer_precisions, warnings}) for the standard converter."""
+    if arch == "garnet":
+        from trigflow.firmware.gnn import GARNET_RESULT, GARNET_WIDE_PRECISION, _propagate
+
+        core = garnet_core(model)
+        _, prec, notes = _propagate(core, None, garnet_result=GARNET_RESULT)
+        for layer in core.layers:  # widened internal types: closer to QKeras (docs/gnn.md), still not exact
+            if type(layer).__name__ == "GarNet":
+                prec[layer.name] = {**prec.get(layer.name, {}), **GARNET_WIDE_PRECISION}
+        return core, {"input_type": None, "layer_precisions": prec, "warnings": notes}
+    from trigflow.firmware.gnn import prepare_gnn_for_hls
+
+    ready, overrides = prepare_gnn_for_hls(model)
+    return ready, overrides
+
+
+@contextlib.contextmanager
+def _python_bool_signedness():
+    """hls4ml 1.3's GarNet layer stores ``signed = np.amin(data) < 0`` (a ``numpy.bool_``) in its weight
+    types, which ``ModelGraph.save`` (``model.fml``, written by the converter) cannot serialise to JSON. For
+    the duration of one conversion, wrap ``GarNet._add_variable`` so the types hold a Python bool; restored
+    after."""
+    from hls4ml.model import layers
+
+    real = layers.GarNet._add_variable
+
+    def add_variable(self, name, var_name, data, frac_width=10, quantize=False):
+        real(self, name, var_name, data, frac_width=frac_width, quantize=quantize)
+        precision = self.weights[name].type.precision
+        precision.signed = bool(precision.signed)
+
+    layers.GarNet._add_variable = add_variable
+    try:
+        yield
+    finally:
+        layers.GarNet._add_variable = real
+
+
+def convert(model, project_dir, spec, *, force: bool = False):
+    from trigflow.firmware.convert import convert as hls4ml_convert
+    from trigflow.firmware.gnn import GARNET_RESULT
+
+    if spec.io_type != "io_parallel":
+        raise TrigflowError(
+            f"gnn firmware is implemented for io_type=io_parallel only, got {spec.io_type}; "
+            "use --set firmware.io_type=io_parallel"
+        )
+    garnet = any(hasattr(layer, "layers") for layer in model.layers)  # the wrapped two-input GarNet model
+    ready, o = _precisions(model, "garnet" if garnet else "in/deepsets")
+    fw_spec = dataclasses.replace(
+        spec, input_type=o["input_type"], layer_precisions=o["layer_precisions"], bit_exact=False
+    )
+    with _python_bool_signedness() if garnet else contextlib.nullcontext():
+        hls_model = hls4ml_convert(ready, project_dir, fw_spec, force=force)
+    record = {
+        "converted_model": ready.name,
+        "input_type": o["input_type"] or o["layer_precisions"][ready.input_names[0]]["result"],
+        "layer_precisions": o["layer_precisions"],
+        "warnings": o["warnings"],
+        "bit_exact_by_construction": not garnet,
+        **({"garnet_result": GARNET_RESULT} if garnet else {}),
+    }
+    (Path(project_dir) / PRECISION_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return GarNetFirmware(hls_model) if garnet else hls_model
+
+
+# --- report ------------------------------------------------------------------------------------------------
+def write_extras(report: dict, outputs: dict, prepared: Prepared, config: RunConfig, out: Path) -> None:
+    """ROC plots, and what the firmware is: architecture, graph size, exactness (GarNet: why not)."""
+    from trigflow import report as reporting
+
+    reporting.write_plots({**outputs, "labels": prepared.y_test}, prepared.class_names, out)
+    arch = arch_of(config)
+    n, f = prepared.x_test.shape[1:]
+    record_path = config.project_path.resolve() / PRECISION_FILE
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    info: dict[str, Any] = {
+        "arch": arch,
+        "n_particles": int(n),
+        "features": list(FEATURES),
+        "edges": int(n * (n - 1)) if arch == "in" else 0,
+        "pooling": pooling_for(int(n)) if arch != "garnet" else "garnet mean collapse",
+        "widths": {"in": IN_WIDTHS, "deepsets": DEEPSETS_WIDTHS, "garnet": GARNET_WIDTHS}[arch]
+        | {"head": list(config.model.hidden)},
+        "input_type": record.get("input_type"),
+        "precision_warnings": record.get("warnings", []),
+    }
+    if arch == "garnet":
+        info["exactness"] = GARNET_EXACTNESS
+        report.setdefault("notes", []).append(GARNET_EXACTNESS)
+        reasons = {
+            "bit_exact": " — expected for GarNet: hls4ml's GarNet layer is approximate (report.json notes)",
+            "onnx_parity": " — expected for GarNet: its float block (exp, mean) rounds differently in "
+            "onnxruntime, which rarely moves a value across a quantizer step downstream",
+        }
+        failures = report.get("failures", [])
+        for name, reason in reasons.items():
+            check = report.get("checks", {}).get(name)
+            if check is not None and not check["passed"]:  # say why where CI and the terminal show it
+                if check["detail"] in failures:
+                    failures[failures.index(check["detail"])] += reason
+                check["detail"] += reason
+    else:
+        info["exactness"] = (
+            "bit-exact by construction: rank-3 QDense rewritten to QConv1D(k=1) with its quantizers, "
+            "exact fixed-point type for every layer, input type = the input quantizer's type "
+            "(trigflow.firmware.gnn)"
+        )
+    report["gnn"] = info
+
+
+RECIPE = Recipe(
+    kind="gnn", load=load, build=build, prepare=prepare, convert=convert, write_extras=write_extras
+)
