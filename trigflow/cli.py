@@ -59,6 +59,15 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _verdict(failures: list[str], passed: str) -> None:
+    """FAIL lines and exit code 1, or one PASS line."""
+    if failures:
+        for failure in failures:
+            err_console.print(f"[red]FAIL[/red] {failure}")
+        raise typer.Exit(1)
+    console.print(f"[green]PASS[/green] {passed}")
+
+
 def _print_report(report: dict[str, Any]) -> None:
     from trigflow.report import summary_rows
 
@@ -115,11 +124,7 @@ def run(
     result = run_pipeline(cfg, StageUI(err_console))
     _print_report(result.report)
     console.print(f"report: {result.out_dir / 'report.json'}")
-    if result.failures:
-        for failure in result.failures:
-            err_console.print(f"[red]FAIL[/red] {failure}")
-        raise typer.Exit(1)
-    console.print("[green]PASS[/green] firmware proven against QKeras")
+    _verdict(result.failures, "firmware proven against QKeras")
 
 
 @app.command()
@@ -174,11 +179,7 @@ def verify(
     )
     _print_report(result.report)
     console.print(f"report: {result.out_dir / 'report.json'}")
-    if result.failures:
-        for failure in result.failures:
-            err_console.print(f"[red]FAIL[/red] {failure}")
-        raise typer.Exit(1)
-    console.print("[green]PASS[/green] firmware verified against the model")
+    _verdict(result.failures, "firmware verified against the model")
 
 
 @data_app.command("jets")
@@ -378,11 +379,7 @@ def export_onnx_command(
     report = export(source, out, opset=opset, n=n, force=force, max_abs_diff_allowed=max_diff)
     _print_rows(f"trigflow export onnx (opset {report['opset']})", summary_rows(report))
     console.print(f"report: {Path(report['out_dir']) / 'export_report.json'}")
-    if report["failures"]:
-        for failure in report["failures"]:
-            err_console.print(f"[red]FAIL[/red] {failure}")
-        raise typer.Exit(1)
-    console.print("[green]PASS[/green] onnxruntime matches Keras")
+    _verdict(report["failures"], "onnxruntime matches Keras")
 
 
 @app.command()
@@ -420,11 +417,7 @@ def firmware(
     )
     _print_rows("trigflow firmware (ONNX)", summary_rows(report))
     console.print(f"report: {Path(report['run_dir']) / 'report.json'}")
-    if report["failures"]:
-        for failure in report["failures"]:
-            err_console.print(f"[red]FAIL[/red] {failure}")
-        raise typer.Exit(1)
-    console.print("[green]PASS[/green] firmware proven against onnxruntime")
+    _verdict(report["failures"], "firmware proven against onnxruntime")
 
 
 def main() -> None:

@@ -35,24 +35,27 @@ class RunResult:
 
 
 # --- stage 1: data ------------------------------------------------------------------------------------------
-def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
-    """Split, standardise each feature on the training part, and put every input on the firmware input grid."""
-    from trigflow.data.prepare import Standardizer, check_finite, split
-    from trigflow.quantize.presets import QuantSpec
+def split_for_proof(x: np.ndarray, y: np.ndarray, config: RunConfig):
+    """The configured train/val/test split; fails early when the test part is too small for the proof."""
+    from trigflow.data.prepare import split
 
-    check_finite(arrays.x, f"data ({arrays.source})")
-    parts = split(
-        arrays.x,
-        arrays.y,
-        test_fraction=config.data.test_fraction,
-        val_fraction=config.data.val_fraction,
-        seed=config.data.seed,
-    )
+    d = config.data
+    parts = split(x, y, test_fraction=d.test_fraction, val_fraction=d.val_fraction, seed=d.seed)
     if len(parts.x_test) < config.verify.min_samples:
         raise TrigflowError(
             f"only {len(parts.x_test)} test samples, the proof needs ≥ {config.verify.min_samples}; "
             "use more data or lower verify.min_samples"
         )
+    return parts
+
+
+def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
+    """Split, standardise each feature on the training part, and put every input on the firmware input grid."""
+    from trigflow.data.prepare import Standardizer, check_finite
+    from trigflow.quantize.presets import QuantSpec
+
+    check_finite(arrays.x, f"data ({arrays.source})")
+    parts = split_for_proof(arrays.x, arrays.y, config)
     standardize = Standardizer.fit(parts.x_train)
     spec = QuantSpec.from_config(config.quant)
 

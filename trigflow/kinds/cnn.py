@@ -52,24 +52,14 @@ def pixel_scale(spec) -> float:
 
 def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
     """Split, scale pixels by a fixed power of two, and put them on the firmware input grid."""
-    from trigflow.data.prepare import check_finite, split
+    from trigflow.data.prepare import check_finite
+    from trigflow.pipeline import split_for_proof
     from trigflow.quantize.presets import QuantSpec
 
     check_finite(arrays.x, f"data ({arrays.source})")
     if arrays.x.ndim != 4:
         raise TrigflowError(f"cnn needs images (N, height, width, channels); got an array of shape {arrays.x.shape}")
-    parts = split(
-        arrays.x,
-        arrays.y,
-        test_fraction=config.data.test_fraction,
-        val_fraction=config.data.val_fraction,
-        seed=config.data.seed,
-    )
-    if len(parts.x_test) < config.verify.min_samples:
-        raise TrigflowError(
-            f"only {len(parts.x_test)} test samples, the proof needs ≥ {config.verify.min_samples}; "
-            "use more data or lower verify.min_samples"
-        )
+    parts = split_for_proof(arrays.x, arrays.y, config)
     spec = QuantSpec.from_config(config.quant)
     scale = pixel_scale(spec)
 

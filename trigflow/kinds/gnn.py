@@ -173,20 +173,13 @@ def load(config: RunConfig) -> Arrays:
 
 def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
     """Raw constituents → features → split → per-feature scale (no shift) → input grid; all recorded."""
-    from trigflow.data.prepare import Standardizer, split
+    from trigflow.data.prepare import Standardizer
+    from trigflow.pipeline import split_for_proof
     from trigflow.quantize.presets import QuantSpec
 
     n = config.model.n_particles
     x = features_from_raw(arrays.x, n, arrays.extra.get("jet_pt"))
-    parts = split(
-        x, arrays.y, test_fraction=config.data.test_fraction, val_fraction=config.data.val_fraction,
-        seed=config.data.seed,
-    )
-    if len(parts.x_test) < config.verify.min_samples:
-        raise TrigflowError(
-            f"only {len(parts.x_test)} test samples, the proof needs ≥ {config.verify.min_samples}; "
-            "use more data or lower verify.min_samples"
-        )
+    parts = split_for_proof(x, arrays.y, config)
     standardize = Standardizer(np.zeros(x.shape[-1], np.float32), fit_scale(parts.x_train))
     spec = QuantSpec.from_config(config.quant)
 
