@@ -14,11 +14,14 @@ compile-time constants, so HLS specialises every product ``x * w``:
 * ``w == 0`` (pruned): removed, together with its adder.  Costs nothing.
 * ``w`` a power of two: a shift (wiring).  Costs nothing.
 * otherwise the constant is reduced to its odd mantissa ``m`` (trailing zeros are a shift) of ``b`` bits
-  (plus sign) with ``c`` non-zero canonical-signed-digit (CSD) digits.  The product goes to a DSP48 when
-  ``x_bits * b >= DSP_WIDTH_PRODUCT`` and ``c >= DSP_MIN_CSD`` (narrow or simple constants become shift-add
-  logic); a DSP48E2 is 27x18, wider operands take several.  Otherwise it is built in fabric at
-  ``LUT_PER_CONST_MULT_BIT2 * x_bits * b`` LUTs.  1-bit (binary), ternary and power-of-two (exponent)
-  weight types never use DSPs.
+  (plus sign) with ``c`` non-zero canonical-signed-digit (CSD) digits.  ``c <= 2`` is one adder
+  (``x << i +/- x << j``).  ``c >= DSP_MIN_CSD`` is a multiplier, bound to a DSP48 when the wider operand
+  has at least ``DSP_MIN_OPERAND_BITS`` (11) bits, ``max(x_bits, b) >= 11``, and built in fabric otherwise
+  (``LUT_PER_CONST_MULT_BIT2 * x_bits * b`` LUTs).  This follows the binding in vendor reports (Vitis HLS
+  2024.1: 12x6, 12x7, 11x9, 14x8 bit constant products on DSPs, 10x10 and 8x8 in LUTs; Vivado HLS 2020.1:
+  6x16 on DSPs, 6x6 in LUTs); a DSP48E2 is 27x18, wider operands take several.  1-bit (binary), ternary and
+  power-of-two (exponent) weight types never use DSPs.  The same width rule decides general (non-constant)
+  multipliers: softmax, merge layers, reuse factor > 1.
 * reuse factor RF > 1 (Latency strategy): ``ceil(n_nonzero / RF)`` shared general multipliers (full weight
   width, no constant specialisation) fed by RF:1 multiplexers; II = RF, latency grows by RF - 1.
 * Resource strategy: ``ceil(n_in * n_out / RF)`` general multipliers (zeros are not skipped: the weights
@@ -49,11 +52,13 @@ subtract, exp table, sum tree, inverse table, one multiplier per element.  Pooli
 Registers (FF) are counted at every cycle boundary of the schedule: the bits alive at that point
 (products, partial sums, outputs), times ``FF_PER_LIVE_BIT``.
 
-Limits: the DSP-vs-LUT rule depends on the actual weight values (it is evaluated on them) and misses
-the few narrow (e.g. 16 x 6 bit) products that HLS still binds to DSPs; HLS LUT estimates differ from
-post-synthesis counts by up to 2x; strategies other than Latency/RF=1, BRAM and the io_stream FIFOs are
-modelled from the templates but not calibrated; layers not listed above are reported with zero cost and a
-note.  Treat the numbers as a fast first look, not a sign-off (errors: docs/estimate.md).
+Limits: with the Latency strategy the DSP count is the number of non-zero constants with three or more
+CSD digits that meet a wide operand, a property of the trained weights: estimate the trained model, not an
+untrained one (an untrained layer has far more such constants than an l1-regularised trained one).  HLS LUT
+estimates differ from post-synthesis counts by up to 2x; strategies other than Latency/RF=1, BRAM and the
+io_stream FIFOs are modelled from the templates but not calibrated; layers not listed above are reported with
+zero cost and a note.  Treat the numbers as a fast first look, not a sign-off (stated errors:
+docs/estimate.md, printed by scripts/calibrate_estimate.py).
 """
 
 from __future__ import annotations
@@ -71,17 +76,17 @@ from trigflow.errors import TrigflowError
 # ---------------------------------------------------------------------------------------------------------
 # Fitted / device constants (UltraScale+ speed grade -2, Vitis HLS 2024.1).  See docs/estimate.md.
 # ---------------------------------------------------------------------------------------------------------
-DSP_WIDTH_PRODUCT = 128  # x_bits * weight_bits at or above this -> DSP48 (fitted)
-DSP_MIN_CSD = 3  # constants with fewer non-zero CSD digits become shift-add logic (fitted)
+DSP_MIN_OPERAND_BITS = 11  # a product goes to a DSP48 when its wider operand has at least this many bits
+DSP_MIN_CSD = 3  # constants with fewer non-zero CSD digits are one adder (Vitis 2024.1 reports)
 DSP_A_BITS, DSP_B_BITS = 27, 18  # DSP48E2 multiplier port widths
-LUT_PER_ADDER_BIT = 1.2  # per adder bit: LUT6 + CARRY8, plus HLS overhead (fitted)
-LUT_PER_CONST_MULT_BIT2 = 0.3  # per x_bits * b of a constant multiplier built in fabric (fitted)
+LUT_PER_ADDER_BIT = 1.6  # per adder bit: LUT6 + CARRY8, plus HLS overhead (fitted)
+LUT_PER_CONST_MULT_BIT2 = 0.6  # per x_bits * b of a constant multiplier core in fabric (Vitis 2024.1 reports)
 LUT_PER_VAR_MULT_BIT2 = 0.6  # per x_bits * w_bits of a general (non-constant) LUT multiplier
 LUT_PER_MUX_BIT = 0.5  # 2:1 multiplexer / ReLU per output bit
-FF_PER_LIVE_BIT = 0.27  # flip-flops per bit alive at a cycle boundary (fitted; HLS shares/trims registers)
+FF_PER_LIVE_BIT = 0.3  # flip-flops per bit alive at a cycle boundary (fitted; HLS shares/trims registers)
 T_ADD_NS = 0.5  # adder delay: T_ADD_NS + T_ADD_PER_BIT_NS * width (fitted)
 T_ADD_PER_BIT_NS = 0.02
-T_DSP_NS = 2.0  # DSP48 multiply, combinational part (fitted)
+T_DSP_NS = 2.5  # DSP48 multiply, combinational part (fitted)
 T_MUX_NS = 0.35  # multiplexer / compare-select
 ROM_BRAM_CYCLES = 1  # registered BRAM table read
 ROM_LUT_NS = 1.2  # LUT ROM read
@@ -266,6 +271,17 @@ def _dsp_slices(a_bits: int, b_bits: int) -> int:
     return math.ceil(a / DSP_A_BITS) * math.ceil(b / DSP_B_BITS)
 
 
+def _dsp_width_ok(a_bits: Any, b_bits: Any) -> Any:
+    """DSP48 or fabric for an a_bits x b_bits product: DSP when the wider operand has >= 11 bits.
+
+    Vitis HLS 2024.1 reports bind 12 x 6, 12 x 7, 11 x 9 and 14 x 8 bit constant products to DSPs and
+    10 x 10, 8 x 8 bit ones to LUTs; Vivado HLS 2020.1 put 6 x 16 bit products on DSPs and 6 x 6 bit ones
+    in fabric (sources in docs/estimate.md).  A threshold on the product of the widths cannot reproduce
+    both (12 x 6 = 72 on a DSP, 10 x 10 = 100 in LUTs); one on the wider operand can.
+    """
+    return np.maximum(a_bits, b_bits) >= DSP_MIN_OPERAND_BITS
+
+
 def _t_add(width: int) -> float:
     return T_ADD_NS + T_ADD_PER_BIT_NS * max(width, 1)
 
@@ -386,7 +402,7 @@ def _matmul(
         # weights in a ROM (depth rf), ceil(n_in*n_out/rf) general multipliers, sequential accumulation
         n_hw = math.ceil(n_in * n_out / rf)
         mults = n_hw
-        if x.width * wn.width >= DSP_WIDTH_PRODUCT and wn.kind == "fixed":
+        if _dsp_width_ok(x.width, wn.width) and wn.kind == "fixed":
             dsp = n_hw * _dsp_slices(x.width, wn.width)
             t_mult = T_DSP_NS
         else:
@@ -419,7 +435,7 @@ def _matmul(
         n_real = int((~is_shift).sum())
         n_hw = math.ceil(n_real / rf)
         mults = n_hw
-        if x.width * wn.width >= DSP_WIDTH_PRODUCT and wn.kind == "fixed":
+        if _dsp_width_ok(x.width, wn.width) and wn.kind == "fixed":
             dsp = n_hw * _dsp_slices(x.width, wn.width)
             t_mult = T_DSP_NS
         else:
@@ -435,11 +451,15 @@ def _matmul(
         note = f"RF={rf}: {n_hw} shared multipliers"
     else:
         allow_dsp = not strategy.startswith("distributed") and wn.kind == "fixed" and x.kind == "fixed"
-        to_dsp = (~is_shift) & (x.width * bits >= DSP_WIDTH_PRODUCT) & (csd >= DSP_MIN_CSD) & allow_dsp
+        to_dsp = (~is_shift) & _dsp_width_ok(x.width, bits) & (csd >= DSP_MIN_CSD) & allow_dsp
         to_lut = (~is_shift) & ~to_dsp
         dsp = int(sum(_dsp_slices(x.width, int(b)) for b in bits[to_dsp])) if to_dsp.any() else 0
-        # constant multiplier in fabric (shift-add / LUT array): proportional to x_bits * b
-        lut += int((x.width * bits[to_lut] * LUT_PER_CONST_MULT_BIT2).sum())
+        # in fabric: a constant with two CSD digits is one adder (x << i +/- x << j); one with more digits a
+        # LUT multiplier core, proportional to x_bits * b
+        shift_add = to_lut & (csd <= 2)
+        core = to_lut & (csd > 2)
+        lut += int((LUT_PER_ADDER_BIT * (x.width + bits[shift_add])).sum())
+        lut += int((x.width * bits[core] * LUT_PER_CONST_MULT_BIT2).sum())
         mults = int(to_dsp.sum() + to_lut.sum())
         dsp_products = int(to_dsp.sum())
         if to_dsp.any():
@@ -637,7 +657,7 @@ def _activation(layer: Any, io_stream: bool) -> _Layer:
             est.lut += int(((n - 1) * 2 + n) * x.width * LUT_PER_ADDER_BIT)  # max tree, subtract
             est.lut += int((n - 1) * exp_t.width * LUT_PER_ADDER_BIT)  # sum tree
             prod = exp_t.width * inv_t.width
-            if prod >= DSP_WIDTH_PRODUCT:
+            if _dsp_width_ok(exp_t.width, inv_t.width):
                 est.dsp = n * _dsp_slices(exp_t.width, inv_t.width)
             else:
                 est.lut += int(n * prod * LUT_PER_VAR_MULT_BIT2)
@@ -729,7 +749,7 @@ def _merge(layer: Any, io_stream: bool) -> _Layer:
         est.note = "wiring"
     elif "mul" in op or "dot" in op:
         est.mults = n
-        if x.width * x.width >= DSP_WIDTH_PRODUCT:
+        if _dsp_width_ok(x.width, x.width):
             est.dsp = n * _dsp_slices(x.width, x.width)
         else:
             est.lut = int(n * x.width * x.width * LUT_PER_VAR_MULT_BIT2)
