@@ -12,17 +12,23 @@ import ctypes
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trigflow.errors import TrigflowError
-from trigflow.fsio import atomic_dir
+from trigflow.fsio import DISK_FULL, NOT_WRITABLE, atomic_dir
 
 RESERVED_LAYER_NAMES = ("input",)
+BUILD_TOOLS = {  # what hls4ml's build_lib.sh needs, and how to get it
+    "g++": "install a C++ compiler (e.g. `apt-get install g++`) or put it on PATH",
+    "bash": "put bash on PATH (hls4ml's build_lib.sh is a bash script)",
+}
 
 
 @dataclass(frozen=True)
@@ -116,17 +122,30 @@ def _first_error(log: str) -> str:
 
 
 def compile_project(hls_model) -> Path:
-    """Build the C-simulation library with g++ (log in ``build_lib.log``) and link it into ``hls_model``."""
+    """Build the C-simulation library with g++ (log in ``build_lib.log``) and link it into ``hls_model``.
+
+    On failure the log is also kept in the system temp folder: the project folder itself is removed.
+    """
     out = Path(hls_model.config.get_output_dir())
-    if shutil.which("g++") is None:
-        raise TrigflowError("g++ not found on PATH; install a C++ compiler (e.g. `apt-get install g++`)")
-    log_path = out / "build_lib.log"
+    for tool, fix in BUILD_TOOLS.items():
+        if shutil.which(tool) is None:
+            raise TrigflowError(f"{tool} not found on PATH; {fix}")
     result = subprocess.run(["bash", "build_lib.sh"], cwd=out, capture_output=True, text=True)
-    log_path.write_text(result.stdout + result.stderr)
+    log = result.stdout + result.stderr
+    (out / "build_lib.log").write_text(log)
     if result.returncode != 0:
-        raise TrigflowError(f"C-simulation compile failed: {_first_error(result.stdout + result.stderr)} (log: {log_path})")
+        kept = _keep_log(log)
+        raise TrigflowError(f"C-simulation compile failed: {_first_error(log)} (full g++ log: {kept})")
     name, stamp = hls_model.config.get_project_name(), hls_model.config.get_config_value("Stamp")
     return out / "firmware" / f"{name}-{stamp}.so"
+
+
+def _keep_log(log: str) -> Path:
+    """A copy of a failed build's log that outlives the removed project folder."""
+    fd, path = tempfile.mkstemp(prefix="trigflow-build_lib-", suffix=".log")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(log)
+    return Path(path)
 
 
 def load_library(hls_model, library: Path) -> None:
@@ -169,6 +188,8 @@ def convert(model, project_dir: str | Path, spec: FirmwareSpec, *, force: bool =
         except TrigflowError:
             raise
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL + NOT_WRITABLE:
+                raise  # atomic_dir names the project folder and the fix
             raise TrigflowError(f"hls4ml could not convert the model: {exc.__class__.__name__}: {exc}") from exc
         (tmp / "convert.log").write_text(log.getvalue())
         with contextlib.redirect_stdout(io.StringIO()):

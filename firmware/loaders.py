@@ -166,13 +166,17 @@ def check_config(config: Any) -> None:
 
 
 def _unsupported(name: str, kind: str) -> None:
+    """One line: the layer, what to use instead, and what trigflow verify converts."""
     if kind in ("Functional", "Sequential", "Model"):
         hint = "rebuild it as one flat model (nested models are not supported)"
     elif kind in INSTEAD:
         hint = f"use {INSTEAD[kind]}"
     else:
-        hint = f"supported layers: {', '.join(SUPPORTED_LAYERS)}"
-    raise TrigflowError(f"layer '{name}' ({kind}) is not supported by trigflow verify; {hint}")
+        hint = "rebuild that part from the supported layers"
+    raise TrigflowError(
+        f"layer '{name}' ({kind}) is not supported by trigflow verify; {hint} "
+        f"(supported: {', '.join(SUPPORTED_LAYERS)})"
+    )
 
 
 def _saved_config(path: Path, suffix: str) -> Any:
@@ -285,8 +289,8 @@ def _load_error(path: Path, exc: Exception) -> TrigflowError:
     if unknown:
         name = unknown.group(1)
         return TrigflowError(
-            f"model file {path} uses '{name}', which is neither a Keras nor a QKeras layer; trigflow verify "
-            f"supports: {', '.join(SUPPORTED_LAYERS)}"
+            f"model file {path} uses '{name}', which is neither a Keras nor a QKeras layer; rebuild that part "
+            f"from the layers trigflow verify supports: {', '.join(SUPPORTED_LAYERS)}"
         )
     return TrigflowError(f"model file {path} cannot be loaded ({exc.__class__.__name__}: {_first_line(exc)})")
 

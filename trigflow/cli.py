@@ -28,6 +28,7 @@ app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}
+INTERRUPTED = 130  # exit code of a run stopped with Ctrl-C (128 + SIGINT)
 
 
 @app.callback()
@@ -424,6 +425,8 @@ def main() -> None:
     """Console entry point: one-line errors, distinct exit codes, tracebacks only with --debug."""
     try:
         code = app(standalone_mode=False)  # click returns the code of a typer.Exit here
+        if code == INTERRUPTED:  # typer turns Ctrl-C into Exit(130) before it reaches us
+            raise KeyboardInterrupt
         sys.exit(code if isinstance(code, int) else 0)
     except TrigflowError as exc:
         if _state["debug"]:
@@ -431,8 +434,8 @@ def main() -> None:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err_console.print("[red]error:[/red] interrupted; no partial output was kept")
-        sys.exit(130)
+        err_console.print("[red]error:[/red] interrupted (Ctrl-C); no partial output was kept, rerun to start again")
+        sys.exit(INTERRUPTED)
     except typer.Abort:
         sys.exit(1)
     except Exception as exc:  # click usage errors are handled by click; anything else is a bug

@@ -10,8 +10,21 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from trigflow.errors import TrigflowError
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _file_ancestor(folder: Path) -> Path | None:
+    """The first existing ancestor of ``folder`` (itself included) that is not a folder."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
 
 
 def check_writable_parent(path: Path) -> None:
@@ -19,7 +32,9 @@ def check_writable_parent(path: Path) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise TrigflowError(f"cannot create folder {parent} ({exc.strerror}); choose another output path") from None
+        blocker = _file_ancestor(parent)
+        cause = f"{blocker} is a file, not a folder" if blocker else exc.strerror
+        raise TrigflowError(f"cannot create folder {parent} ({cause}); choose another output path") from None
     if not os.access(parent, os.W_OK):
         raise TrigflowError(f"cannot write to {parent}: folder is not writable; choose another output path")
 
@@ -35,36 +50,97 @@ def disk_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno in DISK_FULL:
             raise TrigflowError(f"disk full while writing {path}; free space or choose another output path") from None
-        if exc.errno in (errno.EROFS, errno.EACCES):
+        if exc.errno in NOT_WRITABLE:
             raise TrigflowError(f"cannot write {path} ({exc.strerror}); choose a writable output path") from None
         raise
 
 
 @contextlib.contextmanager
 def exclusive(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock named after ``path`` (a ``.name.lock`` file beside it) or fail at once."""
+    """Hold an exclusive lock named after ``path`` (a ``.name.lock`` file beside it) or fail at once.
+
+    The lock file is removed on release; a run that locked a file already unlinked by the previous holder
+    sees another inode at the path and locks again, so two runs never both hold the lock.
+    """
     path = Path(path)
     check_writable_parent(path)
     lock_path = path.with_name(f".{path.name}.lock")
-    with open(lock_path, "a+") as handle:
+    while True:
+        with disk_errors(lock_path):
+            handle = open(lock_path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             owner = handle.read().strip() or "unknown"
+            handle.close()
             raise TrigflowError(
                 f"{path} is being written by another trigflow run (pid {owner}); wait for it or choose another path"
             ) from None
+        if _same_file(handle, lock_path):
+            break
+        handle.close()  # the previous holder removed it after we opened it: lock the current one
+    try:
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)  # the lock file stays: unlinking it would race with a waiter
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)  # while still locked: a waiter re-checks the inode
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _same_file(handle: IO[str], path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def published_on_success(*paths: str | os.PathLike) -> Iterator[None]:
+    """Outputs a run publishes at ``paths`` stay only if the whole run succeeds.
+
+    An existing output (``--force``) is moved aside first and put back when the run fails or is interrupted;
+    whatever the failed run published there is removed. On success the old outputs are deleted.
+    """
+    targets = [Path(p) for p in paths]
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for path in targets:
+            if path.exists():
+                aside = path.with_name(f".{path.name}.kept-{os.getpid()}")
+                with disk_errors(path):
+                    os.replace(path, aside)
+                moved.append((path, aside))
+    except BaseException:
+        _restore(moved)
+        raise
+    try:
+        yield
+    except BaseException:
+        for path in targets:
+            _remove(path)
+        _restore(moved)
+        raise
+    for _, aside in moved:
+        _remove(aside)
+
+
+def _restore(moved: list[tuple[Path, Path]]) -> None:
+    for path, aside in moved:
+        os.replace(aside, path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -84,7 +160,8 @@ def atomic_file(path: str | os.PathLike, *, force: bool = True) -> Iterator[Path
     path = Path(path)
     refuse_existing(path, force, "file")
     check_writable_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    with disk_errors(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -103,18 +180,23 @@ def atomic_dir(path: str | os.PathLike, *, force: bool = False) -> Iterator[Path
     path = Path(path)
     refuse_existing(path, force, "folder")
     check_writable_parent(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    with disk_errors(path):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
         with disk_errors(path):
             yield tmp
-        _publish_mode(tmp, 0o777)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+            _publish_mode(tmp, 0o777)
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                os.replace(path, old)
+                try:
+                    os.replace(tmp, path)
+                except BaseException:
+                    os.replace(old, path)  # keep the previous output rather than nothing
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

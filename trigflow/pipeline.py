@@ -8,8 +8,6 @@ returned; what differs between model kinds comes from the kind's ``Recipe`` (``t
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import numpy as np
 
 from trigflow.config import RunConfig
 from trigflow.errors import TrigflowError
-from trigflow.fsio import atomic_dir, exclusive, refuse_existing
+from trigflow.fsio import atomic_dir, exclusive, published_on_success, refuse_existing, write_text
 from trigflow.kinds import Arrays, Prepared, Recipe, Trained, recipe_for
 from trigflow.ui import StageUI
 
@@ -237,7 +235,8 @@ def run(config: RunConfig, ui: StageUI | None = None) -> RunResult:
     with exclusive(out_dir), exclusive(project):
         refuse_existing(out_dir, config.force, "run folder")
         refuse_existing(project, config.force, "project folder")
-        return _run(recipe, config, out_dir, ui)
+        with published_on_success(out_dir, project):  # a failed or interrupted run leaves no project behind
+            return _run(recipe, config, out_dir, ui)
 
 
 def _run(recipe: Recipe, config: RunConfig, out_dir: Path, ui: StageUI) -> RunResult:
@@ -286,6 +285,4 @@ def _run(recipe: Recipe, config: RunConfig, out_dir: Path, ui: StageUI) -> RunRe
 
 def _copy_into_project(report: Path, project: Path) -> None:
     """Keep the proof beside the firmware it proves."""
-    tmp = project / f".report.json.{os.getpid()}"
-    shutil.copyfile(report, tmp)
-    os.replace(tmp, project / "trigflow_report.json")
+    write_text(project / "trigflow_report.json", report.read_text())

@@ -28,7 +28,7 @@ import numpy as np
 
 from trigflow.config import RunConfig
 from trigflow.errors import TrigflowError
-from trigflow.fsio import atomic_dir, exclusive, refuse_existing, write_text
+from trigflow.fsio import atomic_dir, exclusive, published_on_success, refuse_existing, write_text
 from trigflow.pipeline import RunResult
 from trigflow.ui import StageUI
 
@@ -63,6 +63,8 @@ def load_data(
     path: str | Path, shape: tuple[int, ...], n: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Inputs (and labels if present) from ``.npy``, ``.npz`` or ``.h5``, shaped for the model input."""
+    from trigflow.data.prepare import check_finite
+
     path = Path(path)
     if not path.is_file():
         raise TrigflowError(f"data file {path} not found; check the path given to --data")
@@ -100,8 +102,9 @@ def load_data(
     if x.ndim < 1 or len(x) == 0 or int(np.prod(x.shape[1:])) != per_sample:
         raise TrigflowError(
             f"data file {path}: inputs of shape {tuple(x.shape[1:])} per sample, the model expects "
-            f"{tuple(shape)}"
+            f"{tuple(shape)}; give inputs of that shape (or the model they belong to)"
         )
+    check_finite(x, f"data file {path}")
     return x.reshape((len(x), *shape)), y
 
 
@@ -222,18 +225,19 @@ def verify_model(
     with exclusive(out_dir), exclusive(project):
         refuse_existing(out_dir, config.force, "report folder")
         refuse_existing(project, config.force, "project folder")
-        return _verify(
-            Path(model_path),
-            config,
-            out_dir,
-            project,
-            weights,
-            data,
-            n,
-            layer_precisions or {},
-            max_float_rel_diff,
-            ui,
-        )
+        with published_on_success(out_dir, project):  # a failed or interrupted run leaves no project behind
+            return _verify(
+                Path(model_path),
+                config,
+                out_dir,
+                project,
+                weights,
+                data,
+                n,
+                layer_precisions or {},
+                max_float_rel_diff,
+                ui,
+            )
 
 
 def _verify(model_path, config, out_dir, project, weights, data, n, layer_precisions, max_float_rel_diff, ui):
