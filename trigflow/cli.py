@@ -82,7 +82,7 @@ def _print_report(report: dict[str, Any]) -> None:
 
 @app.command()
 def run(
-    kind: Annotated[str, typer.Argument(help="Model kind: mlp (cnn, gnn, ae as they land).")] = "mlp",
+    kind: Annotated[str, typer.Argument(help="Model kind: mlp, cnn, gnn or ae.")] = "mlp",
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/TOML/JSON run config.")] = None,
     out: Annotated[Optional[str], typer.Option(help="Run folder (default runs/<kind>/).")] = None,
     project_dir: Annotated[Optional[str], typer.Option(help="hls4ml project (default hls_projects/<kind>/).")] = None,
@@ -100,7 +100,11 @@ def run(
         Optional[list[str]], typer.Option("--set", help="Any config key, e.g. --set quant.input_bits=18.")
     ] = None,
 ) -> None:
-    """Train (QAT + float twin), convert with hls4ml, compile the C-sim and prove it bit-exact."""
+    """Train (QAT + float twin), convert with hls4ml, compile the C-sim, prove it bit-exact and estimate its cost.
+
+    Writes report.json (proof, accuracies, the resource/latency estimate), junit.xml and plots to the run
+    folder, and the hls4ml project to the project folder.
+    """
     from trigflow.config import load_config, parse_overrides
     from trigflow.pipeline import run as run_pipeline
     from trigflow.ui import StageUI

@@ -23,6 +23,15 @@ The background mixes Standard-Model processes in the ADC2021 proportions after p
 QCD dijets 33.8 %, Z/gamma* -> ll 6.7 %, ttbar 0.3 %). Signals (Pythia8 built-in, see ``SIGNALS``): leptoquark
 pairs LQ -> b tau (80 GeV) and A -> Z*Z* -> 4l (50 GeV) as in ADC2021; H -> tau tau and H+- -> tau nu at
 200 GeV instead of ADC2021's 60 GeV, where they hardly pass the preselection and look like W -> tau nu.
+
+Known differences from ADC2021; docs/ae.md, "The data versus ADC2021", gives the details and measurements.
+(1) The jet leg of the preselection: ADC2021 requires the e/mu for the background and for every signal. In
+the embedded file, no QCD event and only 20-35 % of the lq_btau, h_tautau and hpm_taunu events have an e/mu
+above 23 GeV. (2) The H / H+- masses. (3) No pile-up (the ADC2021 signal files are PU20). (4) A parametric
+detector model instead of ADC2021's simulation. This generator cannot match (1): of Pythia QCD events with
+pTHat > 40 GeV, 0 of 2,000 pass the lepton filter with our isolation and 2 of 4,000 with isolation < 0.45,
+so the 20,280 QCD events would need >= 4e7 Pythia events. H+- (60 GeV) -> tau nu passes the lepton filter in
+0.6 % of events.
 Events are mixed in blocks of a few thousand, so any contiguous slice of the file has the same composition.
 Same seed -> same arrays, whatever the number of workers (only the timing attribute differs).
 """
