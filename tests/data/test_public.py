@@ -15,7 +15,13 @@ import pytest
 
 from trigflow.data import HLF_NAMES, JET_CLASSES
 from trigflow.data.anomaly import FEATURE_NAMES
-from trigflow.data.public import load_adc2021, load_hls4ml_hlf_table, load_hls4ml_jets, load_hls4ml_jets_h5
+from trigflow.data.public import (
+    load_adc2021,
+    load_adc2021_folder,
+    load_hls4ml_hlf_table,
+    load_hls4ml_jets,
+    load_hls4ml_jets_h5,
+)
 from trigflow.errors import TrigflowError
 
 # Zenodo 3602260 `jetFeatureNames` (59 columns)
@@ -207,3 +213,34 @@ def test_adc2021_wrong_shape_and_truncated(tmp_path):
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(TrigflowError, match="corrupt or truncated|not a readable HDF5"):
         load_adc2021(truncated)
+
+
+def test_adc2021_folder_names_the_signals_as_trigflow_does(tmp_path):
+    rng = np.random.default_rng(6)
+    _adc_file(tmp_path / "background_for_training.h5", 7, rng)
+    _adc_file(tmp_path / "Ato4l_lepFilter_13TeV_filtered.h5", 3, rng)
+    _adc_file(tmp_path / "hChToTauNu_13TeV_PU20_filtered.h5", 2, rng)
+    _adc_file(tmp_path / "my_signal.h5", 1, rng)
+    data = load_adc2021_folder(tmp_path)
+    assert data.processes == ("background", "a_4l", "hpm_taunu", "my_signal")
+    np.testing.assert_array_equal(data.process, [0] * 7 + [1] * 3 + [2] * 2 + [3])
+    assert len(load_adc2021_folder(tmp_path, max_events=2)) == 2 + 2 + 2 + 1
+
+
+def test_adc2021_folder_without_background_is_refused(tmp_path):
+    _adc_file(tmp_path / "Ato4l_lepFilter_13TeV_filtered.h5", 3, np.random.default_rng(7))
+    with pytest.raises(TrigflowError, match="expected one background"):
+        load_adc2021_folder(tmp_path)
+
+
+def test_run_ae_reads_an_adc2021_folder(tmp_path):
+    from trigflow.config import load_config
+    from trigflow.kinds.ae import load
+
+    rng = np.random.default_rng(8)
+    _adc_file(tmp_path / "background_for_training.h5", 6, rng)
+    _adc_file(tmp_path / "leptoquark_LOWMASS_lepFilter_13TeV_filtered.h5", 4, rng)
+    config = load_config("ae", overrides={"data": {"path": str(tmp_path), "max_samples": 5}})
+    arrays = load(config)
+    assert arrays.class_names == ("background", "lq_btau") and arrays.x.shape == (9, 57)
+    np.testing.assert_array_equal(arrays.y, [0] * 5 + [1] * 4)

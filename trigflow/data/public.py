@@ -15,7 +15,8 @@ The layout assumed for each (from the data set papers and their Zenodo / OpenML 
   five labels are dropped.
 * ADC2021 anomaly-detection challenge HDF5 (Govorkova et al. 2022): ``Particles`` N x 19 x 4 as
   (pT, eta, phi, class id) for MET, 4 electrons, 4 muons, 10 jets, zero-padded; flattened to the 57
-  (pT, eta, phi) columns of ``trigflow.data.anomaly``. One file per process.
+  (pT, eta, phi) columns of ``trigflow.data.anomaly``. One file per process; ``load_adc2021_folder`` reads
+  the challenge's folder layout (``background_for_training.h5`` + signal files) under trigflow's signal names.
 """
 
 from __future__ import annotations
@@ -305,3 +306,37 @@ def load_adc2021(
         processes=tuple(paths),
         attrs={"source": "ADC2021 (Govorkova et al. 2022)", "files": {k: str(v) for k, v in paths.items()}},
     )
+
+
+ADC2021_SIGNAL_NAMES = {  # file-name prefix in the challenge release -> trigflow.data.anomaly signal name
+    "ato4l": "a_4l",
+    "leptoquark": "lq_btau",
+    "htotautau": "h_tautau",
+    "hchtotaunu": "hpm_taunu",
+}
+
+
+def load_adc2021_folder(folder: str | os.PathLike, *, max_events: int | None = None) -> AnomalySet:
+    """A folder of ADC2021 files: ``background*.h5`` is process 0, every other ``*.h5`` a signal.
+
+    Signals are named as in ``trigflow.data.anomaly`` when the file name says which one it is
+    (``Ato4l_lepFilter_13TeV_filtered.h5`` -> ``a_4l``), else by the file's stem.
+    """
+    folder = Path(folder)
+    files = sorted(folder.glob("*.h5"))
+    background = [p for p in files if p.name.lower().startswith("background")]
+    if len(background) != 1:
+        found = ", ".join(p.name for p in background) or "none"
+        raise TrigflowError(
+            f"{folder}: expected one background*.h5 file (ADC2021 background_for_training.h5), found {found}"
+        )
+    signals: dict[str, Path] = {}
+    for p in files:
+        if p is background[0]:
+            continue
+        stem = p.name.split(".")[0]
+        name = next((v for k, v in ADC2021_SIGNAL_NAMES.items() if stem.lower().startswith(k)), stem)
+        if name in signals:
+            raise TrigflowError(f"{folder}: {signals[name].name} and {p.name} are both {name}; keep one")
+        signals[name] = p
+    return load_adc2021(background[0], signals, max_events=max_events)

@@ -59,12 +59,18 @@ def _arch(config: RunConfig) -> str:
 # --- stage 1: data -------------------------------------------------------------------------------------------
 def load(config: RunConfig) -> Arrays:
     from trigflow.data.anomaly import load_anomaly
+    from trigflow.data.public import load_adc2021_folder
 
     _arch(config)  # fail before reading data
-    data = load_anomaly(config.data.path)
-    x, y = data.x, data.process.astype(np.int64)
-    if config.data.max_samples is not None:  # the file is mixed in blocks: a leading slice keeps its composition
-        x, y = x[: config.data.max_samples], y[: config.data.max_samples]
+    limit = config.data.max_samples
+    if config.data.path is not None and Path(config.data.path).is_dir():  # the public ADC2021 files
+        data = load_adc2021_folder(config.data.path, max_events=limit)  # max_samples caps each file
+        x, y = data.x, data.process.astype(np.int64)
+    else:
+        data = load_anomaly(config.data.path)
+        x, y = data.x, data.process.astype(np.int64)
+        if limit is not None:  # the file is mixed in blocks: a leading slice keeps its composition
+            x, y = x[:limit], y[:limit]
     source = config.data.path or "embedded anomaly events (Pythia8 + FastJet, ADC2021 layout)"
     return Arrays(x, y, tuple(data.names), tuple(data.processes), str(source), extra={"attrs": data.attrs})
 
