@@ -29,18 +29,19 @@ def build_mlp(
     widths = (*hidden, n_classes)
     for i, width in enumerate(widths):
         name = "logits" if i == len(hidden) else f"dense_{i}"
+        layer_spec = spec.for_layer(i, len(widths))  # its own width (quant.layer_bits), else the uniform one
         if quantized:
             x = QDense(
                 width,
-                kernel_quantizer=spec.weight(),
-                bias_quantizer=spec.weight(),
+                kernel_quantizer=layer_spec.weight(),
+                bias_quantizer=layer_spec.weight(),
                 kernel_initializer=init(seed + i),
                 name=name,
             )(x)
         else:
             x = tf.keras.layers.Dense(width, kernel_initializer=init(seed + i), name=name)(x)
         if i < len(hidden):
-            x = QActivation(spec.relu(), name=f"relu_{i}")(x) if quantized else tf.keras.layers.ReLU(
+            x = QActivation(layer_spec.relu(), name=f"relu_{i}")(x) if quantized else tf.keras.layers.ReLU(
                 name=f"relu_{i}"
             )(x)
     return tf.keras.Model(inputs, x, name=("q" if quantized else "float") + "_mlp")

@@ -6,7 +6,7 @@ fixed-point type strings hls4ml uses for the same tensors, so the two cannot dis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,6 +17,7 @@ class QuantSpec:
     integer: int = 0
     input_bits: int = 16
     input_integer: int = 5
+    layer_bits: tuple[int, ...] = ()  # one width per Dense layer (MLP); (): `bits` everywhere
 
     @classmethod
     def from_config(cls, quant: object) -> QuantSpec:
@@ -25,7 +26,22 @@ class QuantSpec:
             integer=quant.integer,  # type: ignore[attr-defined]
             input_bits=quant.input_bits,  # type: ignore[attr-defined]
             input_integer=quant.input_integer,  # type: ignore[attr-defined]
+            layer_bits=tuple(getattr(quant, "layer_bits", ())),
         )
+
+    def for_layer(self, index: int, n_layers: int) -> QuantSpec:
+        """The spec of layer ``index`` of ``n_layers`` (weights, bias and the activation after it)."""
+        if not self.layer_bits:
+            return self
+        if len(self.layer_bits) != n_layers:
+            from trigflow.errors import TrigflowError
+
+            example = ",".join([str(self.bits)] * n_layers)
+            raise TrigflowError(
+                f"quant.layer_bits has {len(self.layer_bits)} widths but the model has {n_layers} Dense "
+                f"layers; give one width per layer, e.g. --set quant.layer_bits={example}"
+            )
+        return replace(self, bits=int(self.layer_bits[index]), layer_bits=())
 
     # QKeras side -------------------------------------------------------------------------------------------
     def weight(self):

@@ -32,6 +32,8 @@ COLUMNS = (
     "bits",
     "sparsity",
     "reuse",
+    "per_layer",
+    "layer_bits",
     "status",
     "passed",
     "pareto",
@@ -61,6 +63,7 @@ class ScanSpec:
     bits: tuple[int, ...] = (4, 6, 8)
     sparsity: tuple[float, ...] = (0.0, 0.5, 0.75)
     reuse: tuple[int, ...] = (1, 2, 4)
+    per_layer: tuple[str, ...] = ("none",)  # "none": uniform `bits`; "sensitivity": per layer, `bits` down
     out: str | None = None  # default scans/<kind>
     config_path: str | None = None  # a RunConfig file applied to every trial
     overrides: dict[str, Any] = field(default_factory=dict)  # nested RunConfig overrides for every trial
@@ -77,10 +80,11 @@ class ScanSpec:
 
     def trials(self) -> list[dict[str, Any]]:
         return [
-            {"id": trial_id(b, s, r), "bits": int(b), "sparsity": float(s), "reuse": int(r)}
+            {"id": trial_id(b, s, r, p), "bits": b, "sparsity": float(s), "reuse": r, "per_layer": p}
             for b in self.bits
             for s in self.sparsity
             for r in self.reuse
+            for p in self.per_layer
         ]
 
 
@@ -98,8 +102,10 @@ class ScanResult:
         return [r for r in self.rows if not r["passed"]]
 
 
-def trial_id(bits: int, sparsity: float, reuse: int) -> str:
-    return f"b{int(bits)}_s{float(sparsity):g}_r{int(reuse)}"
+def trial_id(bits: int, sparsity: float, reuse: int, per_layer: str = "none") -> str:
+    """``b6_s0.75_r1``; ``…_pl`` when per-layer widths are chosen by sensitivity (``bits`` is the start)."""
+    suffix = "" if per_layer == "none" else "_pl"
+    return f"b{int(bits)}_s{float(sparsity):g}_r{int(reuse)}{suffix}"
 
 
 def parse_list(text: str | Sequence[Any], kind: type, name: str) -> tuple[Any, ...]:
@@ -131,8 +137,11 @@ def trial_config(spec: ScanSpec, trial: dict[str, Any]):
     from trigflow.config import load_config
 
     folder = spec.out_dir / "trials" / trial["id"]
+    quant: dict[str, Any] = {"bits": trial["bits"], "sparsity": trial["sparsity"]}
+    if trial.get("per_layer", "none") != "none":
+        quant["per_layer"] = trial["per_layer"]
     point = {
-        "quant": {"bits": trial["bits"], "sparsity": trial["sparsity"]},
+        "quant": quant,
         "firmware": {"reuse_factor": trial["reuse"]},
         "out": str(folder / "run"),
         "project_dir": str(folder / "project"),
@@ -141,11 +150,23 @@ def trial_config(spec: ScanSpec, trial: dict[str, Any]):
     return load_config(spec.kind, spec.config_path, _merge(spec.overrides, point))
 
 
+def _layer_bits(report: dict[str, Any]) -> str | None:
+    """The per-layer widths the run used (``6/4/4/6``), from its ``config.json``; None when uniform."""
+    config = Path(report.get("run_dir") or "") / "config.json"
+    try:
+        bits = json.loads(config.read_text())["quant"].get("layer_bits") or []
+    except (OSError, ValueError, KeyError):
+        return None
+    return "/".join(str(b) for b in bits) or None
+
+
 def row_from_report(trial: dict[str, Any], report: dict[str, Any], dsp_weight: float) -> dict[str, Any]:
     res = report.get("resources", {})
     acc = report.get("accuracy", {})
     return {
         **{k: trial[k] for k in ("id", "bits", "sparsity", "reuse")},
+        "per_layer": trial.get("per_layer", "none"),
+        "layer_bits": _layer_bits(report),
         "status": "passed" if report.get("passed") else "failed",
         "passed": bool(report.get("passed")),
         "pareto": False,
@@ -167,6 +188,7 @@ def row_from_report(trial: dict[str, Any], report: dict[str, Any], dsp_weight: f
 def error_row(trial: dict[str, Any], message: str) -> dict[str, Any]:
     row = {c: None for c in COLUMNS}
     row.update({k: trial[k] for k in ("id", "bits", "sparsity", "reuse")})
+    row["per_layer"] = trial.get("per_layer", "none")
     row.update({"status": "error", "passed": False, "pareto": False, "error": message})
     return row
 
@@ -334,23 +356,36 @@ def mark_front(rows: list[dict[str, Any]]) -> list[str]:
     return [r["id"] for r in rows if r["pareto"]]
 
 
+def widest_bits(row: dict[str, Any]) -> int:
+    """The widest layer of a trial: ``bits``, or the largest of its per-layer widths (``6/4/3/3``)."""
+    if row.get("layer_bits"):
+        return max(int(b) for b in str(row["layer_bits"]).split("/"))
+    return int(row["bits"])
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Best ≤6-bit pruned model on the front vs the float twin and the unpruned widest model."""
+    """Best ≤6-bit pruned model on the front vs the float twin and the unpruned widest uniform model.
+
+    "≤ 6-bit" is the widest layer (per-layer trials count by their chosen widths, not their starting width);
+    the reference is the unpruned uniform-width trial with the most bits (lowest reuse).
+    """
     proven = [r for r in rows if eligible(r)]
     counts = {s: sum(r["status"] == s for r in rows) for s in ("passed", "failed", "error")}
     out: dict[str, Any] = {"trials": len(rows), **counts}
     unpruned = [r for r in proven if r["sparsity"] == 0]
     if not unpruned:
         return out
-    reference = max(unpruned, key=lambda r: (r["bits"], -r["reuse"]))
+    uniform = [r for r in unpruned if not r.get("layer_bits")] or unpruned
+    reference = max(uniform, key=lambda r: (widest_bits(r), -r["reuse"]))
     float_acc = max(r["accuracy_float"] for r in unpruned if r["accuracy_float"] is not None)
     out["float_accuracy"] = float_acc
     keys = ("id", "bits", "accuracy_firmware", "cost", "latency_cycles")
     out["reference"] = {k: reference[k] for k in keys}
-    small = [r for r in proven if r["pareto"] and r["bits"] <= 6 and r["sparsity"] > 0]
+    small = [r for r in proven if r["pareto"] and widest_bits(r) <= 6 and r["sparsity"] > 0]
     if small:
         best = max(small, key=lambda r: (r["accuracy_firmware"], -r["cost"]))
-        out["best_small_pruned"] = {k: best[k] for k in ("id", "accuracy_firmware", "cost", "latency_cycles")}
+        best_keys = ("id", "layer_bits", "accuracy_firmware", "cost", "latency_cycles")
+        out["best_small_pruned"] = {k: best.get(k) for k in best_keys}
         out["within_1_point_of_float"] = bool(best["accuracy_firmware"] >= float_acc - 0.01)
         out["cheaper_than_reference"] = bool(best["cost"] < reference["cost"])
     return out
@@ -359,8 +394,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def table_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Short headers and formatted cells for the terminal table."""
     headers = ["trial", "status", "front", "acc fw", "bit-exact", "DSP", "cost", "cycles"]
-    keys = ("id", "status", "pareto", "accuracy_firmware", "bit_exact_fraction", "dsp", "cost")
-    keys += ("latency_cycles",)
+    keys: tuple[str, ...] = ("id", "status", "pareto", "accuracy_firmware", "bit_exact_fraction", "dsp")
+    keys += ("cost", "latency_cycles")
+    if any(row.get("layer_bits") for row in rows):
+        headers.insert(1, "layer bits")
+        keys = (keys[0], "layer_bits", *keys[1:])
 
     def cell(key: str, value: Any) -> str:
         if value is None:
@@ -395,7 +433,12 @@ def write_results(
     write_text(out / "scan.csv", _csv_text(rows))
     document = {
         "kind": spec.kind,
-        "grid": {"bits": list(spec.bits), "sparsity": list(spec.sparsity), "reuse": list(spec.reuse)},
+        "grid": {
+            "bits": list(spec.bits),
+            "sparsity": list(spec.sparsity),
+            "reuse": list(spec.reuse),
+            "per_layer": list(spec.per_layer),
+        },
         "overrides": spec.overrides,
         "cost": f"lut + {spec.dsp_weight:g} * dsp",
         "objectives": {"accuracy_firmware": "max", "cost": "min", "latency_cycles": "min"},

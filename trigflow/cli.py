@@ -267,6 +267,9 @@ def scan(
     bits: Annotated[str, typer.Option(help="Bit widths, comma-separated.")] = "4,6,8",
     sparsity: Annotated[str, typer.Option(help="Pruned-weight fractions, comma-separated.")] = "0,0.5,0.75",
     reuse: Annotated[str, typer.Option(help="Reuse factors, comma-separated.")] = "1,2,4",
+    per_layer: Annotated[
+        str, typer.Option(help="Per-layer widths: none (uniform), sensitivity (lowered per layer), or both.")
+    ] = "none",
     epochs: Annotated[Optional[int], typer.Option(help="Maximum training epochs per trial.")] = None,
     data: Annotated[Optional[str], typer.Option(help="Data file (default: the embedded data set).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Run config for every trial.")] = None,
@@ -280,7 +283,8 @@ def scan(
         Optional[list[str]], typer.Option("--set", help="Any config key, every trial: --set data.max_samples=5000.")
     ] = None,
 ) -> None:
-    """Scan bits × sparsity × reuse on Ray Tune: train, prove and estimate each point; mark the Pareto front."""
+    """Scan bits × sparsity × reuse (× per-layer widths) on Ray Tune: train, prove and estimate each point; mark
+    the Pareto front."""
     from trigflow.config import parse_overrides
     from trigflow.quantize.scan import ScanSpec, parse_list, table_rows
     from trigflow.quantize.scan import scan as run_scan
@@ -291,6 +295,7 @@ def scan(
         bits=parse_list(bits, int, "bits"),
         sparsity=parse_list(sparsity, float, "sparsity"),
         reuse=parse_list(reuse, int, "reuse"),
+        per_layer=("none", "sensitivity") if per_layer == "both" else parse_list(per_layer, str, "per-layer"),
         out=out,
         config_path=str(config) if config else None,
         overrides=_merge(parse_overrides(set_ or []), flags),

@@ -23,6 +23,7 @@ KINDS = ("mlp", "cnn", "gnn", "ae")
 BACKENDS = ("Vitis", "Vivado", "Quartus")
 IO_TYPES = ("io_parallel", "io_stream")
 STRATEGIES = ("Latency", "Resource")
+PER_LAYER = ("none", "sensitivity")
 PROJECT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Xilinx part names (xc<family><size>-<package>-<speed>...) and Intel ones (e.g. 10AX115S2F45I1SG, 1SG280...).
 PART_NAME = re.compile(r"^(xc[a-z0-9]+-[a-z0-9]+-[a-z0-9-]+|[0-9]{1,2}[a-z]{2}[a-z0-9]{6,})$", re.IGNORECASE)
@@ -67,6 +68,14 @@ class QuantConfig:
     input_bits: int = 16  # the input format fixed<input_bits, input_integer + 1>
     input_integer: int = 5
     sparsity: float = 0.0  # target fraction of pruned weights (tensorflow-model-optimization)
+    # Per-layer widths (MLP): one bit width per Dense layer in order (hidden..., logits), for its weights,
+    # bias and the activation after it; () = `bits` everywhere. per_layer="sensitivity" chooses them (see
+    # quantize/sensitivity.py; the choice overwrites layer_bits): start at `bits`, lower each layer while
+    # validation accuracy stays within per_layer_tolerance of the uniform model, not below per_layer_min_bits.
+    layer_bits: tuple[int, ...] = ()
+    per_layer: str = "none"
+    per_layer_tolerance: float = 0.005
+    per_layer_min_bits: int = 3
     epochs: int = 30
     batch_size: int = 256
     learning_rate: float = 3e-3
@@ -233,6 +242,27 @@ def validate(config: RunConfig) -> RunConfig:
             f"invalid input format {q.input_bits} bits / {q.input_integer} integer bits",
         ),
         (0 <= q.sparsity < 1, f"invalid sparsity {q.sparsity}: choose a fraction in [0, 1)"),
+        (
+            all(2 <= b <= 32 and q.integer < b for b in q.layer_bits),
+            f"invalid quant.layer_bits {q.layer_bits}: each width must be in 2..32 and > quant.integer",
+        ),
+        (
+            q.per_layer in PER_LAYER,
+            f"unknown quant.per_layer '{q.per_layer}': choose one of {', '.join(PER_LAYER)}",
+        ),
+        (
+            config.kind != "mlp" or not q.layer_bits or len(q.layer_bits) == len(config.model.hidden) + 1,
+            f"quant.layer_bits {q.layer_bits}: give one width per Dense layer "
+            f"({len(config.model.hidden) + 1} for model.hidden={config.model.hidden} + the logits layer)",
+        ),
+        (
+            config.kind == "mlp" or (not q.layer_bits and q.per_layer == "none"),
+            f"quant.layer_bits / quant.per_layer are implemented for mlp only, not {config.kind}",
+        ),
+        (
+            0 <= q.per_layer_tolerance < 1 and 2 <= q.per_layer_min_bits and q.integer < q.per_layer_min_bits,
+            "quant.per_layer_tolerance must be in [0, 1), quant.per_layer_min_bits ≥ 2 and > quant.integer",
+        ),
         (q.epochs >= 1 and q.batch_size >= 1, "epochs and batch_size must be ≥ 1"),
         (
             0 < d.test_fraction < 1 and 0 <= d.val_fraction < 1 and d.test_fraction + d.val_fraction < 1,

@@ -278,7 +278,9 @@ def evaluate_run(
         "preprocessing": preprocessing.get("raw", {"features": preprocessing.get("features")}),
     }
     if firmware:
-        bits = verify.compare_bits(outputs["qkeras"], outputs["firmware"])
+        from trigflow.quantize.reference import exact_predict
+
+        bits = verify.compare_bits(exact_predict(models["qkeras"], x), outputs["firmware"])
         report |= {
             "bit_exact_fraction": bits.bit_exact_fraction,
             "mismatched_samples": int(len(bits.mismatched)),

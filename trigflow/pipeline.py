@@ -140,29 +140,35 @@ def firmware_cost(hls_model) -> dict[str, Any]:
 
 # --- stage 4: proof ------------------------------------------------------------------------------------------
 def simulate(trained: Trained, hls_model, x: np.ndarray, ui: StageUI, out: Path) -> dict[str, np.ndarray]:
-    """Outputs of every implementation of the deployed model on ``x``: firmware, QKeras, float, ONNX."""
+    """Outputs of every implementation of the deployed model on ``x``: firmware, QKeras, float, ONNX, and
+    ``reference``, the QKeras model in exact fixed point (float64) that the firmware must equal bit for bit
+    (Keras' float32 ``qkeras`` outputs round > 24-bit sums; see ``trigflow.quantize.reference``)."""
     from trigflow.firmware.csim import predict
     from trigflow.onnx import export_onnx, run_onnx
+    from trigflow.quantize.reference import exact_predict
 
     with ui.stage("C-simulation"):
         y_fw = predict(hls_model, x)
     with ui.stage("QKeras and float inference"):
         y_q = trained.deploy_qmodel.predict(x, batch_size=4096, verbose=0).reshape(len(x), -1).astype(np.float64)
         y_f = trained.deploy_float_model.predict(x, batch_size=4096, verbose=0).reshape(len(x), -1).astype(np.float64)
+        y_ref = exact_predict(trained.deploy_qmodel, x)
     with ui.stage("ONNX export + onnxruntime"):
         onnx_path = export_onnx(trained.deploy_qmodel, out / "qkeras_model.onnx")
         export_onnx(trained.deploy_float_model, out / "float_model.onnx")
         y_onnx = run_onnx(onnx_path, x).reshape(len(x), -1).astype(np.float64)
-    return {"firmware": y_fw, "qkeras": y_q, "float": y_f, "onnx": y_onnx}
+    return {"firmware": y_fw, "qkeras": y_q, "reference": y_ref, "float": y_f, "onnx": y_onnx}
 
 
 def prove(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Firmware vs the exact QKeras reference (bits), vs the float twin; ONNX vs Keras (both float32)."""
     from trigflow.firmware import verify
 
     y_fw, y_q, y_f = outputs["firmware"], outputs["qkeras"], outputs["float"]
-    bits = verify.compare_bits(y_q, y_fw)
+    bits = verify.compare_bits(outputs["reference"], y_fw)
     return {
         "samples": bits.samples,
+        "reference": "QKeras model evaluated in float64 (exact fixed point)",
         "bit_exact_fraction": bits.bit_exact_fraction,
         "mismatched_samples": int(len(bits.mismatched)),
         "first_mismatch": bits.first_mismatch,

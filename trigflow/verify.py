@@ -351,5 +351,5 @@ def _localization(dep, proof: dict[str, Any], outputs: dict[str, np.ndarray], tm
             "first_differing_layer": None,
             "summary": "float model: every layer rounds to its profiled type (expected); see overflow",
         }
-    mismatched = compare_bits(outputs["qkeras"], outputs["firmware"]).mismatched
+    mismatched = compare_bits(outputs["reference"], outputs["firmware"]).mismatched
     return localize(dep, dep.x[mismatched], workdir=tmp)

@@ -100,3 +100,34 @@ def test_parse_list():
     assert parse_list("4, 6,8", int, "bits") == (4, 6, 8)
     with pytest.raises(TrigflowError, match="--bits"):
         parse_list("4,x", int, "bits")
+
+
+def test_per_layer_option_adds_sensitivity_trials_and_a_layer_bits_column(tmp_path):
+    from trigflow.quantize.scan import ScanSpec, row_from_report, table_rows, trial_config
+
+    grid = {"bits": (6,), "sparsity": (0.5,), "reuse": (1,), "per_layer": ("none", "sensitivity")}
+    spec = ScanSpec(**grid, out=str(tmp_path))
+    trials = spec.trials()
+    assert [t["id"] for t in trials] == ["b6_s0.5_r1", "b6_s0.5_r1_pl"]
+    assert [trial_config(spec, t).quant.per_layer for t in trials] == ["none", "sensitivity"]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"quant": {"layer_bits": [6, 4, 3, 6]}}))
+    row = row_from_report(trials[1], {"passed": True, "run_dir": str(run_dir)}, 100)
+    assert (row["per_layer"], row["layer_bits"]) == ("sensitivity", "6/4/3/6")
+    headers, cells = table_rows([row])
+    assert headers[1] == "layer bits" and cells[0][1] == "6/4/3/6"
+    with pytest.raises(TrigflowError, match="per_layer"):
+        trial_config(spec, {**trials[1], "per_layer": "hessian"})
+
+
+def test_summary_counts_per_layer_trials_by_their_widest_layer():
+    ref = {**_row(0, 0.80, 5000, 6), "bits": 16, "sparsity": 0.0, "accuracy_float": 0.805}
+    per_layer_ref = {**_row(1, 0.80, 1500, 6), "bits": 16, "sparsity": 0.0, "layer_bits": "8/6/4/4"}
+    started_wide = {**_row(2, 0.798, 700, 5), "bits": 16, "sparsity": 0.75, "layer_bits": "6/5/4/3"}
+    rows = [ref, per_layer_ref, started_wide]
+    mark_front(rows)
+    s = summarize(rows)
+    assert s["reference"]["id"] == "t0"  # the uniform 16-bit model, not the per-layer one started at 16
+    assert s["best_small_pruned"]["id"] == "t2" and s["best_small_pruned"]["layer_bits"] == "6/5/4/3"
+    assert s["within_1_point_of_float"] and s["cheaper_than_reference"]

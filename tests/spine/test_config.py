@@ -62,3 +62,20 @@ def test_missing_and_broken_config_files(tmp_path):
     bad.write_text("quant: [unclosed\n")
     with pytest.raises(TrigflowError, match="cannot be parsed"):
         load_config("mlp", bad)
+
+
+def test_layer_bits_and_per_layer_options():
+    cfg = load_config("mlp", overrides=parse_overrides(["quant.layer_bits=8,6,4,6"]))
+    assert cfg.quant.layer_bits == (8, 6, 4, 6) and cfg.quant.per_layer == "none"
+    sensitivity = load_config("mlp", overrides={"quant": {"per_layer": "sensitivity"}})
+    assert sensitivity.quant.per_layer == "sensitivity"
+    for overrides, message in [
+        ({"quant": {"layer_bits": "6,6"}}, "one width per Dense layer"),
+        ({"quant": {"layer_bits": "6,1,6,6"}}, "invalid quant.layer_bits"),
+        ({"quant": {"per_layer": "hessian"}}, "unknown quant.per_layer"),
+        ({"quant": {"per_layer_min_bits": 1}}, "per_layer_min_bits"),
+    ]:
+        with pytest.raises(TrigflowError, match=message):
+            load_config("mlp", overrides=overrides)
+    with pytest.raises(TrigflowError, match="mlp only"):
+        load_config("cnn", overrides={"quant": {"per_layer": "sensitivity"}})
