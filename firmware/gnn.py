@@ -37,8 +37,11 @@ input_precision=None, compile=True)``
     unsupported layer or quantizer, mean pooling over a non-power-of-two count, io_stream).
 
 ``convert_garnet(model, output_dir, **same)``
-    GarNet through hls4ml's own layer. Not bit-exact (LUT exponential, internal fixed-point formats);
-    see ``docs/gnn.md`` for the measured deviation.
+    A ``build_garnet(quantized=True)`` model, whose GarNet layer is ``GarNetHLS`` (``trigflow.models.gnn``: a
+    Keras GarNet computing hls4ml's ``nnet::garnet`` fixed-point arithmetic step by step), through hls4ml's
+    own GarNet layer: ``prepare_garnet_for_hls`` (``garnet_for_hls``: the mirror's contracted weights handed
+    to hls4ml so that its conversion is exact; the mirror's internal types; exact types elsewhere) +
+    conversion + ``check_garnet_conversion``. Bit-exact; predict with ``predict_csim(hls, [x, n_valid])``.
 
 Why the naive conversion is wrong (hls4ml 1.3): (1) the default input type ``fixed<16,6>`` truncates the
 data before the input quantizer rounds it (double rounding); (2) hls4ml's ``ReplaceMultidimensionalDense
@@ -496,16 +499,132 @@ def convert_gnn(
     return hls_model
 
 
-# GarNet's internal formats. hls4ml's defaults are edge_weight ufixed<10,0>, edge_weight_aggr ufixed<13,3>,
-# aggr fixed<16,6>, norm ufixed<14,4> (all TRN/SAT) and an output of fixed<16,6>; the distance type
-# ap_fixed<12,4,TRN,SAT> and its 4096-entry exp(-d²) table are hard-coded in the template.
-GARNET_WIDE_PRECISION = {
-    "edge_weight": "ap_ufixed<18,0,AP_RND,AP_SAT>",
-    "edge_weight_aggr": "ap_ufixed<24,6,AP_RND,AP_SAT>",
-    "aggr": "ap_fixed<32,12,AP_RND,AP_SAT>",
-    "norm": "ap_ufixed<24,4,AP_RND,AP_SAT>",
-}
-GARNET_RESULT = "fixed<24,8>"
+def _garnet_layers(model) -> list:
+    return [layer for layer in model.layers if type(layer).__name__ in ("GarNet", "GarNetHLS")]
+
+
+def garnet_for_hls(model):
+    """``(model_for_hls, garnet_precisions, firmware_weights)`` for a ``build_garnet(quantized=True)`` model.
+
+    Every ``GarNetHLS`` layer (the Keras mirror of ``nnet::garnet``) becomes hls4ml's own ``GarNet`` layer
+    whose weights make hls4ml's conversion land exactly on the values the mirror computes with:
+    FLR = [I | 0] with bias e_F (feature x → latent x, constant 1 → latent F), and Fout holding the
+    contracted transform, Fout[a, x, o] = W[o, a, x], Fout[a, F, o] = B[o, a]. hls4ml contracts FLR·Fout
+    back to exactly W and B (one non-zero product per sum), and W, B, the S kernel/bias and the Fout bias
+    are on the 10-fractional-bit grid hls4ml stores them with, so its rounding (AP_RND) is a no-op and the
+    printed weights are exact. ``garnet_precisions``: {layer: hls4ml Precision dict} from the layer's
+    ``types``. The returned Keras model is only for hls4ml (its float GarNet is not the reference); compare
+    the firmware with ``model`` itself.
+    """
+    import tensorflow as tf
+    from hls4ml.contrib.garnet import GarNet
+
+    layers = _garnet_layers(model)
+    if not layers:
+        raise TrigflowError(f"model '{model.name}' has no GarNet layer; use convert_gnn")
+    plain = [layer.name for layer in layers if type(layer).__name__ == "GarNet"]
+    if plain:
+        raise TrigflowError(
+            f"layer(s) {plain} are hls4ml's float GarNet, which its firmware only approximates (LUT exp, "
+            "12-bit distance, contracted 10-bit transforms); build the model with "
+            "build_garnet(quantized=True) (GarNetHLS, the bit-exact mirror)"
+        )
+
+    def clone(layer):
+        if type(layer).__name__ == "GarNetHLS":
+            cfg = {k: v for k, v in layer.get_config().items() if k not in ("types",)}
+            return GarNet.from_config(cfg)
+        return layer.__class__.from_config(layer.get_config())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        new = tf.keras.models.clone_model(model, clone_function=clone)
+    precisions: dict[str, dict[str, str]] = {}
+    weights: dict[str, dict[str, np.ndarray]] = {}
+    for old in model.layers:
+        if type(old).__name__ != "GarNetHLS":
+            if old.get_weights():
+                new.get_layer(old.name).set_weights(old.get_weights())
+            continue
+        fw = old.firmware_weights()
+        n_out, n_agg, n_in = fw["W"].shape
+        n_prop = old._input_feature_transform.units
+        flr_k = np.zeros((n_in, n_prop))
+        flr_k[np.arange(n_in), np.arange(n_in)] = 1.0
+        flr_b = np.zeros(n_prop)
+        flr_b[n_in] = 1.0
+        fout = np.zeros((n_agg, n_prop, n_out))
+        fout[:, :n_in, :] = np.transpose(fw["W"], (1, 2, 0))
+        fout[:, n_in, :] = fw["B"].T
+        fout_k = fout.reshape(n_agg * n_prop, n_out)
+        values = [flr_k, flr_b, fw["S_kernel"], fw["S_bias"], fout_k, fw["Fout_bias"]]
+        for v in values:
+            if not np.array_equal(v.astype(np.float32).astype(np.float64), v):
+                raise TrigflowError(f"layer '{old.name}': a GarNet weight is not exact in float32")
+        new.get_layer(old.name).set_weights([v.astype(np.float32) for v in values])
+        t = old.types
+        precisions[old.name] = {"edge_weight": t["edge_weight"], "edge_weight_aggr": t["edge_weight_aggr"],
+                                "aggr": t["aggr"], "result": t["result"]}
+        weights[old.name] = fw
+    return new, precisions, weights
+
+
+def _check_garnet(hls_model, precisions, weights, input_types: dict[str, str]) -> None:
+    """hls4ml's GarNet must hold exactly the mirror's weights (on their types' grids) and get the mirror's
+    input type; otherwise the C simulation would not compute what GarNetHLS computes."""
+    from hls4ml.model.types import FixedPrecisionType
+
+    expect_names = {"input_transform_weights": "W", "input_transform_biases": "B",
+                    "aggregator_distance_weights": "S_kernel", "aggregator_distance_biases": "S_bias",
+                    "output_transform_biases": "Fout_bias"}
+    for name, fw in weights.items():
+        layer = hls_model.graph[name]
+        data_type = layer.get_input_variable(layer.inputs[0]).type.precision
+        want = _parse_fx(input_types[name])
+        if (data_type.width, data_type.integer, data_type.signed) != (want.width, want.integer, want.signed) \
+                or "RND_CONV" not in str(data_type) or "SAT" not in str(data_type):
+            raise TrigflowError(f"GarNet '{name}': input type {data_type}, the mirror assumes {want}")
+        for hname, key in expect_names.items():
+            var = layer.weights[hname]
+            got = np.asarray(var.data, np.float64)
+            ref = np.asarray(fw[key], np.float64)
+            if key == "S_kernel":
+                ref = ref.T
+            if got.shape != ref.shape or not np.array_equal(got, ref):
+                raise TrigflowError(f"GarNet '{name}': hls4ml's {hname} differ from the mirror's weights")
+            wt = var.type.precision
+            if not isinstance(wt, FixedPrecisionType):
+                raise TrigflowError(f"GarNet '{name}': {hname} has type {wt}, expected a fixed-point type")
+            fx = _parse_fx(f"{'' if wt.signed else 'u'}fixed<{wt.width},{wt.integer}>")
+            scaled = got * 2.0**fx.frac
+            if not np.array_equal(scaled, np.round(scaled)) or got.min() < fx.lo or got.max() > fx.hi:
+                raise TrigflowError(f"GarNet '{name}': {hname} type {wt} does not hold the weights exactly")
+        got_res = layer.get_output_variable().type.precision
+        res = _parse_fx(precisions[name]["result"])
+        if (got_res.width, got_res.integer, got_res.signed) != (res.width, res.integer, res.signed):
+            raise TrigflowError(f"GarNet '{name}': hls4ml output type {got_res}, the mirror assumes {res}")
+
+
+def prepare_garnet_for_hls(model):
+    """``(model_for_hls, overrides, garnet_weights)``: ``garnet_for_hls`` plus exact types for every layer
+    (``layer_precisions``: the GarNet layer gets the mirror's internal types, the rest as in
+    ``convert_gnn``)."""
+    ready, garnet_prec, weights = garnet_for_hls(model)
+    results = {p["result"] for p in garnet_prec.values()}
+    if len(results) != 1:
+        raise TrigflowError("all GarNet layers of a model must have the same result type")
+    _, prec, notes = _propagate(ready, None, garnet_result=results.pop())
+    input_types = {}
+    for name, p in garnet_prec.items():
+        prec[name] = {**prec.get(name, {}), **p}
+        layer = ready.get_layer(name)
+        input_types[name] = prec[_inbound(layer)[0].name]["result"]
+        data = model.get_layer(name).types["data"]
+        if _parse_fx(input_types[name]) != _parse_fx(data):
+            raise TrigflowError(f"GarNet '{name}' gets {input_types[name]} but mirrors data type {data}")
+    overrides = {"input_type": None, "layer_precisions": prec, "warnings": notes, "bit_exact": False,
+                 "garnet_input_types": input_types}
+    return ready, overrides, weights
 
 
 def convert_garnet(
@@ -519,43 +638,61 @@ def convert_garnet(
     reuse_factor: int = 1,
     strategy: str = "Latency",
     project_name: str = "myproject",
-    input_precision: str | None = None,
-    garnet_precision: dict[str, str] | None = None,
-    garnet_result: str = GARNET_RESULT,
     compile: bool = True,
 ):
-    """Convert a ``build_garnet`` model. Everything outside the GarNet layer gets exact types (as in
-    ``convert_gnn``); the GarNet layer gets ``garnet_precision`` for its internal arrays (default: hls4ml's
-    own defaults; ``GARNET_WIDE_PRECISION`` widens them) and ``garnet_result`` for its output. Not bit-exact.
-    Predict with ``hls_model.predict([x, n_valid])`` (float64 arrays)."""
+    """Convert a ``build_garnet(quantized=True)`` model (GarNetHLS + QKeras) into a bit-exact hls4ml project:
+    ``prepare_garnet_for_hls`` + conversion + ``check_garnet_conversion``. Predict with
+    ``predict_csim(hls_model, [x, n_valid])``."""
     import hls4ml
 
     if io_type != "io_parallel":
         raise TrigflowError(f"GarNet firmware is implemented for io_type='io_parallel' only, got {io_type!r}")
-    if not any(type(layer).__name__ == "GarNet" for layer in model.layers):
-        raise TrigflowError(f"model '{model.name}' has no GarNet layer; use convert_gnn")
-    _, prec, notes = _propagate(model, input_precision, garnet_result=garnet_result)
-    overrides = {"layer_precisions": prec, "warnings": notes}
-    config = hls_config_for(model, overrides, backend=backend, reuse_factor=reuse_factor, strategy=strategy)
-    for layer in model.layers:
-        if type(layer).__name__ == "GarNet" and garnet_precision:
-            config["LayerName"][layer.name]["Precision"].update(garnet_precision)
+    ready, overrides, weights = prepare_garnet_for_hls(model)
+    config = hls_config_for(ready, overrides, backend=backend, reuse_factor=reuse_factor, strategy=strategy)
     log = io.StringIO()
     try:
-        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+        with contextlib.redirect_stdout(log), warnings.catch_warnings(), python_bool_signedness():
             warnings.simplefilter("ignore")
             hls_model = hls4ml.converters.convert_from_keras_model(
-                model, hls_config=config, output_dir=str(output_dir), project_name=project_name,
+                ready, hls_config=config, output_dir=str(output_dir), project_name=project_name,
                 backend=backend, part=part, clock_period=clock_period, io_type=io_type, bit_exact=False,
                 write_weights_txt=False,
             )
     except Exception as exc:  # noqa: BLE001 - hls4ml raises bare Exceptions
         raise TrigflowError(f"hls4ml could not convert the GarNet: {exc.__class__.__name__}: {exc}") from exc
-    _check_converted(hls_model, model, overrides)
+    check_garnet_conversion(hls_model, ready, overrides, weights)
     if compile:
         with contextlib.redirect_stdout(log):
             hls_model.compile()
     return hls_model
+
+
+def check_garnet_conversion(hls_model, ready, overrides, weights) -> None:
+    """Types and weights of the converted GarNet project are the ones the mirror computes with."""
+    _check_converted(hls_model, ready, overrides)
+    garnet_prec = {name: overrides["layer_precisions"][name] for name in weights}
+    _check_garnet(hls_model, garnet_prec, weights, overrides["garnet_input_types"])
+
+
+@contextlib.contextmanager
+def python_bool_signedness():
+    """hls4ml 1.3's GarNet layer stores ``signed = np.amin(data) < 0`` (a ``numpy.bool_``) in its weight
+    types, which ``ModelGraph.save`` cannot serialise to JSON. For one conversion, wrap
+    ``GarNet._add_variable`` so the types hold a Python bool; restored afterwards."""
+    from hls4ml.model import layers
+
+    real = layers.GarNet._add_variable
+
+    def add_variable(self, name, var_name, data, frac_width=10, quantize=False):
+        real(self, name, var_name, data, frac_width=frac_width, quantize=quantize)
+        precision = self.weights[name].type.precision
+        precision.signed = bool(precision.signed)
+
+    layers.GarNet._add_variable = add_variable
+    try:
+        yield
+    finally:
+        layers.GarNet._add_variable = real
 
 
 def predict_csim(hls_model, x) -> np.ndarray:

@@ -8,10 +8,13 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from trigflow.models.gnn import (  # noqa: E402
+    FixedType,
     build_deepsets,
     build_garnet,
     build_interaction_network,
+    custom_objects,
     edge_index,
+    garnet_edge_weight_table,
     interaction_matrices,
 )
 
@@ -115,3 +118,62 @@ def test_spec_sets_the_formats():
     assert (q.bits, q.integer) == (10, 3)
     k = model.get_layer("edge_dense_0").get_quantizers()[0]
     assert (k.bits, k.integer) == (6, 0)
+
+
+def test_garnet_twins_share_weight_layout_and_the_quantized_one_mirrors_the_firmware():
+    q, f = build_garnet(N, F, 5, quantized=True), build_garnet(N, F, 5, quantized=False)
+    assert type(q.get_layer("garnet")).__name__ == "GarNetHLS"
+    assert type(f.get_layer("garnet")).__name__ == "GarNet"
+    shapes = [[w.shape for w in m.get_layer("garnet").weights] for m in (q, f)]
+    assert shapes[0] == shapes[1]
+    with pytest.raises(ValueError, match="power of two"):
+        build_garnet(6, F, 5, quantized=True)
+
+
+def test_fixed_type_cast_is_the_same_in_numpy_and_tensorflow():
+    values = np.array([-9.0, -2.5, -0.1249, -0.125, 0.0625, 0.1875, 0.3125, 2.5, 7.99, 100.0])
+    types = ("fixed<8,4,TRN,SAT>", "fixed<8,4,RND,SAT>", "fixed<8,4,RND_CONV,SAT>", "ufixed<6,2,RND,SAT>")
+    for text in types:
+        t = FixedType.parse(text)
+        ref = t.cast(values)
+        np.testing.assert_array_equal(t.cast(tf.constant(values, tf.float64), tf).numpy(), ref)
+        assert ref.min() >= t.lo and ref.max() <= t.hi
+    t = FixedType.parse("fixed<8,4,RND,SAT>")  # 4 fractional bits; AP_RND: half toward +inf
+    np.testing.assert_array_equal(t.cast(np.array([-0.03125, 0.03125, 0.09375])), [0.0, 0.0625, 0.125])
+    t = FixedType.parse("fixed<8,4,RND_CONV,SAT>")  # half to even
+    np.testing.assert_array_equal(t.cast(np.array([0.03125, 0.09375])), [0.0, 0.125])
+    np.testing.assert_array_equal(FixedType.parse("fixed<8,4,TRN,SAT>").cast(np.array([-0.01])), [-0.0625])
+    with pytest.raises(ValueError, match="SAT"):
+        FixedType.parse("fixed<8,4>")
+
+
+def test_garnet_edge_weight_table_is_the_templates():
+    t = FixedType.parse("ufixed<16,0,RND,SAT>")
+    table = garnet_edge_weight_table(t)
+    assert table.shape == (4096,)
+    assert table[2048] == 1 - 2.0**-16  # d = 0: ap_ufixed<16,0,TRN,SAT>(1.)
+    assert table[2049] == np.floor(np.exp(-(1 / 256) ** 2) * 2**16) / 2**16  # truncated to 16 bits
+    np.testing.assert_array_equal(table[1:2048], table[2049:][::-1])  # symmetric in d
+    assert table[0] == 0.0  # d = -8
+
+
+def test_garnet_mirror_trains_and_reloads():
+    model = build_garnet(N, F, 5, quantized=True, n_aggregators=2, n_filters=4, n_propagate=4)
+    x = _inputs(32)
+    n_valid = np.random.default_rng(1).integers(1, N + 1, size=(32, 1)).astype(np.uint16)
+    y = np.random.default_rng(2).integers(0, 5, size=32)
+    with tf.GradientTape() as tape:
+        logits = model([tf.constant(x), tf.constant(n_valid)], training=True)
+        loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+    grads = tape.gradient(loss, model.get_layer("garnet").trainable_weights)
+    assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)  # straight-through
+    # reload as `trigflow evaluate` does (rebuild + weights; whole-model JSON fails on QActivation anyway),
+    # and the layer's own config round trip (types included)
+    clone = build_garnet(N, F, 5, quantized=True, n_aggregators=2, n_filters=4, n_propagate=4)
+    clone.set_weights(model.get_weights())
+    reference = model.predict([x, n_valid], verbose=0)
+    np.testing.assert_array_equal(clone.predict([x, n_valid], verbose=0), reference)
+    layer = model.get_layer("garnet")
+    again = custom_objects()["GarNetHLS"].from_config(layer.get_config())
+    assert again.types == layer.types
+

@@ -150,13 +150,16 @@ def test_features_from_raw_sorts_truncates_and_is_scale_free():
 
 
 @pytest.mark.slow
-def test_garnet_run_reports_why_it_is_not_bit_exact(tmp_path_factory):
+def test_garnet_run_is_bit_exact(tmp_path_factory):
+    """GarNet: the QKeras model's GarNetHLS mirrors hls4ml's nnet::garnet arithmetic → every check passes."""
     run = make_gnn_run(tmp_path_factory, "garnet")
     report = run["report"]
-    assert report["bit_exact_fraction"] < 1.0 and not report["passed"]
-    assert "expected for GarNet" in report["checks"]["bit_exact"]["detail"]
-    assert any("lookup table" in note for note in report["notes"])
-    assert report["argmax_agreement_vs_qkeras"] > 0.8
+    assert report["bit_exact_fraction"] == 1.0 and report["passed"], report["failures"]
+    assert report["max_abs_diff_vs_qkeras"] == 0.0 and report["onnx_max_abs_diff"] == 0.0
+    assert "GarNetHLS" in report["gnn"]["exactness"]
+    record = json.loads((Path(report["project_dir"]) / "trigflow_gnn.json").read_text())
+    assert record["bit_exact_by_construction"] is True
+    assert record["layer_precisions"]["garnet"]["edge_weight"] == "ufixed<16,0,RND,SAT>"
 
 
 @pytest.mark.slow

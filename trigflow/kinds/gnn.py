@@ -2,7 +2,7 @@
 
 ``model.arch``: ``"in"`` (Interaction Network on the fully connected graph of the N particles, the default),
 ``"deepsets"`` (per-particle MLP + pooling: the cheapest baseline) or ``"garnet"`` (hls4ml's GarNet layer;
-its firmware is *not* bit-exact, see below and ``docs/gnn.md``).
+the QKeras model mirrors its fixed-point firmware arithmetic, see below and ``docs/gnn.md``).
 
 Raw format and input features (``features_from_raw``, recorded in ``preprocessing.json`` so
 ``trigflow evaluate`` can score raw arrays from elsewhere):
@@ -27,9 +27,10 @@ Raw format and input features (``features_from_raw``, recorded in ``preprocessin
 Firmware: IN and DeepSets go through ``trigflow.firmware.gnn.prepare_gnn_for_hls`` (rank-3 QDense →
 QConv1D, an exact type for every layer) and the standard converter: bit-exact. Mean pooling is exact only
 over a power-of-two N; other N use sum pooling. GarNet: the Keras side is a one-input model that counts the
-valid particles itself (``CountValid``) and calls the two-input GarNet model; its firmware is hls4ml's
-GarNet (lookup-table exp(−d²), hard-coded 12-bit distance), so the proof reports a bit-exact fraction well
-below 1 and the run fails the default threshold on purpose; ``report["gnn"]["exactness"]`` says why.
+valid particles itself (``CountValid``) and calls the two-input GarNet model, whose GarNet layer is
+``GarNetHLS`` (the step-by-step mirror of hls4ml's ``nnet::garnet``: 12-bit truncated distance, exp(−d²)
+table, contracted transforms); the firmware is hls4ml's GarNet with the mirror's weights and types
+(``trigflow.firmware.gnn.prepare_garnet_for_hls``): bit-exact too. N must be a power of two for GarNet.
 """
 
 from __future__ import annotations
@@ -54,20 +55,17 @@ RAW_TRANSFORM = "gnn_constituents_v2"  # names the raw → feature function belo
 # Widths of the per-edge / per-node / per-particle networks (the head after pooling is ``model.hidden``).
 IN_WIDTHS: dict[str, Any] = {"edge_hidden": (32,), "edge_dim": 16, "node_hidden": (32,), "node_dim": 16}
 DEEPSETS_WIDTHS: dict[str, Any] = {"phi_hidden": (64, 64)}
-GARNET_WIDTHS: dict[str, Any] = {"n_aggregators": 4, "n_filters": 8, "n_propagate": 8}
+GARNET_WIDTHS: dict[str, Any] = {"n_aggregators": 8, "n_filters": 64, "n_propagate": 32}
 PRECISION_FILE = "trigflow_gnn.json"  # written into the project: per-layer types and warnings
 
 GARNET_EXACTNESS = (
-    "GarNet firmware is hls4ml's own GarNet layer, which is not bit-exact with the Keras layer in hls4ml "
-    "1.3: exp(-d²) comes from a 4096-entry lookup table, the distance is a hard-coded ap_fixed<12,4> "
-    "(truncated), "
-    "the input and output transforms are contracted at conversion and rounded to 10 fractional bits, and the "
-    "GarNet weights are float in both twins (hls4ml maps quantize_transforms=True to ternary weights, which "
-    "QKeras cannot match). Everything outside the GarNet layer has exact types. The bit_exact check is "
-    "therefore expected to fail at the default threshold 1.0; judge this firmware by max_abs_diff_vs_qkeras, "
-    "argmax_agreement_vs_qkeras and the firmware accuracy (docs/gnn.md). The float GarNet block also makes "
-    "ONNX parity approximate: onnxruntime's float32 exp/mean round differently from TensorFlow's, and on "
-    "rare samples that moves a value across a quantizer step of the QKeras head."
+    "bit-exact by construction: the QKeras model's GarNet layer is GarNetHLS (trigflow.models.gnn), which "
+    "computes hls4ml's nnet::garnet arithmetic step by step in float64 — the truncated, saturated "
+    "ap_fixed<12,4> distance, the exp(-d²) lookup table, data·edge-weight rounded to the input type, the "
+    "means over N, the contracted input/output transform with 10 fractional bits and the declared "
+    "edge_weight/aggr/result types; the firmware gets hls4ml's GarNet with weights on exactly those grids "
+    "and those types (trigflow.firmware.gnn.prepare_garnet_for_hls, checked after conversion). The float twin is "
+    "hls4ml's float GarNet."
 )
 
 
@@ -272,6 +270,11 @@ def build(prepared: Prepared, config: RunConfig, quantized: bool):
         return build_deepsets(
             n, f, classes, rho_hidden=head, pooling=pooling_for(n), **DEEPSETS_WIDTHS, **common
         )
+    if n & (n - 1):
+        raise TrigflowError(
+            f"GarNet firmware divides by the vertex count N with shifts: model.n_particles must be a power "
+            f"of two for arch=garnet, got {n}; use e.g. --set model.n_particles=16"
+        )
     inner = build_garnet(n, f, classes, head_hidden=head, **GARNET_WIDTHS, **common)
     particles = tf.keras.Input((n, f), name="particles")
     valid = count_valid_layer()(name="count_valid")(particles)
@@ -308,48 +311,22 @@ class GarNetFirmware:
         return getattr(self.hls_model, name)
 
 
-def _precisions(model, arch: str) -> tuple[Any, dict[str, Any]]:
-    """(model to convert, {input_type, layer_precisions, warnings}) for the standard converter."""
+def _precisions(model, arch: str) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
+    """(model to convert, {input_type, layer_precisions, warnings}, GarNet weights or None) for the standard
+    converter."""
     if arch == "garnet":
-        from trigflow.firmware.gnn import GARNET_RESULT, GARNET_WIDE_PRECISION, _propagate
+        from trigflow.firmware.gnn import prepare_garnet_for_hls
 
-        core = garnet_core(model)
-        _, prec, notes = _propagate(core, None, garnet_result=GARNET_RESULT)
-        for layer in core.layers:  # widened internal types: closer to QKeras (docs/gnn.md), still not exact
-            if type(layer).__name__ == "GarNet":
-                prec[layer.name] = {**prec.get(layer.name, {}), **GARNET_WIDE_PRECISION}
-        return core, {"input_type": None, "layer_precisions": prec, "warnings": notes}
+        return prepare_garnet_for_hls(garnet_core(model))
     from trigflow.firmware.gnn import prepare_gnn_for_hls
 
     ready, overrides = prepare_gnn_for_hls(model)
-    return ready, overrides
-
-
-@contextlib.contextmanager
-def _python_bool_signedness():
-    """hls4ml 1.3's GarNet layer stores ``signed = np.amin(data) < 0`` (a ``numpy.bool_``) in its weight
-    types, which ``ModelGraph.save`` (``model.fml``, written by the converter) cannot serialise to JSON. For
-    the duration of one conversion, wrap ``GarNet._add_variable`` so the types hold a Python bool; restored
-    after."""
-    from hls4ml.model import layers
-
-    real = layers.GarNet._add_variable
-
-    def add_variable(self, name, var_name, data, frac_width=10, quantize=False):
-        real(self, name, var_name, data, frac_width=frac_width, quantize=quantize)
-        precision = self.weights[name].type.precision
-        precision.signed = bool(precision.signed)
-
-    layers.GarNet._add_variable = add_variable
-    try:
-        yield
-    finally:
-        layers.GarNet._add_variable = real
+    return ready, overrides, None
 
 
 def convert(model, project_dir, spec, *, force: bool = False):
     from trigflow.firmware.convert import convert as hls4ml_convert
-    from trigflow.firmware.gnn import GARNET_RESULT
+    from trigflow.firmware.gnn import check_garnet_conversion, python_bool_signedness
 
     if spec.io_type != "io_parallel":
         raise TrigflowError(
@@ -357,19 +334,20 @@ def convert(model, project_dir, spec, *, force: bool = False):
             "use --set firmware.io_type=io_parallel"
         )
     garnet = any(hasattr(layer, "layers") for layer in model.layers)  # the wrapped two-input GarNet model
-    ready, o = _precisions(model, "garnet" if garnet else "in/deepsets")
+    ready, o, garnet_weights = _precisions(model, "garnet" if garnet else "in/deepsets")
     fw_spec = dataclasses.replace(
         spec, input_type=o["input_type"], layer_precisions=o["layer_precisions"], bit_exact=False
     )
-    with _python_bool_signedness() if garnet else contextlib.nullcontext():
+    with python_bool_signedness() if garnet else contextlib.nullcontext():
         hls_model = hls4ml_convert(ready, project_dir, fw_spec, force=force)
+    if garnet:
+        check_garnet_conversion(hls_model, ready, o, garnet_weights)
     record = {
         "converted_model": ready.name,
         "input_type": o["input_type"] or o["layer_precisions"][ready.input_names[0]]["result"],
         "layer_precisions": o["layer_precisions"],
         "warnings": o["warnings"],
-        "bit_exact_by_construction": not garnet,
-        **({"garnet_result": GARNET_RESULT} if garnet else {}),
+        "bit_exact_by_construction": True,
     }
     (Path(project_dir) / PRECISION_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return GarNetFirmware(hls_model) if garnet else hls_model
@@ -396,27 +374,11 @@ def write_extras(report: dict, outputs: dict, prepared: Prepared, config: RunCon
         "input_type": record.get("input_type"),
         "precision_warnings": record.get("warnings", []),
     }
-    if arch == "garnet":
-        info["exactness"] = GARNET_EXACTNESS
-        report.setdefault("notes", []).append(GARNET_EXACTNESS)
-        reasons = {
-            "bit_exact": " — expected for GarNet: hls4ml's GarNet layer is approximate (report.json notes)",
-            "onnx_parity": " — expected for GarNet: its float block (exp, mean) rounds differently in "
-            "onnxruntime, which rarely moves a value across a quantizer step downstream",
-        }
-        failures = report.get("failures", [])
-        for name, reason in reasons.items():
-            check = report.get("checks", {}).get(name)
-            if check is not None and not check["passed"]:  # say why where CI and the terminal show it
-                if check["detail"] in failures:
-                    failures[failures.index(check["detail"])] += reason
-                check["detail"] += reason
-    else:
-        info["exactness"] = (
-            "bit-exact by construction: rank-3 QDense rewritten to QConv1D(k=1) with its quantizers, "
-            "exact fixed-point type for every layer, input type = the input quantizer's type "
-            "(trigflow.firmware.gnn)"
-        )
+    info["exactness"] = GARNET_EXACTNESS if arch == "garnet" else (
+        "bit-exact by construction: rank-3 QDense rewritten to QConv1D(k=1) with its quantizers, "
+        "exact fixed-point type for every layer, input type = the input quantizer's type "
+        "(trigflow.firmware.gnn)"
+    )
     report["gnn"] = info
 
 
