@@ -52,7 +52,7 @@ RESULTS = SCRIPTS / "results" / "bench.json"
 MARKDOWN = ROOT / "BENCHMARKS.md"
 sys.path.insert(0, str(SCRIPTS))
 
-from bench_csim import bench_start, cpu_seconds, timed  # noqa: E402  (shared with the C-sim benchmark)
+from bench_csim import bench_start, cpu_seconds, interleaved, timed  # noqa: E402  (shared with the C-sim benchmark)
 
 KINDS = ("mlp", "cnn", "gnn", "ae")
 
@@ -159,15 +159,7 @@ class Probe:
 
 def rates(methods: dict[str, Callable[[], object]], samples: int, repeats: int) -> dict[str, Any]:
     """Interleaved rounds of every method (same inputs); best and median samples/s, samples per CPU-second."""
-    seconds: dict[str, list[float]] = {m: [] for m in methods}
-    cpu: dict[str, list[float]] = {m: [] for m in methods}
-    outputs: dict[str, object] = {}
-    for _ in range(repeats):
-        for method, fn in methods.items():
-            c0 = cpu_seconds()
-            t, outputs[method] = timed(fn)
-            cpu[method].append(cpu_seconds() - c0)
-            seconds[method].append(t)
+    seconds, cpu, outputs = interleaved(methods, repeats)
     return {
         "best": {m: round(samples / min(ts), 1) for m, ts in seconds.items()},
         "median": {m: round(samples / statistics.median(ts), 1) for m, ts in seconds.items()},

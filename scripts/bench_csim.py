@@ -105,6 +105,22 @@ def autogroup_note() -> str | None:
     return None
 
 
+def interleaved(
+    methods: dict[str, Callable[[], object]], repeats: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, object]]:
+    """``repeats`` rounds of every method in turn: wall seconds, CPU seconds per call, last outputs."""
+    seconds: dict[str, list[float]] = {m: [] for m in methods}
+    cpu: dict[str, list[float]] = {m: [] for m in methods}
+    outputs: dict[str, object] = {}
+    for _ in range(repeats):
+        for method, fn in methods.items():
+            c0 = cpu_seconds()
+            t, outputs[method] = timed(fn)
+            cpu[method].append(cpu_seconds() - c0)
+            seconds[method].append(t)
+    return seconds, cpu, outputs
+
+
 def bench_model(name: str, samples: int, repeats: int, workdir: Path) -> dict:
     import onnxruntime as ort
 
@@ -132,15 +148,7 @@ def bench_model(name: str, samples: int, repeats: int, workdir: Path) -> dict:
         f"fast_{cores}_workers": lambda: sim.predict(x, threads=cores),
         "onnxruntime": lambda: session.run(None, {input_name: x32})[0],
     }
-    seconds: dict[str, list[float]] = {m: [] for m in methods}
-    cpu: dict[str, list[float]] = {m: [] for m in methods}
-    outputs: dict[str, object] = {}
-    for _ in range(repeats):
-        for method, fn in methods.items():
-            c0 = cpu_seconds()
-            t, outputs[method] = timed(fn)
-            cpu[method].append(cpu_seconds() - c0)
-            seconds[method].append(t)
+    seconds, cpu, outputs = interleaved(methods, repeats)
     best = {m: samples / min(ts) for m, ts in seconds.items()}
     median = {m: samples / statistics.median(ts) for m, ts in seconds.items()}
     per_cpu = {m: samples / statistics.median(cs) for m, cs in cpu.items()}
