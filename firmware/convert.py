@@ -121,6 +121,23 @@ def _first_error(log: str) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
+# GCC >= 11 runs its -Wfree-nonheap-object / -Wmismatched-* analysis over every function, and the static
+# initialisers of weights compiled into headers are huge: 80-95 % of g++'s time on a 16-64-64-5 MLP (22 s ->
+# 4 s) and growing faster than the weight count. Turning the three warnings off skips that pass; the object
+# code is byte-identical (checked with objdump).
+FAST_BUILD_FLAGS = "-Wno-free-nonheap-object -Wno-mismatched-dealloc -Wno-mismatched-new-delete"
+
+
+def use_fast_build_flags(project: Path) -> None:
+    """Add ``FAST_BUILD_FLAGS`` to the CFLAGS of the project's hls4ml ``build_lib.sh`` (idempotent)."""
+    script = Path(project) / "build_lib.sh"
+    text = script.read_text()
+    if FAST_BUILD_FLAGS not in text:
+        text, n = re.subn(r'^CFLAGS="([^"]*)"', rf'CFLAGS="\1 {FAST_BUILD_FLAGS}"', text, count=1, flags=re.MULTILINE)
+        if n:
+            script.write_text(text)
+
+
 def compile_project(hls_model) -> Path:
     """Build the C-simulation library with g++ (log in ``build_lib.log``) and link it into ``hls_model``.
 
@@ -130,6 +147,7 @@ def compile_project(hls_model) -> Path:
     for tool, fix in BUILD_TOOLS.items():
         if shutil.which(tool) is None:
             raise TrigflowError(f"{tool} not found on PATH; {fix}")
+    use_fast_build_flags(out)
     result = subprocess.run(["bash", "build_lib.sh"], cwd=out, capture_output=True, text=True)
     log = result.stdout + result.stderr
     (out / "build_lib.log").write_text(log)

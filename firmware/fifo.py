@@ -166,12 +166,13 @@ def _instrument(project: Path, name: str, flow: Dataflow) -> None:
     bridge = project / f"{name}_bridge.cpp"
     bridge.write_text(bridge.read_text() + _EXPORTS)
     build = project / "build_lib.sh"
-    build.write_text(build.read_text().replace('CFLAGS="-O3 -fPIC"', 'CFLAGS="-O0 -fPIC"'))  # tracing only: compiles faster
+    build.write_text(build.read_text().replace('CFLAGS="-O3 ', 'CFLAGS="-O0 ', 1))  # tracing only: compiles faster
 
 
 def _build(project: Path) -> None:
-    from trigflow.firmware.convert import _first_error  # one place parses g++ logs
+    from trigflow.firmware.convert import _first_error, use_fast_build_flags  # one place parses g++ logs
 
+    use_fast_build_flags(project)
     result = subprocess.run(["bash", "build_lib.sh"], cwd=project, capture_output=True, text=True)
     log = project / "build_lib.log"
     log.write_text(result.stdout + result.stderr)

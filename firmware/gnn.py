@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 
 from trigflow.errors import TrigflowError
+from trigflow.firmware.convert import use_fast_build_flags
 
 DEFAULT_PART = "xcvu13p-flga2577-2-e"
 FLOAT32_EXACT_BITS = 24  # QKeras computes in float32: exact only while every sum fits 24 significant bits
@@ -495,7 +496,9 @@ def convert_gnn(
     _check_converted(hls_model, prepared, overrides)
     if compile:
         with contextlib.redirect_stdout(log):
-            hls_model.compile()
+            hls_model.write()
+            use_fast_build_flags(Path(hls_model.config.get_output_dir()))
+            hls_model._compile()
     return hls_model
 
 
@@ -663,7 +666,9 @@ def convert_garnet(
     check_garnet_conversion(hls_model, ready, overrides, weights)
     if compile:
         with contextlib.redirect_stdout(log):
-            hls_model.compile()
+            hls_model.write()
+            use_fast_build_flags(Path(hls_model.config.get_output_dir()))
+            hls_model._compile()
     return hls_model
 
 

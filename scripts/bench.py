@@ -69,7 +69,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "throughput_samples": 5000,  # at most, of the test set; fewer if hls4ml predict needs > budget
         "throughput_budget_s": 4.0,
         "repeats": 3,
-        "scaling": {"mlp": [16, 32, 64, 128, 256], "cnn": [4, 8, 16], "gnn": [8, 16, 32]},
+        "scaling": {"mlp": [16, 32, 64, 128], "cnn": [4, 8, 16], "gnn": [8, 16, 32]},
         "scaling_samples": 2000,  # at most, random inputs on the input grid; fewer if predict needs > budget
         "scaling_budget_s": 2.0,
         "section_timeout_s": 900,

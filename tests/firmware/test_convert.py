@@ -64,3 +64,14 @@ def test_reuse_factor_reaches_every_layer(trained_mlp, tmp_path):
     dense = [layer for layer in hls_model.get_layers() if layer.class_name == "Dense"]
     assert dense and all(layer.get_attr("reuse_factor") == 4 for layer in dense)
     np.testing.assert_array_equal(predict(hls_model, x), model.predict(x, verbose=0).astype(np.float64))
+
+
+def test_fast_build_flags_are_added_once(tmp_path):
+    from trigflow.firmware.convert import FAST_BUILD_FLAGS, use_fast_build_flags
+
+    script = tmp_path / "build_lib.sh"
+    script.write_text('#!/bin/bash\nCC=g++\nCFLAGS="-O3 -fPIC"\n${CC} ${CFLAGS} -c x.cpp\n')
+    use_fast_build_flags(tmp_path)
+    use_fast_build_flags(tmp_path)
+    text = script.read_text()
+    assert f'CFLAGS="-O3 -fPIC {FAST_BUILD_FLAGS}"' in text and text.count(FAST_BUILD_FLAGS) == 1
