@@ -128,14 +128,29 @@ def _first_error(log: str) -> str:
 FAST_BUILD_FLAGS = "-Wno-free-nonheap-object -Wno-mismatched-dealloc -Wno-mismatched-new-delete"
 
 
-def use_fast_build_flags(project: Path) -> None:
-    """Add ``FAST_BUILD_FLAGS`` to the CFLAGS of the project's hls4ml ``build_lib.sh`` (idempotent)."""
+# GCC 12 crashes (internal compiler error in gimple_duplicate_bb) while completely unrolling the static
+# initialisers of some large weight headers, e.g. an Interaction Network on 32 particles (992 edges). The two
+# unrolling passes are only an optimisation; the proof that follows checks the library bit for bit.
+UNROLL_CRASH_FLAGS = "-fdisable-tree-cunrolli -fdisable-tree-cunroll"
+
+
+def use_build_flags(project: Path, flags: str) -> None:
+    """Add ``flags`` to the CFLAGS of the project's hls4ml ``build_lib.sh`` (idempotent)."""
     script = Path(project) / "build_lib.sh"
     text = script.read_text()
-    if FAST_BUILD_FLAGS not in text:
-        text, n = re.subn(r'^CFLAGS="([^"]*)"', rf'CFLAGS="\1 {FAST_BUILD_FLAGS}"', text, count=1, flags=re.MULTILINE)
+    if flags not in text:
+        text, n = re.subn(r'^CFLAGS="([^"]*)"', rf'CFLAGS="\1 {flags}"', text, count=1, flags=re.MULTILINE)
         if n:
             script.write_text(text)
+
+
+def use_fast_build_flags(project: Path) -> None:
+    use_build_flags(project, FAST_BUILD_FLAGS)
+
+
+def _run_build(out: Path) -> tuple[int, str]:
+    result = subprocess.run(["bash", "build_lib.sh"], cwd=out, capture_output=True, text=True)
+    return result.returncode, result.stdout + result.stderr
 
 
 def compile_project(hls_model) -> Path:
@@ -148,10 +163,14 @@ def compile_project(hls_model) -> Path:
         if shutil.which(tool) is None:
             raise TrigflowError(f"{tool} not found on PATH; {fix}")
     use_fast_build_flags(out)
-    result = subprocess.run(["bash", "build_lib.sh"], cwd=out, capture_output=True, text=True)
-    log = result.stdout + result.stderr
+    code, log = _run_build(out)
+    if code != 0 and "internal compiler error" in log and "cunroll" in log:
+        use_build_flags(out, UNROLL_CRASH_FLAGS)
+        first = log
+        code, log = _run_build(out)
+        log = f"{first}\n--- g++ crashed while unrolling; rebuilt with {UNROLL_CRASH_FLAGS} ---\n{log}"
     (out / "build_lib.log").write_text(log)
-    if result.returncode != 0:
+    if code != 0:
         kept = _keep_log(log)
         raise TrigflowError(f"C-simulation compile failed: {_first_error(log)} (full g++ log: {kept})")
     name, stamp = hls_model.config.get_project_name(), hls_model.config.get_config_value("Stamp")

@@ -343,7 +343,12 @@ def run_scaling(params: dict[str, Any], workdir: Path) -> dict[str, Any]:
             build = functools.partial(
                 pipeline.build_firmware, recipe, Trained(qmodel, qmodel), config, StageUI(quiet=True)
             )
-            build_s, hls_model = timed(build)
+            try:
+                build_s, hls_model = timed(build)
+            except Exception as exc:  # one size failing (e.g. a compiler crash) must not hide the others
+                rows.append({"size": size, "parameters": int(qmodel.count_params()), "error": _one_line(exc)})
+                print(f"  scaling {kind} {size}: {rows[-1]}", flush=True)
+                continue
         n = affordable(hls_model, x, params["budget_s"])
         csim_s = min(timed(functools.partial(predict, hls_model, x[:n]))[0] for _ in range(params["repeats"]))
         cost = pipeline.firmware_cost(hls_model)
@@ -364,6 +369,10 @@ def run_scaling(params: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return {"model": SCALING_SHAPE[kind], "weights": "random (untrained)", "rows": rows}
 
 
+def _one_line(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "kind": run_kind,
     "cache": run_cache,
@@ -379,7 +388,7 @@ def worker(section: str, params_json: str, result_path: Path) -> None:
         out = SECTIONS[section](params, Path(params["workdir"]))
     except Exception as exc:  # recorded, so an unattended run reports it and carries on
         traceback.print_exc()
-        out = {"error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+        out = {"error": _one_line(exc)}
     out["process_wall_s"] = round(time.perf_counter() - start, 2)
     out["process_cpu_s"] = round(cpu_seconds(), 2)  # user + system, this process and its children
     out["peak_rss_mb"] = peak_rss_mb()
@@ -750,6 +759,10 @@ def render(result: dict[str, Any]) -> str:
                 srows.append([kind, f"error: {sc['error']}"] + [""] * 7)
                 continue
             for row in sc["rows"]:
+                if "error" in row:
+                    srows.append([f"{kind}: {sc['model']}", row["size"], row["parameters"], f"error: {row['error']}"]
+                                 + [""] * 5)
+                    continue
                 srows.append(
                     [
                         f"{kind}: {sc['model']}",

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,32 @@ def test_fast_build_flags_are_added_once(tmp_path):
     use_fast_build_flags(tmp_path)
     text = script.read_text()
     assert f'CFLAGS="-O3 -fPIC {FAST_BUILD_FLAGS}"' in text and text.count(FAST_BUILD_FLAGS) == 1
+
+
+def test_compiler_crash_while_unrolling_is_rebuilt_without_unrolling(tmp_path, monkeypatch):
+    """GCC 12 ICEs in cunroll(i) on some big weight headers: one retry with those passes disabled."""
+    import types
+
+    from trigflow.firmware.convert import UNROLL_CRASH_FLAGS, compile_project
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "g++"
+    fake.write_text(
+        '#!/bin/bash\ncase "$*" in *-fdisable-tree-cunroll*) exit 0;; esac\n'
+        'echo "during GIMPLE pass: cunrolli" >&2\n'
+        'echo "x.cpp:1:1: internal compiler error: in gimple_duplicate_bb" >&2\nexit 1\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    project = tmp_path / "prj"
+    project.mkdir()
+    (project / "build_lib.sh").write_text('#!/bin/bash\nset -e\nCC=g++\nCFLAGS="-O3 -fPIC"\n${CC} ${CFLAGS} -c x.cpp\n')
+    values = {"Stamp": "abc"}
+    config = types.SimpleNamespace(
+        get_output_dir=lambda: str(project), get_project_name=lambda: "myproject", get_config_value=values.get
+    )
+    library = compile_project(types.SimpleNamespace(config=config))
+    assert library == project / "firmware" / "myproject-abc.so"
+    assert UNROLL_CRASH_FLAGS in (project / "build_lib.sh").read_text()
+    assert "rebuilt with" in (project / "build_lib.log").read_text()
