@@ -360,6 +360,9 @@ def test_ctrl_c_signal_to_a_real_run(models, tmp_path):
     proc = subprocess.Popen(
         [*command, *verify_args(models, work)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=env,
+        # a background CI job inherits SIGINT ignored (POSIX shells do that for `cmd &`), and Python keeps an
+        # ignored SIGINT ignored: start the run as a terminal would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
