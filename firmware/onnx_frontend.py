@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from trigflow.errors import TrigflowError
-from trigflow.fsio import atomic_dir, exclusive, refuse_existing, write_text
+from trigflow.fsio import atomic_dir, exclusive, published_on_success, refuse_existing, write_text
 
 QUANT_OPS = ("Quant", "IntQuant", "BipolarQuant")
 QONNX_DOMAIN = "qonnx.custom_op.general"
@@ -734,23 +734,24 @@ def verify_onnx(
     with exclusive(out_dir), exclusive(project):
         refuse_existing(out_dir, force, "report folder")
         refuse_existing(project, force, "project folder")
-        return _verify(
-            Path(path),
-            data,
-            n,
-            out_dir,
-            project,
-            force,
-            spec or OnnxFirmwareSpec(),
-            precision,
-            min_samples,
-            min_bit_exact_fraction,
-            max_float_rel_diff,
-            max_onnx_abs_diff,
-            use_qonnx,
-            seed,
-            ui,
-        )
+        with published_on_success(out_dir, project):  # a failed or interrupted run leaves no project behind
+            return _verify(
+                Path(path),
+                data,
+                n,
+                out_dir,
+                project,
+                force,
+                spec or OnnxFirmwareSpec(),
+                precision,
+                min_samples,
+                min_bit_exact_fraction,
+                max_float_rel_diff,
+                max_onnx_abs_diff,
+                use_qonnx,
+                seed,
+                ui,
+            )
 
 
 def _verify(

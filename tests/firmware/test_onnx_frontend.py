@@ -327,3 +327,16 @@ def test_channels_first_cnn_with_qonnx_cleaning(tmp_path):
     saved = np.load(tmp_path / "out" / "outputs.npz")
     np.testing.assert_allclose(saved["firmware"], saved["onnxruntime"], rtol=0, atol=FLOAT_TOLERANCE)
     assert report["passed"] and report["cleaning"]["by"].startswith("qonnx")
+
+
+def test_a_run_that_fails_after_publishing_leaves_no_project(tmp_path, monkeypatch):
+    """The project is in place after convert; a failure in the C-simulation removes it with the report folder."""
+    path = qonnx_mlp(tmp_path / "q.onnx")
+
+    def broken_predict(*_args, **_kwargs):
+        raise TrigflowError("C-simulation broke")
+
+    monkeypatch.setattr("trigflow.firmware.csim.predict", broken_predict)
+    with pytest.raises(TrigflowError, match="C-simulation broke"):
+        fe.verify_onnx(path, None, 200, tmp_path / "out", tmp_path / "prj", False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]
