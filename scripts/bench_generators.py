@@ -13,23 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_csim import machine  # noqa: E402  (one description of the machine for every benchmark)
+
 RESULTS = Path(__file__).resolve().parent / "results" / "generators.json"
-
-
-def machine() -> dict:
-    return {
-        "cpus": len(os.sched_getaffinity(0)),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def bench_jets(n: int, workers: int) -> dict:
