@@ -147,17 +147,21 @@ def input_format_of(quantizer, source: str) -> InputFormat | None:
     return InputFormat(bits, integer, keep_negative, bool(quantizer.symmetric), source)
 
 
+def grid_frac_bits(values: np.ndarray, lowest: int, highest: int) -> int | None:
+    """The smallest ``f`` in [lowest, highest] with every value a multiple of 2**-f, else None."""
+    for f in range(lowest, highest + 1):
+        scaled = values * 2.0**f
+        if np.all(scaled == np.round(scaled)):
+            return f
+    return None
+
+
 def data_format(x: np.ndarray, *, source: str = "data") -> InputFormat | None:
     """The smallest ``quantized_bits`` grid holding every value of ``x`` exactly (≤ 24 bits), else None."""
     x = np.asarray(x, np.float64)
     if not np.all(np.isfinite(x)):
         raise TrigflowError("input data contain NaN or infinite values; clean the data file")
-    frac = None
-    for f in range(-8, MAX_EXACT_INPUT_BITS + 1):
-        scaled = x * 2.0**f
-        if np.all(scaled == np.round(scaled)):
-            frac = f
-            break
+    frac = grid_frac_bits(x, -8, MAX_EXACT_INPUT_BITS)
     if frac is None:
         return None
     keep_negative = bool(np.any(x < 0))

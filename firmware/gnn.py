@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 
 from trigflow.errors import TrigflowError
+from trigflow.firmware.autoconfig import grid_frac_bits
 from trigflow.firmware.convert import use_fast_build_flags
 
 DEFAULT_PART = "xcvu13p-flga2577-2-e"
@@ -114,10 +115,9 @@ def fx_for(lo: float, hi: float, frac: int) -> Fx:
 
 def frac_bits(values: np.ndarray, limit: int = 32) -> int:
     """Fractional bits needed to hold ``values`` exactly (raises if more than ``limit``)."""
-    values = np.asarray(values, np.float64)
-    for f in range(limit + 1):
-        if np.all(values * 2.0**f == np.round(values * 2.0**f)):
-            return f
+    frac = grid_frac_bits(np.asarray(values, np.float64), 0, limit)
+    if frac is not None:
+        return frac
     raise TrigflowError(f"weights are not on a fixed-point grid with ≤ {limit} fractional bits")
 
 

@@ -110,12 +110,9 @@ def exact_type(values: np.ndarray, max_frac: int = 32) -> str | None:
     v = np.asarray(values, np.float64).ravel()
     if v.size == 0:
         return None
-    frac = None
-    for f in range(-16, max_frac + 1):
-        s = v * 2.0**f
-        if np.all(s == np.round(s)):
-            frac = f
-            break
+    from trigflow.firmware.autoconfig import grid_frac_bits
+
+    frac = grid_frac_bits(v, -16, max_frac)
     if frac is None:
         return None
     signed = bool(np.any(v < 0))
