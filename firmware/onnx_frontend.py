@@ -772,7 +772,7 @@ def _verify(
     ui,
 ) -> dict[str, Any]:
     import onnx
-    from trigflow.firmware import verify
+    from trigflow.proof import compare
     from trigflow.firmware.csim import predict
 
     from trigflow import report as reporting
@@ -808,7 +808,7 @@ def _verify(
             _, fw_shape = graph_inputs(cleaned)
             y_fw = predict(hls_model, _to_firmware_layout(x, shape, fw_shape))
         np.savez_compressed(tmp / "outputs.npz", x=x, onnxruntime=y_ref, firmware=y_fw)
-        bits = verify.compare_bits(y_ref, y_fw)
+        bits = compare.compare_bits(y_ref, y_fw)
         proof = {
             "samples": bits.samples,
             "bit_exact_fraction": bits.bit_exact_fraction,
@@ -822,10 +822,10 @@ def _verify(
         report: dict[str, Any] = {"kind": "onnx", **proof}
         if labels is not None and y_ref.shape[1] > 1 and labels.dtype.kind in "iub":
             report["accuracy"] = {
-                "onnxruntime": verify.accuracy(y_ref, labels),
-                "firmware": verify.accuracy(y_fw, labels),
+                "onnxruntime": compare.accuracy(y_ref, labels),
+                "firmware": compare.accuracy(y_fw, labels),
             }
-            report["argmax_agreement_vs_onnxruntime"] = verify.argmax_agreement(y_fw, y_ref)
+            report["argmax_agreement_vs_onnxruntime"] = compare.argmax_agreement(y_fw, y_ref)
         report.update(
             model={
                 "path": str(Path(path).resolve()),

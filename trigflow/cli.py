@@ -286,8 +286,8 @@ def scan(
     """Scan bits × sparsity × reuse (× per-layer widths) on Ray Tune: train, prove and estimate each point; mark
     the Pareto front."""
     from trigflow.config import parse_overrides
-    from trigflow.quantize.scan import ScanSpec, parse_list, table_rows
-    from trigflow.quantize.scan import scan as run_scan
+    from trigflow.scan import ScanSpec, parse_list, table_rows
+    from trigflow.scan import scan as run_scan
 
     flags = _overrides(**{"data.path": data, "quant.epochs": epochs})
     spec = ScanSpec(

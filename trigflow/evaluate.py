@@ -225,7 +225,7 @@ def evaluate_run(
 
     ``jet_pt`` (gnn): the jet pT per jet, in the unit of the constituent pT; None: the scalar pT sum of the
     supplied constituents."""
-    from trigflow.firmware import verify
+    from trigflow.proof import compare
     from trigflow.firmware.csim import predict
     from trigflow.fsio import write_text
     from trigflow.ui import StageUI
@@ -273,23 +273,23 @@ def evaluate_run(
         "data": {**(sources or {}), "samples": int(len(x)), "jet_pt": "given" if jet_pt is not None else (
             "sum of supplied constituents" if kind == "gnn" else None)},
         "samples": int(len(x)),
-        "accuracy": {name: verify.accuracy(outputs[name], y) for name in names},
-        "auc": {name: verify.auc_per_class(outputs[name], y, tuple(classes)) for name in names},
+        "accuracy": {name: compare.accuracy(outputs[name], y) for name in names},
+        "auc": {name: compare.auc_per_class(outputs[name], y, tuple(classes)) for name in names},
         "preprocessing": preprocessing.get("raw", {"features": preprocessing.get("features")}),
     }
     if firmware:
-        from trigflow.quantize.reference import exact_predict
+        from trigflow.proof.reference import exact_predict
 
-        bits = verify.compare_bits(exact_predict(models["qkeras"], x), outputs["firmware"])
+        bits = compare.compare_bits(exact_predict(models["qkeras"], x), outputs["firmware"])
         report |= {
             "bit_exact_fraction": bits.bit_exact_fraction,
             "mismatched_samples": int(len(bits.mismatched)),
             "max_abs_diff_vs_qkeras": bits.max_abs_diff,
-            "softmax_max_abs_diff_vs_qkeras": verify.max_abs_diff(
-                verify.softmax(outputs["firmware"]), verify.softmax(outputs["qkeras"])
+            "softmax_max_abs_diff_vs_qkeras": compare.max_abs_diff(
+                compare.softmax(outputs["firmware"]), compare.softmax(outputs["qkeras"])
             ),
-            "argmax_agreement_vs_qkeras": verify.argmax_agreement(outputs["firmware"], outputs["qkeras"]),
-            "argmax_agreement_vs_float": verify.argmax_agreement(outputs["firmware"], outputs["float"]),
+            "argmax_agreement_vs_qkeras": compare.argmax_agreement(outputs["firmware"], outputs["qkeras"]),
+            "argmax_agreement_vs_float": compare.argmax_agreement(outputs["firmware"], outputs["float"]),
         }
     report["run_reference"] = {
         "samples": run_report.get("samples"),

@@ -142,10 +142,10 @@ def firmware_cost(hls_model) -> dict[str, Any]:
 def simulate(trained: Trained, hls_model, x: np.ndarray, ui: StageUI, out: Path) -> dict[str, np.ndarray]:
     """Outputs of every implementation of the deployed model on ``x``: firmware, QKeras, float, ONNX, and
     ``reference``, the QKeras model in exact fixed point (float64) that the firmware must equal bit for bit
-    (Keras' float32 ``qkeras`` outputs round > 24-bit sums; see ``trigflow.quantize.reference``)."""
+    (Keras' float32 ``qkeras`` outputs round > 24-bit sums; see ``trigflow.proof.reference``)."""
     from trigflow.firmware.csim import predict
     from trigflow.onnx import export_onnx, run_onnx
-    from trigflow.quantize.reference import exact_predict
+    from trigflow.proof.reference import exact_predict
 
     with ui.stage("C-simulation"):
         y_fw = predict(hls_model, x)
@@ -162,10 +162,10 @@ def simulate(trained: Trained, hls_model, x: np.ndarray, ui: StageUI, out: Path)
 
 def prove(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
     """Firmware vs the exact QKeras reference (bits), vs the float twin; ONNX vs Keras (both float32)."""
-    from trigflow.firmware import verify
+    from trigflow.proof import compare
 
     y_fw, y_q, y_f = outputs["firmware"], outputs["qkeras"], outputs["float"]
-    bits = verify.compare_bits(outputs["reference"], y_fw)
+    bits = compare.compare_bits(outputs["reference"], y_fw)
     return {
         "samples": bits.samples,
         "reference": "QKeras model evaluated in float64 (exact fixed point)",
@@ -173,24 +173,24 @@ def prove(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
         "mismatched_samples": int(len(bits.mismatched)),
         "first_mismatch": bits.first_mismatch,
         "max_abs_diff_vs_qkeras": bits.max_abs_diff,
-        "max_abs_diff_vs_float": verify.max_abs_diff(y_fw, y_f),
-        "onnx_max_abs_diff": verify.max_abs_diff(outputs["onnx"], y_q),
+        "max_abs_diff_vs_float": compare.max_abs_diff(y_fw, y_f),
+        "onnx_max_abs_diff": compare.max_abs_diff(outputs["onnx"], y_q),
     }
 
 
 def evaluate_classifier(outputs: dict[str, np.ndarray], prepared: Prepared) -> dict[str, Any]:
     """Accuracy and per-class AUC of each implementation; softmax/argmax agreement of firmware vs QKeras."""
-    from trigflow.firmware import verify
+    from trigflow.proof import compare
 
     y = prepared.y_test
     y_fw, y_q, y_f = outputs["firmware"], outputs["qkeras"], outputs["float"]
     names = ("float", "qkeras", "firmware")
     return {
-        "softmax_max_abs_diff_vs_qkeras": verify.max_abs_diff(verify.softmax(y_fw), verify.softmax(y_q)),
-        "argmax_agreement_vs_qkeras": verify.argmax_agreement(y_fw, y_q),
-        "argmax_agreement_vs_float": verify.argmax_agreement(y_fw, y_f),
-        "accuracy": {name: verify.accuracy(outputs[name], y) for name in names},
-        "auc": {name: verify.auc_per_class(outputs[name], y, prepared.class_names) for name in names},
+        "softmax_max_abs_diff_vs_qkeras": compare.max_abs_diff(compare.softmax(y_fw), compare.softmax(y_q)),
+        "argmax_agreement_vs_qkeras": compare.argmax_agreement(y_fw, y_q),
+        "argmax_agreement_vs_float": compare.argmax_agreement(y_fw, y_f),
+        "accuracy": {name: compare.accuracy(outputs[name], y) for name in names},
+        "auc": {name: compare.auc_per_class(outputs[name], y, prepared.class_names) for name in names},
     }
 
 

@@ -47,7 +47,7 @@ def write_plots(outputs: dict[str, np.ndarray], class_names: tuple[str, ...], ou
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    from trigflow.firmware.verify import softmax
+    from trigflow.proof.compare import softmax
 
     labels = outputs["labels"]
     fig, ax = plt.subplots(figsize=(6, 5))

@@ -5,7 +5,7 @@ The starting point is a model file instead of training; the rest is the run's pr
 load model (``firmware.loaders``) → inputs (a data file, or drawn over the input range) → a bit-exact
 configuration (``firmware.autoconfig``) → hls4ml project + C-sim → outputs of firmware, model, float model,
 ONNX (``pipeline.simulate``) → proof and thresholds (``pipeline.prove``/``check_thresholds``) → where they
-part (``firmware.localize``, only when some sample differs) → overflow per layer (``firmware.overflow``) →
+part (``proof.localize``, only when some sample differs) → overflow per layer (``proof.overflow``) →
 report.json + junit.xml + plots (``report``).
 
 Inputs drawn without a data file: uniform over the input quantizer's range (2 % beyond each end, plus the
@@ -141,7 +141,7 @@ def draw_inputs(model, n: int, seed: int = 0) -> tuple[np.ndarray, str]:
 
 # --- the verification ---------------------------------------------------------------------------------------
 def _head(logits: np.ndarray, head: str | None) -> np.ndarray:
-    from trigflow.firmware.verify import softmax
+    from trigflow.proof.compare import softmax
 
     if head == "softmax":
         return softmax(logits)
@@ -161,7 +161,7 @@ def _decisions(values: np.ndarray, head: str | None) -> np.ndarray:
 
 def head_metrics(outputs: dict[str, np.ndarray], y_full: np.ndarray, head: str | None) -> dict[str, Any]:
     """Probabilities and decisions of the firmware (head applied in Python) vs the user's full model."""
-    from trigflow.firmware.verify import max_abs_diff
+    from trigflow.proof.compare import max_abs_diff
 
     p_fw = _head(outputs["firmware"], head)
     y_full = y_full.reshape(len(y_full), -1).astype(np.float64)
@@ -245,7 +245,7 @@ def _verify(model_path, config, out_dir, project, weights, data, n, layer_precis
     from trigflow.firmware.autoconfig import build_firmware, choose_configuration, firmware_types
     from trigflow.firmware.convert import FirmwareSpec
     from trigflow.firmware.loaders import load_model
-    from trigflow.firmware.overflow import overflow_report, plot_ranges
+    from trigflow.proof.overflow import overflow_report, plot_ranges
     from trigflow.kinds import Trained
     from trigflow.pipeline import check_thresholds, prove, simulate, versions
 
@@ -338,8 +338,8 @@ def _cost(hls_model) -> dict[str, Any]:
 
 
 def _localization(dep, proof: dict[str, Any], outputs: dict[str, np.ndarray], tmp: Path) -> dict[str, Any]:
-    from trigflow.firmware.localize import localize
-    from trigflow.firmware.verify import compare_bits
+    from trigflow.proof.localize import localize
+    from trigflow.proof.compare import compare_bits
 
     if proof["mismatched_samples"] == 0:
         return {

@@ -21,7 +21,7 @@ from trigflow.firmware.autoconfig import (
 )
 from trigflow.firmware.csim import predict
 from trigflow.firmware.loaders import load_model
-from trigflow.firmware.verify import compare_bits, softmax
+from trigflow.proof.compare import compare_bits, softmax
 
 from trigflow.errors import TrigflowError
 

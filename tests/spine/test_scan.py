@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from trigflow.errors import TrigflowError
-from trigflow.quantize.scan import dominates, error_row, mark_front, parse_list, summarize
+from trigflow.scan import dominates, error_row, mark_front, parse_list, summarize
 
 
 def trigflow(*args):
@@ -103,7 +103,7 @@ def test_parse_list():
 
 
 def test_per_layer_option_adds_sensitivity_trials_and_a_layer_bits_column(tmp_path):
-    from trigflow.quantize.scan import ScanSpec, row_from_report, table_rows, trial_config
+    from trigflow.scan import ScanSpec, row_from_report, table_rows, trial_config
 
     grid = {"bits": (6,), "sparsity": (0.5,), "reuse": (1,), "per_layer": ("none", "sensitivity")}
     spec = ScanSpec(**grid, out=str(tmp_path))

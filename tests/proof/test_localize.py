@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from trigflow.firmware.autoconfig import choose_configuration
 from trigflow.firmware.convert import FirmwareSpec
-from trigflow.firmware.localize import exact_type, integer_bits_needed, keras_counterparts, localize
+from trigflow.proof.localize import exact_type, integer_bits_needed, keras_counterparts, localize
 
 
 def exact_model():

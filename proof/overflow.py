@@ -1,4 +1,4 @@
-"""Firmware layer: overflow and saturation — values outside the range of each layer's fixed-point type.
+"""Proof layer: overflow and saturation — values outside the range of each layer's fixed-point type.
 
 For every firmware layer, the values the layer should hold (the Keras model that went to firmware, on the
 data) are compared with the representable range of the layer's result type:
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from trigflow.firmware.localize import integer_bits_needed, keras_counterparts, type_range
+from trigflow.proof.localize import integer_bits_needed, keras_counterparts, type_range
 
 
 def _log2_stats(v: np.ndarray) -> dict[str, float] | None:

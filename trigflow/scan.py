@@ -1,4 +1,4 @@
-"""Quantize layer: design-space scans (bits × sparsity × reuse factor) run as Ray Tune trials.
+"""Spine layer: design-space scans (bits × sparsity × reuse factor) run as Ray Tune trials.
 
 Each trial is one full ``pipeline.run`` (QAT + pruning → hls4ml → C-sim → bit-exact proof → estimate) with
 its own run and project folders under ``<scan>/trials/<id>/``. The trial folders are the source of truth: a

@@ -1,4 +1,4 @@
-"""Firmware layer: where firmware and Keras part ways — the first layer whose C-simulation output differs.
+"""Proof layer: where firmware and Keras part ways — the first layer whose C-simulation output differs.
 
 ``localize(dep, x)`` builds a scratch copy of the firmware with hls4ml's trace enabled on every layer
 (the delivered project is left untouched), runs it on ``x`` (give it the mismatching samples), and compares

@@ -1,4 +1,4 @@
-"""Firmware layer: the proof — firmware outputs compared bit for bit with QKeras, and against the float twin.
+"""Proof layer: the proof — firmware outputs compared bit for bit with QKeras, and against the float twin.
 
 Bits are compared on the model outputs before any softmax (softmax in firmware is a lookup table, so a
 trigger compares logits); softmax and argmax agreement are reported apart.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from trigflow.firmware.autoconfig import build_firmware, choose_configuration
 from trigflow.firmware.convert import FirmwareSpec
-from trigflow.firmware.overflow import overflow_report, plot_ranges
+from trigflow.proof.overflow import overflow_report, plot_ranges
 
 
 @pytest.fixture(scope="module")

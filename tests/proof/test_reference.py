@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from trigflow.quantize.presets import QuantSpec
-from trigflow.quantize.reference import _Float64Relu, exact_predict
+from trigflow.proof.reference import _Float64Relu, exact_predict
 
 
 def test_float64_relu_is_quantized_relu_without_the_float32_cast():

@@ -1,4 +1,4 @@
-"""Quantize layer: the QKeras reference outputs the bit-exact proof compares the firmware with.
+"""Proof layer: the QKeras reference outputs the bit-exact proof compares the firmware with.
 
 Keras evaluates a QKeras model in float32, the firmware in exact fixed point. With ≤ 8-bit quantizers every
 intermediate fits float32's 24-bit significand, so both agree. With wider formats they do not: a 16-bit

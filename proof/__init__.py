@@ -1,0 +1,1 @@
+"""Proof layer: firmware outputs against the exact QKeras reference — bit comparison, localisation, overflow."""
