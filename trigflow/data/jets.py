@@ -38,7 +38,7 @@ from trigflow.errors import TrigflowError
 
 CONSTITUENT_FEATURES: tuple[str, ...] = ("pt_fraction", "deta", "dphi", "energy", "delta_r")
 JET_PARTS: tuple[str, ...] = ("hlf", "constituents", "image")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: zlogz from energy fractions E_i / E_jet (1: pT fractions)
 
 ECM_GEV = 13000.0
 PT_HAT_MIN_GEV = 1000.0
@@ -464,6 +464,7 @@ def generate_jets(
                 "ecm_gev": ECM_GEV,
                 "mmdt": "soft drop beta=0, z_cut=0.1, C/A reclustering",
                 "pt_fraction": "pT_i / sum_j pT_j over all jet constituents",
+                "zlogz": "sum_i z_i log z_i, z_i = E_i / E_jet over all jet constituents",
                 "order": "classes interleaved: shuffled (seeded) within rounds of one chunk per class; "
                 "shuffle again before training",
             }
