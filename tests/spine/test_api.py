@@ -113,3 +113,38 @@ def test_run_through_the_api(fake_jets, tmp_path):
     assert estimate.project_dir == result.project_dir
     assert estimate.report == {k: result.report[k] for k in estimate.report}
     assert estimate.table[-1]["layer"] == "total"
+
+
+# --- packaging ---------------------------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+PINS = {"pyparsing", "pyarrow"}  # declared only to pin other packages' dependencies (comments in pyproject.toml)
+
+
+def _name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_declared_dependencies_equal_imported_ones():
+    import ast
+    import importlib.metadata
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_name(r) for r in project["dependencies"]}
+    optional = {_name(r) for extra in project["optional-dependencies"].values() for r in extra}
+    local = {p.stem for p in (ROOT / "scripts").glob("*.py")} | {"trigflow"}
+    modules = set()
+    for folder in ("trigflow", "models", "quantize", "firmware", "proof", "scripts"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    modules |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules.add(node.module.split(".")[0])
+    distributions = importlib.metadata.packages_distributions()
+    imported = {
+        _name(distributions[m][0]) for m in modules - set(sys.stdlib_module_names) - local
+    }
+    assert imported - optional == declared - PINS
