@@ -52,6 +52,7 @@ Backend = Literal["Vitis", "Vivado", "Quartus"]  # = trigflow.config.BACKENDS
 IoType = Literal["io_parallel", "io_stream"]  # = trigflow.config.IO_TYPES
 Strategy = Literal["Latency", "Resource"]  # = trigflow.config.STRATEGIES
 PathLike = str | os.PathLike[str]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ notices, as in the CLI; set it to see them
 
 
 # --- results -----------------------------------------------------------------------------------------------
