@@ -148,3 +148,12 @@ def test_declared_dependencies_equal_imported_ones():
         _name(distributions[m][0]) for m in modules - set(sys.stdlib_module_names) - local
     }
     assert imported - optional == declared - PINS
+
+
+def test_readme_example_compiles_and_uses_only_the_public_api():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    compile(example, "README.md", "exec")
+    assert set(re.findall(r"\btrigflow\.(\w+)\(", example)) <= set(trigflow.__all__)
