@@ -1,7 +1,60 @@
 """trigflow: physics data → QKeras model → hls4ml firmware → bit-exact proof → report.
 
-Spine layer: this package holds the run config, the pipeline and the CLI; the stage packages
-(``trigflow.models``, ``trigflow.quantize``, ``trigflow.firmware``) are mapped in from the top-level folders.
+Spine layer: this package holds the run config, the pipeline, the CLI and the Python API (``trigflow.api``,
+re-exported here: ``trigflow.run``, ``verify``, ``evaluate``, ``export_onnx``, ``estimate``); the stage
+packages (``trigflow.models``, ``trigflow.quantize``, ``trigflow.firmware``, ``trigflow.proof``) are mapped in
+from the top-level folders. Importing it imports no TensorFlow.
 """
 
+import sys
+import types
+
+from trigflow.api import (
+    Backend,
+    EstimateResult,
+    EvaluateResult,
+    ExportResult,
+    IoType,
+    Kind,
+    RunResult,
+    Strategy,
+    VerifyResult,
+    estimate,
+    evaluate,
+    export_onnx,
+    run,
+    verify,
+)
+
 __version__ = "0.1.0"
+__all__ = [
+    "Backend",
+    "EstimateResult",
+    "EvaluateResult",
+    "ExportResult",
+    "IoType",
+    "Kind",
+    "RunResult",
+    "Strategy",
+    "VerifyResult",
+    "__version__",
+    "estimate",
+    "evaluate",
+    "export_onnx",
+    "run",
+    "verify",
+]
+
+
+class _Package(types.ModuleType):
+    """Keeps ``trigflow.verify``/``trigflow.evaluate`` the API functions once the spine modules of the same
+    names are imported (Python would set the submodule as the package attribute). The modules stay
+    importable by name: ``from trigflow.verify import verify_model``, ``sys.modules["trigflow.verify"]``."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, types.ModuleType) and callable(self.__dict__.get(name)):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,6 +1,7 @@
-"""Spine layer: the ``trigflow`` command. Parses options, builds a RunConfig, calls the pipeline, prints.
+"""Spine layer: the ``trigflow`` command. Parses options, calls the Python API (``trigflow.api``), prints.
 
-No logic lives here. Errors a user can fix print as one line and exit non-zero (``--debug`` shows tracebacks).
+No logic lives here. Errors a user can fix print as one line and exit non-zero (``--debug`` shows tracebacks);
+usage errors (unknown option, missing argument, bad value) exit 2.
 """
 
 from __future__ import annotations
@@ -60,6 +61,17 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _dotted(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The nested overrides as the API's dotted keywords (``{"quant.epochs": "3"}``), as ``--set`` spells them."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict) and value:
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _verdict(failures: list[str], passed: str) -> None:
     """FAIL lines and exit code 1, or one PASS line."""
     if failures:
@@ -105,8 +117,8 @@ def run(
     Writes report.json (proof, accuracies, the resource/latency estimate), junit.xml and plots to the run
     folder, and the hls4ml project to the project folder.
     """
-    from trigflow.config import load_config, parse_overrides
-    from trigflow.pipeline import run as run_pipeline
+    from trigflow import api
+    from trigflow.config import parse_overrides
     from trigflow.ui import StageUI
 
     flags = _overrides(
@@ -125,10 +137,10 @@ def run(
             "firmware.reuse_factor": reuse,
         }
     )
-    cfg = load_config(kind, config, _merge(parse_overrides(set_ or []), flags))
-    result = run_pipeline(cfg, StageUI(err_console))
+    overrides = _dotted(_merge(parse_overrides(set_ or []), flags))
+    result = api.run(kind, config=config, progress=StageUI(err_console), **overrides)  # type: ignore[arg-type]
     _print_report(result.report)
-    console.print(f"report: {result.out_dir / 'report.json'}")
+    console.print(f"report: {result.run_dir / 'report.json'}")
     _verdict(result.failures, "firmware proven against QKeras")
 
 
@@ -157,9 +169,9 @@ def verify(
     if model.suffix.lower() == ".onnx":  # ONNX models take hls4ml's ONNX frontend, proven against onnxruntime
         return firmware(model, data=data, n=n, out=out, project_dir=project_dir, force=bool(force),
                         max_float_diff=max_float_diff, backend=backend or "Vitis", io_type=io_type or "io_parallel")
+    from trigflow import api
     from trigflow.config import parse_overrides
     from trigflow.ui import StageUI
-    from trigflow.verify import verify_config, verify_model
 
     flags = _overrides(
         **{
@@ -172,18 +184,18 @@ def verify(
             "firmware.io_type": io_type,
         }
     )
-    cfg = verify_config(config, _merge(parse_overrides(set_ or []), flags))
-    result = verify_model(
+    result = api.verify(
         model,
-        cfg,
+        data,
         weights=weights,
-        data=data,
         n=n,
+        config=config,
         max_float_rel_diff=max_float_diff,
-        ui=StageUI(err_console),
+        progress=StageUI(err_console),
+        **_dotted(_merge(parse_overrides(set_ or []), flags)),
     )
     _print_report(result.report)
-    console.print(f"report: {result.out_dir / 'report.json'}")
+    console.print(f"report: {result.run_dir / 'report.json'}")
     _verdict(result.failures, "firmware verified against the model")
 
 
@@ -221,24 +233,14 @@ def data_anomaly(
     console.print(f"wrote {generate_anomaly(out, n, n_signal, seed, workers=workers, force=force)}")
 
 
-def _project_of(path: Path) -> Path:
-    """A project folder, or a run folder whose report.json names its project."""
-    import json
-
-    report = path / "report.json"
-    if report.is_file():
-        return Path(json.loads(report.read_text())["project_dir"])
-    return path
-
-
 @app.command()
 def estimate(
     path: Annotated[Path, typer.Argument(help="hls4ml project folder or trigflow run folder.")],
 ) -> None:
     """Resources (DSP/LUT/FF/BRAM) and latency per layer, without vendor tools."""
-    from trigflow.firmware.estimate import estimate_project
+    from trigflow import api
 
-    result = estimate_project(_project_of(path))
+    result = api.estimate(path).estimate
     table = Table(title=f"estimate · {result.part} · {result.clock_period_ns} ns clock")
     rows = result.table()
     for key in rows[0]:
@@ -256,9 +258,10 @@ def synth(
     """C-synthesis with vitis_hls / vivado_hls when on PATH (exit 3 when neither is)."""
     import json
 
+    from trigflow.api import project_dir_of
     from trigflow.firmware.synth import synthesize
 
-    console.print_json(json.dumps(synthesize(_project_of(path), cosim=cosim)))
+    console.print_json(json.dumps(synthesize(project_dir_of(path), cosim=cosim)))
 
 
 @app.command()
@@ -337,19 +340,19 @@ def evaluate(
     firmware: Annotated[bool, typer.Option("--firmware/--no-firmware", help="Run the C-simulation.")] = True,
 ) -> None:
     """Score a trained run (float, QKeras, firmware) on raw arrays with the run's recorded preprocessing."""
-    from trigflow.evaluate import evaluate_run, load_array, load_jet_pt, summary_rows
+    from trigflow import api
+    from trigflow.evaluate import summary_rows
     from trigflow.ui import StageUI
 
-    result = evaluate_run(
+    result = api.evaluate(
         run_dir,
-        load_array(data, "data"),
-        load_array(labels, "labels"),
+        data,
+        labels,
+        jet_pt=jet_pt,
         out=out,
         project_dir=project_dir,
         firmware=firmware,
-        jet_pt=load_jet_pt(data, jet_pt),
-        sources={"path": str(data), "labels": str(labels)},
-        ui=StageUI(err_console),
+        progress=StageUI(err_console),
     )
     title = f"trigflow evaluate {result.report['kind']} ({result.report['arch']})"
     table = Table(title=title, show_header=False)
@@ -384,12 +387,13 @@ def export_onnx_command(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output folder.")] = False,
 ) -> None:
     """Write the QKeras and float models as ONNX (dynamic batch), checked in onnxruntime against Keras."""
-    from trigflow.onnx import export, summary_rows
+    from trigflow import api
+    from trigflow.onnx import summary_rows
 
-    report = export(source, out, opset=opset, n=n, force=force, max_abs_diff_allowed=max_diff)
-    _print_rows(f"trigflow export onnx (opset {report['opset']})", summary_rows(report))
-    console.print(f"report: {Path(report['out_dir']) / 'export_report.json'}")
-    _verdict(report["failures"], "onnxruntime matches Keras")
+    result = api.export_onnx(source, out, opset=opset, n=n, force=force, max_abs_diff=max_diff)
+    _print_rows(f"trigflow export onnx (opset {result.report['opset']})", summary_rows(result.report))
+    console.print(f"report: {result.out_dir / 'export_report.json'}")
+    _verdict(result.failures, "onnxruntime matches Keras")
 
 
 @app.command()
@@ -433,7 +437,7 @@ def firmware(
 def main() -> None:
     """Console entry point: one-line errors, distinct exit codes, tracebacks only with --debug."""
     try:
-        code = app(standalone_mode=False)  # click returns the code of a typer.Exit here
+        code = app(prog_name="trigflow", standalone_mode=False)  # click returns the code of a typer.Exit here
         if code == INTERRUPTED:  # typer turns Ctrl-C into Exit(130) before it reaches us
             raise KeyboardInterrupt
         sys.exit(code if isinstance(code, int) else 0)
@@ -447,12 +451,16 @@ def main() -> None:
         sys.exit(INTERRUPTED)
     except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # click usage errors are handled by click; anything else is a bug
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors of the click that typer bundles (typer._click), exit 2
+        message = exc.format_message().strip()
+        if message:  # empty: no_args_is_help has printed the help
+            ctx = getattr(exc, "ctx", None)
+            command = ctx.command_path if ctx is not None else "trigflow"
+            err_console.print(
+                f"[red]error:[/red] {message} (see '{command} --help')", highlight=False, soft_wrap=True
+            )
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # anything else is a bug
         if _state["debug"]:
             raise
         err_console.print(

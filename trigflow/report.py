@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -39,34 +40,45 @@ def junit_xml(report: dict[str, Any]) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + head + "\n" + "\n".join(cases) + "\n</testsuite>\n"
 
 
-def write_plots(outputs: dict[str, np.ndarray], class_names: tuple[str, ...], out: Path) -> list[Path]:
-    """ROC curves per class for float, QKeras and firmware (one-vs-rest on softmax probabilities)."""
+def hep_style() -> contextlib.AbstractContextManager[None]:
+    """``with hep_style(): ...``: plots in the HEP style (mplhep's CMS style); the rcParams are restored after."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import mplhep
+
+    return plt.style.context(mplhep.style.CMS)
+
+
+def write_plots(outputs: dict[str, np.ndarray], class_names: tuple[str, ...], out: Path) -> list[Path]:
+    """ROC curves per class for float, QKeras and firmware (one-vs-rest on softmax probabilities)."""
+    import matplotlib.pyplot as plt
+    import mplhep
     from sklearn.metrics import roc_curve
 
     from trigflow.proof.compare import softmax
 
     labels = outputs["labels"]
-    fig, ax = plt.subplots(figsize=(6, 5))
     styles = {"float": ":", "qkeras": "--", "firmware": "-"}
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, name in enumerate(class_names):
-        for model, style in styles.items():
-            prob = softmax(outputs[model])[:, i]
-            fpr, tpr, _ = roc_curve(labels == i, prob)
-            ax.plot(tpr, np.maximum(fpr, 1e-5), style, color=colors[i % len(colors)], label=f"{name} {model}")
-    ax.set_yscale("log")
-    ax.set_xlabel("signal efficiency (TPR)")
-    ax.set_ylabel("background efficiency (FPR)")
-    ax.set_title("ROC one-vs-rest: float (:), QKeras (--), firmware (—)")
-    ax.legend(fontsize=6, ncol=3)
-    fig.tight_layout()
-    path = out / "roc.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with hep_style():
+        fig, ax = plt.subplots(figsize=(9, 8))
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, name in enumerate(class_names):
+            for model, style in styles.items():
+                prob = softmax(outputs[model])[:, i]
+                fpr, tpr, _ = roc_curve(labels == i, prob)
+                ax.plot(tpr, np.maximum(fpr, 1e-5), style, color=colors[i % len(colors)], label=f"{name} {model}")
+        ax.set_yscale("log")
+        ax.set_xlabel("Signal efficiency (TPR)")
+        ax.set_ylabel("Background efficiency (FPR)")
+        mplhep.label.exp_label(exp="trigflow", llabel="Simulation", rlabel="ROC one-vs-rest", ax=ax)
+        ax.legend(fontsize=11, ncol=3, loc="lower right", title="float (:), QKeras (--), firmware (—)",
+                  title_fontsize=11)
+        fig.tight_layout()
+        path = out / "roc.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
     return [path]
 
 

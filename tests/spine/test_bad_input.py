@@ -36,6 +36,8 @@ relative to tests/; "here" is this file.
 - two runs on one project at once: spine/test_run_mlp.py::test_concurrent_run_on_same_project_is_refused
   (run); here, test_concurrent_verify_is_refused_and_lock_is_released (verify; lock file removed after)
 - tracebacks only with --debug: here, test_debug_shows_the_traceback, test_unexpected_error_is_one_line
+- command-line usage (exit 2, one line naming the command's --help, nothing written): here,
+  test_unknown_option, test_missing_argument, test_bad_option_value, test_unknown_command
 - determinism (same config + seed: identical weights, firmware files, report except timings):
   spine/test_run_mlp.py::test_same_seed_gives_identical_weights_project_and_report (not duplicated)
 """
@@ -415,3 +417,34 @@ def test_unexpected_error_is_one_line(models, tmp_path, monkeypatch, capsys):
     result = cli(monkeypatch, capsys, *verify_args(models, work))
     assert_error(result, "RuntimeError: a bug (rerun with --debug for the traceback)", code=1)
     assert_nothing_left(work)
+
+
+# --- command-line usage -------------------------------------------------------------------------------------
+def usage_error(monkeypatch, capsys, tmp_path: Path, *args: str) -> str:
+    """``trigflow ARGS`` from an empty folder: exit 2, one error line, no traceback, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    result = cli(monkeypatch, capsys, *args)
+    assert_error(result, code=2)
+    assert len(result.err.strip().splitlines()) == 1, result.err
+    assert_nothing_left(tmp_path)
+    return result.errors[0]
+
+
+def test_unknown_option(monkeypatch, capsys, tmp_path):
+    line = usage_error(monkeypatch, capsys, tmp_path, "run", "--nope", "--out", str(tmp_path / "out"))
+    assert "No such option: --nope" in line and "see 'trigflow run --help'" in line
+
+
+def test_missing_argument(monkeypatch, capsys, tmp_path):
+    line = usage_error(monkeypatch, capsys, tmp_path, "estimate")
+    assert "Missing argument 'path'" in line and "see 'trigflow estimate --help'" in line
+
+
+def test_bad_option_value(monkeypatch, capsys, tmp_path):
+    line = usage_error(monkeypatch, capsys, tmp_path, "run", "mlp", "--epochs", "many")
+    assert "Invalid value for '--epochs'" in line and "see 'trigflow run --help'" in line
+
+
+def test_unknown_command(monkeypatch, capsys, tmp_path):
+    line = usage_error(monkeypatch, capsys, tmp_path, "trian")
+    assert "No such command 'trian'" in line and "see 'trigflow --help'" in line
