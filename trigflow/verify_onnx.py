@@ -12,13 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trigflow.driver import Evidence, drive
 from trigflow.errors import TrigflowError
+from trigflow.proof.checks import Thresholds
 from trigflow.ui import StageUI
+
+if TYPE_CHECKING:
+    from trigflow.firmware.onnx_frontend import OnnxFirmwareSpec
 
 __all__ = ["OnnxFile", "draw_inputs", "summary_rows", "verify_onnx"]
 
@@ -63,7 +67,7 @@ def verify_onnx(
     project_dir: str | Path | None = None,
     force: bool = False,
     *,
-    spec: Any = None,
+    spec: OnnxFirmwareSpec | None = None,
     precision: str | None = None,
     min_samples: int = DEFAULT_MIN_SAMPLES,
     min_bit_exact_fraction: float = 1.0,
@@ -78,10 +82,7 @@ def verify_onnx(
     ``out`` (default ``runs/onnx``) gets ``report.json``, ``junit.xml``, ``model_clean.onnx`` (the graph
     hls4ml read) and ``outputs.npz`` (``x``, ``onnxruntime``, ``firmware``: the compared arrays);
     ``project_dir`` (default ``hls_projects/onnx``) the hls4ml project with ``trigflow_report.json``.
-    ``spec`` is a ``firmware.onnx_frontend.OnnxFirmwareSpec`` (default: its defaults).
     """
-    from trigflow.proof.checks import Thresholds
-
     if n is not None and n < 1:
         raise TrigflowError(f"--n {n}: give a positive number of samples")
     if spec is None:
@@ -106,9 +107,9 @@ class OnnxFile:
     out_dir: Path
     project: Path
     force: bool
-    spec: Any
+    spec: OnnxFirmwareSpec
     precision: str | None
-    limits: Any
+    limits: Thresholds
     use_qonnx: bool | None
     seed: int
     kind: str = "onnx"
