@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from trigflow.errors import TrigflowError
 from trigflow.quantize.presets import QuantSpec
 
 ARCHS = ("ae", "vae")
@@ -93,7 +94,7 @@ class ScoreFormat:
 
     def check_float32_exact(self) -> None:
         if self.score.bits - 1 > FLOAT32_EXACT_BITS:
-            raise ValueError(
+            raise TrigflowError(
                 f"score format {self.score.hls_type} needs {self.score.bits} bits: QKeras (float32) would round it; "
                 "use fewer fractional/integer bits for the score term"
             )
@@ -114,7 +115,7 @@ def score_format(n_inputs: int, latent: int, spec: QuantSpec, score: str) -> Sco
         return ScoreFormat(diff_format(), n_inputs)
     if score == "latent":
         return ScoreFormat(latent_format(spec), latent)
-    raise ValueError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
+    raise TrigflowError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
 
 
 def default_score(arch: str) -> str:
@@ -163,7 +164,7 @@ def build_autoencoder(
     from qkeras import QActivation, QDense
 
     if arch not in ARCHS:
-        raise ValueError(f"unknown autoencoder arch {arch!r}: choose one of {', '.join(ARCHS)}")
+        raise TrigflowError(f"unknown autoencoder arch {arch!r}: choose one of {', '.join(ARCHS)}")
     spec = spec or QuantSpec()
     counter = iter(range(1000))
 
@@ -214,7 +215,7 @@ def build_deployed(model, *, quantized: bool, spec: QuantSpec | None = None, sco
     score = score or default_score(arch)
     n_inputs = model.input_shape[-1]
     if arch == "vae" and score != "latent":
-        raise ValueError("the VAE's deployed score is the latent mean μ² (score='latent')")
+        raise TrigflowError("the VAE's deployed score is the latent mean μ² (score='latent')")
 
     def quant(fmt: FixedFormat, name: str):
         return QActivation(fmt.quantizer(), name=name) if quantized else tf.keras.layers.Activation("linear", name=name)

@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from trigflow.errors import TrigflowError
+
 # Names the firmware layer relies on: fixed 0/1 "structure" Dense layers are plain (non-Q) Dense layers.
 STRUCTURE_LAYERS = ("edge_gather", "edge_aggregate", "pool_sum")
 
@@ -53,7 +55,7 @@ def edge_index(n_particles: int) -> tuple[np.ndarray, np.ndarray]:
     """
     n = int(n_particles)
     if n < 2:
-        raise ValueError(f"an interaction network needs at least 2 particles, got {n}")
+        raise TrigflowError(f"an interaction network needs at least 2 particles, got {n}")
     recv = np.repeat(np.arange(n), n - 1)
     send = np.array([j for i in range(n) for j in range(n) if j != i])
     return recv, send
@@ -161,7 +163,7 @@ def _pool(x, n_items: int, width: int, pooling: str):
         x = tf.keras.layers.Permute((2, 1), name="pool_T")(x)  # (D, N)
         x = _constant_dense(x, np.ones((n_items, 1), np.float32), "pool_sum")  # (D, 1)
         return tf.keras.layers.Reshape((width,), name="pool_flat")(x)
-    raise ValueError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
+    raise TrigflowError(f"pooling must be 'mean' or 'sum', got {pooling!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -391,7 +393,7 @@ def garnet_types(n_vertices: int, input_bits: int, input_integer: int, *, edge_w
     """
     k = int(round(math.log2(n_vertices)))
     if 2**k != n_vertices:
-        raise ValueError(f"GarNet firmware normalises by shifting: n_vertices must be a power of two, "
+        raise TrigflowError(f"GarNet firmware normalises by shifting: n_vertices must be a power of two, "
                          f"got {n_vertices}")
     data = FixedType(True, input_bits, input_integer + 1, "RND_CONV", "SAT")
     fa = max(aggr_frac, data.frac + k)
@@ -440,7 +442,7 @@ def _garnet_check_types(types: dict[str, str], n_vertices: int, n_in: int) -> di
     if data.width + GARNET_WEIGHT_FRAC + 16 > GARNET_FLOAT64_BITS:
         problems.append("data type too wide for the float64 mirror")
     if problems:
-        raise ValueError("GarNet types cannot be mirrored exactly: " + "; ".join(problems))
+        raise TrigflowError("GarNet types cannot be mirrored exactly: " + "; ".join(problems))
     return t
 
 
@@ -496,10 +498,10 @@ def _garnet_hls_class():
                                ("output_activation", None), ("mean_by_nvert", False),
                                ("quantize_transforms", False)):
                 if kwargs.setdefault(key, value) != value:
-                    raise ValueError(f"GarNetHLS mirrors only {key}={value!r}, got {kwargs[key]!r}")
+                    raise TrigflowError(f"GarNetHLS mirrors only {key}={value!r}, got {kwargs[key]!r}")
             super().__init__(n_aggregators, n_filters, n_propagate, **kwargs)
             if types is None:
-                raise ValueError("GarNetHLS needs types=garnet_types(n_vertices, input_bits, input_integer)")
+                raise TrigflowError("GarNetHLS needs types=garnet_types(n_vertices, input_bits, input_integer)")
             self.types = dict(types)
 
         def build(self, input_shape):
@@ -508,7 +510,7 @@ def _garnet_hls_class():
             data_shape = input_shape[0]
             self.n_vertices, self.n_in = int(data_shape[1]), int(data_shape[2])
             if self._input_feature_transform.units < self.n_in + 1:
-                raise ValueError(f"GarNetHLS needs n_propagate ≥ n_features + 1 = {self.n_in + 1} "
+                raise TrigflowError(f"GarNetHLS needs n_propagate ≥ n_features + 1 = {self.n_in + 1} "
                                  "(the firmware receives the contracted transform through FLR)")
             self.t = _garnet_check_types(self.types, self.n_vertices, self.n_in)
             self.table = tf.constant(garnet_edge_weight_table(self.t["edge_weight"]), tf.float64)

@@ -2,13 +2,35 @@
 
 ``train`` works the same on the float twin and the QKeras model: Adam on logits, early stopping on the
 validation loss, best weights restored, pruning wrappers stripped before the model is returned.
+``train_twins`` trains both with the same data, seed and schedule (the run's training stage).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from trigflow.config import RunConfig
+    from trigflow.data.prepare import Prepared
+
+
+@dataclass
+class Trained:
+    """Trained twins; ``deploy_*`` are the models that go to firmware (default: the trained models)."""
+
+    qmodel: Any
+    float_model: Any
+    history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    deploy_qmodel: Any = None
+    deploy_float_model: Any = None
+
+    def __post_init__(self) -> None:
+        self.deploy_qmodel = self.deploy_qmodel or self.qmodel
+        self.deploy_float_model = self.deploy_float_model or self.float_model
 
 
 def set_seed(seed: int) -> None:
@@ -128,3 +150,42 @@ def train(
     if sparsity > 0:
         model = strip_pruning(model)
     return model, history.history
+
+
+def train_twins(recipe: Any, prepared: Prepared, config: RunConfig, ui: Any, *, targets: str = "labels") -> Trained:
+    """Train the float twin and the QKeras model (``recipe.build(prepared, config, quantized)``) with the same
+    data, seed and schedule; ``ui.stage`` shows the epochs.
+
+    ``targets="labels"``: classification on logits; ``targets="inputs"``: reconstruction (autoencoders).
+    """
+    q = config.quant
+    autoencoder = targets == "inputs"
+    y_train = prepared.x_train if autoencoder else prepared.y_train
+    y_val = prepared.x_val if autoencoder else prepared.y_val
+    models: dict[bool, Any] = {}
+    history: dict[str, dict[str, list[float]]] = {}
+    for quantized in (False, True):
+        label = "QKeras (QAT)" if quantized else "float twin"
+        set_seed(config.seed)
+        model = recipe.build(prepared, config, quantized)
+        metric = "val_loss" if autoencoder else "val_accuracy"
+        with ui.stage(f"train {label}", total=q.epochs) as advance:
+            model, hist = train(
+                model,
+                prepared.x_train,
+                y_train,
+                prepared.x_val,
+                y_val,
+                epochs=q.epochs,
+                batch_size=q.batch_size,
+                learning_rate=q.learning_rate,
+                patience=q.patience,
+                sparsity=q.sparsity,
+                loss="mse" if autoencoder else "sparse_categorical_crossentropy_logits",
+                on_epoch=lambda epoch, logs, a=advance, lb=label: a(
+                    1, f"train {lb} · epoch {epoch + 1} · {metric} {logs.get(metric, 0):.4f}"
+                ),
+            )
+        models[quantized] = model
+        history["qkeras" if quantized else "float"] = {k: [float(v) for v in vs] for k, vs in hist.items()}
+    return Trained(qmodel=models[True], float_model=models[False], history=history)

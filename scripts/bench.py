@@ -12,9 +12,8 @@ Sections, each in its own Python process (so its peak RSS is its own, and one fa
   (from ``report.json`` ``timings_s``; the g++ part of "convert + compile" is timed by wrapping
   ``firmware.convert.compile_project``), accuracy (mean AUC for ae) of float / QKeras / firmware,
   bit-exact fraction, estimated resources and latency, peak RSS. Then, on the same compiled project and the
-  same test inputs: samples/s of hls4ml ``ModelGraph.predict``, trigflow ``FastSim`` (1 worker, all cores)
-  and onnxruntime on the exported QKeras model, best of ``repeats`` interleaved rounds.
-* ``cache`` — convert+compile cold vs cached (``scripts/bench_csim.py::bench_start``, ``firmware.cache``).
+  same test inputs: samples/s of hls4ml ``ModelGraph.predict`` (``firmware.csim.predict``, what the proof
+  runs) and onnxruntime on the exported QKeras model, best of ``repeats`` interleaved rounds.
 * ``scaling:<kind>`` — convert, compile and C-sim time vs model size, untrained (random-weight) models
   built by the kinds' own ``Recipe.build`` and converted by ``pipeline.build_firmware``.
 
@@ -52,7 +51,7 @@ RESULTS = SCRIPTS / "results" / "bench.json"
 MARKDOWN = ROOT / "BENCHMARKS.md"
 sys.path.insert(0, str(SCRIPTS))
 
-from bench_csim import bench_start, cpu_seconds, interleaved, timed  # noqa: E402  (shared with the C-sim benchmark)
+from bench_csim import cpu_seconds, interleaved, timed  # noqa: E402  (shared with the C-sim benchmark)
 
 KINDS = ("mlp", "cnn", "gnn", "ae")
 
@@ -205,46 +204,29 @@ def quality(report: dict[str, Any]) -> dict[str, Any]:
     return {"metric": "accuracy", **report["accuracy"]}
 
 
-def throughput(hls_model, project: Path, onnx_path: Path, x: np.ndarray, repeats: int) -> dict[str, Any]:
-    """hls4ml predict vs FastSim (1 worker, all cores) vs onnxruntime, same project and inputs."""
+def throughput(hls_model, onnx_path: Path, x: np.ndarray, repeats: int) -> dict[str, Any]:
+    """hls4ml predict (the proof's C-sim) vs onnxruntime, same project and inputs."""
     from trigflow.firmware.csim import predict
-    from trigflow.firmware.fastsim import FastSim, available_cores
     from trigflow.onnx import feeds, session
 
-    build_s, sim = timed(lambda: FastSim.from_project(project))
     sess = session(onnx_path)
     inputs = feeds(sess, x)
-    cores = available_cores()
-    fast = f"fast_{cores}_workers"
     methods: dict[str, Callable[[], object]] = {
         "hls4ml_predict": lambda: predict(hls_model, x),
-        "fast_1_worker": lambda: sim.predict(x, threads=1),
-        fast: lambda: sim.predict(x, threads=cores),
         "onnxruntime": lambda: sess.run(None, inputs)[0],
     }
     r = rates(methods, len(x), repeats)
-    out, best = r.pop("outputs"), r["best"]
-    y_hls = np.asarray(out["hls4ml_predict"])
+    r.pop("outputs")
+    best = r["best"]
     return {
         "samples": len(x),
         "repeats": repeats,
-        "fast_mode": sim.mode,
-        "fast_library_build_s": round(build_s, 2),
         "samples_per_s_best": best,
         "samples_per_s_median": r["median"],
         "samples_per_cpu_s": r["per_cpu_s"],
         "ratios_best": {
-            "fast_vs_hls4ml_predict": round(best[fast] / best["hls4ml_predict"], 2),
-            "fast_1_worker_vs_hls4ml_predict": round(best["fast_1_worker"] / best["hls4ml_predict"], 2),
-            "fast_vs_onnxruntime": round(best[fast] / best["onnxruntime"], 4),
             "onnxruntime_vs_hls4ml_predict": round(best["onnxruntime"] / best["hls4ml_predict"], 1),
         },
-        "fast_bit_equal_to_hls4ml_predict": bool(
-            all(
-                np.array_equal(np.asarray(out[m]).reshape(y_hls.shape), y_hls)
-                for m in (fast, "fast_1_worker")
-            )
-        ),
     }
 
 
@@ -264,7 +246,6 @@ def run_kind(params: dict[str, Any], workdir: Path) -> dict[str, Any]:
     n = affordable(probe.hls_model, x, params["throughput_budget_s"])
     tput = throughput(
         probe.hls_model,
-        config.project_path.resolve(),
         result.out_dir / "qkeras_model.onnx",
         x[:n],
         params["repeats"],
@@ -291,12 +272,6 @@ def run_kind(params: dict[str, Any], workdir: Path) -> dict[str, Any]:
     }
 
 
-# --- section: cold vs cached convert+compile ----------------------------------------------------------------
-def run_cache(params: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    return bench_start(workdir)
-
-
-# --- section: cost vs model size ----------------------------------------------------------------------------
 def scaled_config(kind: str, size: int, project: Path):
     from trigflow.config import load_config
 
@@ -375,7 +350,6 @@ def _one_line(exc: BaseException) -> str:
 
 SECTIONS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "kind": run_kind,
-    "cache": run_cache,
     "scaling": run_scaling,
 }
 
@@ -468,7 +442,7 @@ def run_section(section: str, params: dict[str, Any], workdir: Path, timeout: fl
 
 
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    from trigflow.pipeline import versions
+    from trigflow.proof.checks import versions
 
     mode = "quick" if args.quick else "full"
     s = SETTINGS[mode]
@@ -509,8 +483,6 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "repeats": s["repeats"],
         }
         result["kinds"][kind] = section("kind", kind, params)
-    if not args.no_cache:
-        result["cache"] = section("cache", "", {})
     if not args.no_scaling:
         for kind, sizes in s["scaling"].items():
             params = {
@@ -640,19 +612,13 @@ def render(result: dict[str, Any]) -> str:
         )
         t = r["throughput"]
         b, ratio = t["samples_per_s_best"], t["ratios_best"]
-        fast = next(k for k in b if k.startswith("fast_") and k != "fast_1_worker")
         trows.append(
             [
                 kind,
                 t["samples"],
                 b["hls4ml_predict"],
-                b["fast_1_worker"],
-                b[fast],
                 b["onnxruntime"],
-                f"{ratio['fast_vs_hls4ml_predict']:.1f}×",
-                f"{ratio['fast_vs_onnxruntime']:.3f}×",
-                t["fast_mode"],
-                "yes" if t["fast_bit_equal_to_hls4ml_predict"] else "**no**",
+                f"{ratio['onnxruntime_vs_hls4ml_predict']:.1f}×",
             ]
         )
     lines += _table(
@@ -695,53 +661,15 @@ def render(result: dict[str, Any]) -> str:
         ],
         qrows,
     )
-    cores = result["machine"]["cores_usable"]
     lines += [
         "",
         "## C-sim throughput (samples/s, same project and inputs)",
         "",
-        f"hls4ml = `ModelGraph.predict` (one Python call per sample); fast = trigflow `FastSim` (C++ loop; "
-        f"{cores} workers = all usable cores); onnxruntime = the QKeras model exported with tf2onnx "
-        "(float, not bit-exact).",
+        "hls4ml = `ModelGraph.predict` (one Python call per sample; `firmware.csim.predict`, the proof's C-sim); "
+        "onnxruntime = the QKeras model exported with tf2onnx (float, not bit-exact).",
         "",
     ]
-    lines += _table(
-        [
-            "kind",
-            "samples",
-            "hls4ml predict",
-            "fast, 1 worker",
-            f"fast, {cores} workers",
-            "onnxruntime",
-            "fast / hls4ml",
-            "fast / onnxruntime",
-            "fast mode",
-            "fast bit-equal",
-        ],
-        trows,
-    )
-    c = result.get("cache")
-    if c:
-        lines += ["", "## Convert + compile: cold vs cached (`firmware/cache.py`)", ""]
-        if "error" in c:
-            lines.append(f"error: {c['error']}")
-        else:
-            lines += [
-                f"Model: {c['model']} (`cached_convert`, to the first C-sim output; cold builds the fast "
-                "library only).",
-                "",
-            ]
-            lines += _table(
-                ["cold s", "cached, same process s", "cached, fresh process s", "cold / cached"],
-                [
-                    [
-                        c["cold_s"],
-                        c["cached_same_process_s"],
-                        c["cached_fresh_process_s"],
-                        f"{c['cold_vs_cached']}×",
-                    ]
-                ],
-            )
+    lines += _table(["kind", "samples", "hls4ml predict", "onnxruntime", "onnxruntime / hls4ml"], trows)
     if result.get("scaling"):
         lines += [
             "",
@@ -812,7 +740,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="~2-minute smoke version")
     parser.add_argument("--kinds", help="comma-separated kinds (default: all; --quick: mlp)")
-    parser.add_argument("--no-cache", action="store_true", help="skip cold vs cached")
     parser.add_argument("--no-scaling", action="store_true", help="skip cost vs model size")
     parser.add_argument("--out-json", type=Path, default=RESULTS)
     parser.add_argument("--out-md", type=Path, default=MARKDOWN)

@@ -413,7 +413,8 @@ def firmware(
     io_type: Annotated[str, typer.Option(help="io_parallel or io_stream.")] = "io_parallel",
 ) -> None:
     """(Q)ONNX model → hls4ml project → C-sim proven against onnxruntime (QONNX: bit for bit)."""
-    from trigflow.firmware.onnx_frontend import OnnxFirmwareSpec, summary_rows, verify_onnx
+    from trigflow.firmware.onnx_frontend import OnnxFirmwareSpec
+    from trigflow.verify_onnx import summary_rows, verify_onnx
     from trigflow.ui import StageUI
 
     report = verify_onnx(

@@ -329,7 +329,7 @@ def export(
 
 
 def _export(source: Path, out: Path, opset: int, n, force: bool, allowed: float, seed: int) -> dict[str, Any]:
-    from trigflow.pipeline import versions
+    from trigflow.proof.checks import versions
 
     timings: dict[str, float] = {}
     start = time.perf_counter()

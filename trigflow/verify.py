@@ -4,7 +4,7 @@ The starting point is a model file instead of training; the rest is the run's pr
 
 load model (``firmware.loaders``) → inputs (a data file, or drawn over the input range) → a bit-exact
 configuration (``firmware.autoconfig``) → hls4ml project + C-sim → outputs of firmware, model, float model,
-ONNX (``pipeline.simulate``) → proof and thresholds (``pipeline.prove``/``check_thresholds``) → where they
+ONNX (``driver.simulate``) → proof and thresholds (``proof.checks``, judged by ``driver.drive``) → where they
 part (``proof.localize``, only when some sample differs) → overflow per layer (``proof.overflow``) →
 report.json + junit.xml + plots (``report``).
 
@@ -21,6 +21,7 @@ firmware types come from profiling, the ``bit_exact`` criterion is replaced by `
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,7 @@ import numpy as np
 
 from trigflow.config import RunConfig
 from trigflow.errors import TrigflowError
-from trigflow.fsio import atomic_dir, exclusive, published_on_success, refuse_existing, write_text
-from trigflow.pipeline import RunResult
+from trigflow.driver import Evidence, RunResult, drive
 from trigflow.ui import StageUI
 
 DEFAULT_SAMPLES = 10_000
@@ -187,18 +187,6 @@ def accuracy(outputs: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, fl
     }
 
 
-def float_check(proof: dict[str, Any], outputs: dict[str, np.ndarray], tolerance: float) -> dict[str, Any]:
-    scale = max(1.0, float(np.max(np.abs(outputs["float"]), initial=0.0)))
-    diff = proof["max_abs_diff_vs_float"]
-    return {
-        "passed": bool(diff <= tolerance * scale),
-        "detail": (
-            f"float model: max |Δ| firmware vs model {diff:.3g} (need ≤ {tolerance} × {scale:.3g}; "
-            f"bit_exact_fraction {proof['bit_exact_fraction']:.6f} is not required of a float model)"
-        ),
-    }
-
-
 def verify_model(
     model_path: str | Path,
     config: RunConfig | None = None,
@@ -217,78 +205,81 @@ def verify_model(
 
     tf.get_logger().setLevel(logging.ERROR)  # Keras retracing notices are noise here
     config = config or verify_config()
-    ui = ui or StageUI(quiet=True)
     if n is not None and n < 1:
         raise TrigflowError(f"--n {n}: give a positive number of samples")
-    out_dir = Path(config.out or "runs/verify").resolve()
-    project = Path(config.project_dir or "hls_projects/verify").resolve()
-    with exclusive(out_dir), exclusive(project):
-        refuse_existing(out_dir, config.force, "report folder")
-        refuse_existing(project, config.force, "project folder")
-        with published_on_success(out_dir, project):  # a failed or interrupted run leaves no project behind
-            return _verify(
-                Path(model_path),
-                config,
-                out_dir,
-                project,
-                weights,
-                data,
-                n,
-                layer_precisions or {},
-                max_float_rel_diff,
-                ui,
-            )
+    start = ModelFile(
+        Path(model_path), config, weights, data, n, layer_precisions or {}, max_float_rel_diff
+    )
+    return drive(start, ui)
 
 
-def _verify(model_path, config, out_dir, project, weights, data, n, layer_precisions, max_float_rel_diff, ui):
-    from trigflow import report as reporting
-    from trigflow.firmware.autoconfig import build_firmware, choose_configuration, firmware_types
-    from trigflow.firmware.convert import FirmwareSpec
-    from trigflow.firmware.loaders import load_model
-    from trigflow.proof.overflow import overflow_report, plot_ranges
-    from trigflow.kinds import Trained
-    from trigflow.pipeline import check_thresholds, prove, simulate, versions
+@dataclass
+class ModelFile:
+    """A user's Keras/QKeras model file as a starting point: a bit-exact configuration, its firmware, and the
+    outputs of every implementation (plus head, accuracy, localisation and overflow sections)."""
 
-    with ui.stage("load model + inputs"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Keras/QKeras serialisation notices
-        model = load_model(model_path, weights)
-        shape = tuple(model.input_shape[1:])
-        if data is not None:
-            x, labels = load_data(data, shape, n)
-            source = str(Path(data).resolve())
-        else:
-            x, source = draw_inputs(model, n or DEFAULT_SAMPLES, config.seed)
-            labels = None
-    with ui.stage("choose configuration"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        base = FirmwareSpec.from_config(config.firmware, layer_precisions=layer_precisions)
-        dep = choose_configuration(model, x, base)
-    with atomic_dir(out_dir, force=config.force) as tmp:
+    model_path: Path
+    config: RunConfig
+    weights: str | Path | None
+    data: str | Path | None
+    n: int | None
+    layer_precisions: dict[str, dict[str, str]]
+    max_float_rel_diff: float
+    kind: str = "verify"
+    out_label: str = "report folder"
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.config.out or "runs/verify").resolve()
+        self.project = Path(self.config.project_dir or "hls_projects/verify").resolve()
+        self.force = self.config.force
+        self._plot: tuple[dict[str, np.ndarray], np.ndarray] | None = None
+
+    def build(self, tmp: Path, ui: StageUI) -> Evidence:
+        from trigflow.driver import simulate
+        from trigflow.firmware.autoconfig import build_firmware, choose_configuration, firmware_types
+        from trigflow.firmware.convert import FirmwareSpec
+        from trigflow.firmware.loaders import load_model
+        from trigflow.proof.checks import Thresholds, float_scale, prove
+        from trigflow.proof.overflow import overflow_report, plot_ranges
+        from trigflow.quantize.train import Trained
+
+        config, model_path, weights, data, n = self.config, self.model_path, self.weights, self.data, self.n
+        with ui.stage("load model + inputs"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras/QKeras serialisation notices
+            model = load_model(model_path, weights)
+            shape = tuple(model.input_shape[1:])
+            if data is not None:
+                x, labels = load_data(data, shape, n)
+                source = str(Path(data).resolve())
+            else:
+                x, source = draw_inputs(model, n or DEFAULT_SAMPLES, config.seed)
+                labels = None
+        with ui.stage("choose configuration"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            base = FirmwareSpec.from_config(config.firmware, layer_precisions=self.layer_precisions)
+            dep = choose_configuration(model, x, base)
         with ui.stage("hls4ml convert + g++ compile"):
-            hls_model = build_firmware(dep, project, force=config.force)
+            hls_model = build_firmware(dep, self.project, force=self.force)
         with ui.stage("resource/latency estimate"):
             cost = _cost(hls_model)
         trained = Trained(qmodel=dep.reference, float_model=dep.float_model)
         outputs = simulate(trained, hls_model, dep.x, ui, tmp)
         proof = prove(outputs)
-        checks = check_thresholds(proof, config)
-        if not dep.quantized:
-            checks = {"float_agreement": float_check(proof, outputs, max_float_rel_diff), **checks}
-            checks.pop("bit_exact")
-        failures = [c["detail"] for c in checks.values() if not c["passed"]]
-        report: dict[str, Any] = {"kind": "verify", **proof}
+        sections: dict[str, Any] = dict(proof)
         if dep.head:
-            report["head"] = head_metrics(
+            sections["head"] = head_metrics(
                 outputs, dep.full.predict(dep.x, batch_size=4096, verbose=0), dep.head
             )
         classes = labels is not None and bool(np.all(labels == np.round(labels))) and labels.min() >= 0
         if classes:  # class ids (regression targets get no accuracy)
-            report["accuracy"] = accuracy(outputs, labels)
+            sections["accuracy"] = accuracy(outputs, labels)
+            if outputs["firmware"].shape[1] > 1:
+                self._plot = (outputs, labels)
         with ui.stage("localise + overflow"):
-            report["localization"] = _localization(dep, proof, outputs, tmp)
+            sections["localization"] = _localization(dep, proof, outputs, tmp)
             overflow = overflow_report(dep, hls_model, dep.x)
             plot_ranges(overflow, tmp / "ranges.png")
-        report.update(
+        sections.update(
             overflow=overflow,
             warnings=list(overflow["warnings"]),
             model={
@@ -303,33 +294,32 @@ def _verify(model_path, config, out_dir, project, weights, data, n, layer_precis
             parameters=int(dep.reference.count_params()),
             configuration={**dep.describe(), "firmware_types": firmware_types(hls_model)},
             **cost,
-            project_dir=str(project),
-            run_dir=str(out_dir),
-            firmware={k: v for k, v in dep.spec.__dict__.items() if k != "layer_precisions"},
-            thresholds={**config.verify.__dict__, "max_float_rel_diff": max_float_rel_diff},
-            checks=checks,
-            passed=not failures,
-            failures=failures,
-            versions=versions(),
         )
-        if classes and outputs["firmware"].shape[1] > 1:
+        return Evidence(
+            sections=sections,
+            proof=proof,
+            limits=Thresholds(**config.verify.__dict__, max_float_rel_diff=self.max_float_rel_diff),
+            firmware={k: v for k, v in dep.spec.__dict__.items() if k != "layer_precisions"},
+            thresholds={**config.verify.__dict__, "max_float_rel_diff": self.max_float_rel_diff},
+            check_options={"quantized": dep.quantized, "scale": float_scale(outputs["float"])},
+        )
+
+    def finish(self, report: dict[str, Any], tmp: Path, ui: StageUI) -> None:
+        from trigflow import report as reporting
+
+        if self._plot is not None:
+            outputs, labels = self._plot
             names = tuple(str(k) for k in range(outputs["firmware"].shape[1]))
             with ui.stage("plots"):
                 reporting.write_plots({**outputs, "labels": labels.astype(int)}, names, tmp)
         for warning in report["warnings"]:
             if not ui.quiet:
                 ui.console.print(f"[yellow]warning[/yellow] overflow: {warning}", highlight=False)
-        report["timings_s"] = {k: round(v, 3) for k, v in ui.timings.items()}
-        reporting.write_report(report, tmp)
-    write_text(
-        project / "trigflow_report.json", (out_dir / "report.json").read_text()
-    )  # the proof beside its firmware
-    return RunResult(report=report, out_dir=out_dir, failures=failures)
 
 
 def _cost(hls_model) -> dict[str, Any]:
     """The run's resource/latency keys; an estimate that fails does not stop the proof."""
-    from trigflow.pipeline import firmware_cost
+    from trigflow.driver import firmware_cost
 
     try:
         return firmware_cost(hls_model)

@@ -11,6 +11,7 @@ from trigflow.firmware import onnx_frontend as fe
 from typer.testing import CliRunner
 
 from trigflow.errors import TrigflowError
+from trigflow.verify_onnx import verify_onnx
 
 FLOAT_TOLERANCE = 1e-4  # profiled fixed<32,I,RND_CONV,SAT> types; measured ≈ 5e-7 on these models
 QDOMAIN = "qonnx.custom_op.general"
@@ -185,7 +186,7 @@ def test_float_keras_mlp_through_the_cli(float_keras_onnx, tmp_path):
 
 def test_qonnx_mlp_is_bit_exact(tmp_path):
     path = qonnx_mlp(tmp_path / "q.onnx")
-    report = fe.verify_onnx(path, None, 2000, tmp_path / "out", tmp_path / "prj", False)
+    report = verify_onnx(path, None, 2000, tmp_path / "out", tmp_path / "prj", False)
     saved = np.load(tmp_path / "out" / "outputs.npz")
     np.testing.assert_array_equal(saved["firmware"], saved["onnxruntime"])
     assert report["bit_exact_fraction"] == 1.0 and report["passed"] and report["model"]["quantized"]
@@ -321,7 +322,7 @@ def torch_like_cnn(path, seed=0):
 def test_channels_first_cnn_with_qonnx_cleaning(tmp_path):
     """With trigflow[qonnx]: qonnx converts the NCHW convolution to channels-last; measured max |Δ| ≈ 1e-6."""
     pytest.importorskip("qonnx.util.cleanup")
-    report = fe.verify_onnx(
+    report = verify_onnx(
         torch_like_cnn(tmp_path / "cnn.onnx"), None, 1000, tmp_path / "out", tmp_path / "prj", False
     )
     saved = np.load(tmp_path / "out" / "outputs.npz")
@@ -338,5 +339,5 @@ def test_a_run_that_fails_after_publishing_leaves_no_project(tmp_path, monkeypat
 
     monkeypatch.setattr("trigflow.firmware.csim.predict", broken_predict)
     with pytest.raises(TrigflowError, match="C-simulation broke"):
-        fe.verify_onnx(path, None, 200, tmp_path / "out", tmp_path / "prj", False)
+        verify_onnx(path, None, 200, tmp_path / "out", tmp_path / "prj", False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]

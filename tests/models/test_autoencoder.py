@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from trigflow.errors import TrigflowError
+
 from trigflow.models.autoencoder import (
     ScoreFormat,
     build_autoencoder,
@@ -63,7 +65,7 @@ def test_score_formats_are_exact_in_float32():
     assert recon.score.bits - 1 <= 24  # magnitude bits fit the float32 significand
     latent = ScoreFormat(latent_format(spec), 3)
     assert latent.score.bits - 1 <= 24
-    with pytest.raises(ValueError, match="float32"):
+    with pytest.raises(TrigflowError, match="float32"):
         ScoreFormat(latent_format(QuantSpec(bits=12)), 64).check_float32_exact()
 
 

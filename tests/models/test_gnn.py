@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from trigflow.errors import TrigflowError
+
 tf = pytest.importorskip("tensorflow")
 
 from trigflow.models.gnn import (  # noqa: E402
@@ -126,7 +128,7 @@ def test_garnet_twins_share_weight_layout_and_the_quantized_one_mirrors_the_firm
     assert type(f.get_layer("garnet")).__name__ == "GarNet"
     shapes = [[w.shape for w in m.get_layer("garnet").weights] for m in (q, f)]
     assert shapes[0] == shapes[1]
-    with pytest.raises(ValueError, match="power of two"):
+    with pytest.raises(TrigflowError, match="power of two"):
         build_garnet(6, F, 5, quantized=True)
 
 

@@ -325,7 +325,7 @@ def _interrupt(*args, **kwargs):
     raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("where", ["trigflow.firmware.convert.compile_project", "trigflow.pipeline.prove"])
+@pytest.mark.parametrize("where", ["trigflow.firmware.convert.compile_project", "trigflow.proof.checks.prove"])
 def test_ctrl_c_exits_130_and_keeps_nothing(models, tmp_path, monkeypatch, capsys, where):
     """During the g++ build (both folders still temporary) and after the project is in place (the proof)."""
     monkeypatch.setattr(where, _interrupt)

@@ -45,15 +45,8 @@ def fake_result(bench) -> dict:
         "latency_ns": 45.0,
         "throughput": {
             "samples": 25,
-            "fast_mode": "threads",
-            "samples_per_s_best": {
-                "hls4ml_predict": 10.0,
-                "fast_1_worker": 20.0,
-                "fast_2_workers": 40.0,
-                "onnxruntime": 80.0,
-            },
-            "ratios_best": {"fast_vs_hls4ml_predict": 4.0, "fast_vs_onnxruntime": 0.5},
-            "fast_bit_equal_to_hls4ml_predict": True,
+            "samples_per_s_best": {"hls4ml_predict": 10.0, "onnxruntime": 80.0},
+            "ratios_best": {"onnxruntime_vs_hls4ml_predict": 8.0},
         },
         "process_wall_s": 30.0,
         "peak_rss_mb": {"self": 700.0, "children": 700.0},
@@ -76,13 +69,6 @@ def fake_result(bench) -> dict:
         },
         "versions": {"tensorflow": "2.14", "qkeras": "0.9", "hls4ml": "1.3", "onnxruntime": "1.x"},
         "kinds": {"mlp": kind, "cnn": {"error": "TrigflowError: boom"}},
-        "cache": {
-            "model": "m",
-            "cold_s": 20.0,
-            "cached_same_process_s": 0.01,
-            "cached_fresh_process_s": 0.1,
-            "cold_vs_cached": 2000.0,
-        },
         "scaling": {
             "mlp": {
                 "model": "16 → w → w → 5",
@@ -119,5 +105,5 @@ def test_render_from_json(bench, tmp_path):
     text = (tmp_path / "B.md").read_text()
     assert "python scripts/bench.py --quick" in text and "2026-01-01" in text
     assert "| mlp | 25 | 1.0 | 5.0 | 2.5 | 7.5 |" in text
-    assert "4.0×" in text and "error: TrigflowError: boom" in text
+    assert "| mlp | 25 | 10.0 | 80.0 | 8.0× |" in text and "error: TrigflowError: boom" in text
     assert "hls4ml 1.3" in text and "g++ 12" in text

@@ -1,15 +1,68 @@
-"""Data layer: deterministic train/validation/test split and feature standardisation.
+"""Data layer: deterministic train/validation/test split, feature standardisation, the prepared data set.
 
 The ``Standardizer`` is saved with a run so the same preprocessing can be applied to data from elsewhere.
+``prepare`` is the classifiers' data stage: split (with a test part large enough for the proof),
+standardise on the training part, and put every input on the firmware input grid.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from trigflow.errors import TrigflowError
+
+if TYPE_CHECKING:
+    from trigflow.config import RunConfig
+
+__all__ = [
+    "Arrays",
+    "InputGrid",
+    "Prepared",
+    "Split",
+    "Standardizer",
+    "check_finite",
+    "prepare",
+    "split",
+    "split_for_proof",
+]
+
+
+@dataclass(frozen=True)
+class Arrays:
+    """A labelled data set as the models see it (``x`` of any rank, one row per sample)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+    source: str
+    extra: dict[str, Any] = field(default_factory=dict)  # kind-specific arrays (e.g. anomaly process ids)
+
+
+@dataclass
+class Prepared:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    preprocessing: dict[str, Any]
+    class_names: tuple[str, ...]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class InputGrid(Protocol):
+    """The firmware input format (``quantize.presets.QuantSpec`` is one)."""
+
+    input_bits: int
+    input_integer: int
+    input_type: str
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -62,3 +115,42 @@ def split(x: np.ndarray, y: np.ndarray, *, test_fraction: float, val_fraction: f
     n_val = int(round(val_fraction * len(x)))
     test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
     return Split(x[train], y[train], x[val], y[val], x[test], y[test])
+
+
+def split_for_proof(x: np.ndarray, y: np.ndarray, config: RunConfig) -> Split:
+    """The configured train/val/test split; fails early when the test part is too small for the proof."""
+    d = config.data
+    parts = split(x, y, test_fraction=d.test_fraction, val_fraction=d.val_fraction, seed=d.seed)
+    if len(parts.x_test) < config.verify.min_samples:
+        raise TrigflowError(
+            f"only {len(parts.x_test)} test samples, the proof needs ≥ {config.verify.min_samples}; "
+            "use more data or lower verify.min_samples"
+        )
+    return parts
+
+
+def prepare(arrays: Arrays, config: RunConfig, grid: InputGrid) -> Prepared:
+    """Split, standardise each feature on the training part, and put every input on the firmware input grid."""
+    check_finite(arrays.x, f"data ({arrays.source})")
+    parts = split_for_proof(arrays.x, arrays.y, config)
+    standardize = Standardizer.fit(parts.x_train)
+
+    def to_grid(x: np.ndarray) -> np.ndarray:
+        return grid.quantize_input(standardize(x))
+
+    preprocessing = {
+        "features": list(arrays.feature_names),
+        "classes": list(arrays.class_names),
+        "standardize": standardize.to_dict(),
+        "input_quantizer": {"bits": grid.input_bits, "integer": grid.input_integer, "type": grid.input_type},
+    }
+    return Prepared(
+        to_grid(parts.x_train),
+        parts.y_train,
+        to_grid(parts.x_val),
+        parts.y_val,
+        to_grid(parts.x_test),
+        parts.y_test,
+        preprocessing,
+        arrays.class_names,
+    )

@@ -9,52 +9,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
+from trigflow.data.prepare import Arrays, Prepared
 from trigflow.errors import TrigflowError
+from trigflow.quantize.train import Trained
 
-
-@dataclass(frozen=True)
-class Arrays:
-    """A labelled data set as the models see it (``x`` of any rank, one row per sample)."""
-
-    x: np.ndarray
-    y: np.ndarray
-    feature_names: tuple[str, ...]
-    class_names: tuple[str, ...]
-    source: str
-    extra: dict[str, Any] = field(default_factory=dict)  # kind-specific arrays (e.g. anomaly process ids)
-
-
-@dataclass
-class Prepared:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    preprocessing: dict[str, Any]
-    class_names: tuple[str, ...]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Trained:
-    """Trained twins; ``deploy_*`` are the models that go to firmware (default: the trained models)."""
-
-    qmodel: Any
-    float_model: Any
-    history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    deploy_qmodel: Any = None
-    deploy_float_model: Any = None
-
-    def __post_init__(self) -> None:
-        self.deploy_qmodel = self.deploy_qmodel or self.qmodel
-        self.deploy_float_model = self.deploy_float_model or self.float_model
+__all__ = ["Arrays", "Prepared", "Recipe", "Trained", "recipe_for"]
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def transform(x: np.ndarray, pt_mask: np.ndarray, how: str | None = None) -> np.
     if how == "log":
         out[:, pt_mask] = np.log1p(np.maximum(out[:, pt_mask], 0.0))
     elif how != "linear":
-        raise ValueError(f"unknown pT transform {how!r}: choose linear or log")
+        raise TrigflowError(f"unknown pT transform {how!r}: choose linear or log")
     return out
 
 
@@ -173,7 +173,7 @@ def build(prepared: Prepared, config: RunConfig, quantized: bool):
 def train(recipe: Recipe, prepared: Prepared, config: RunConfig, ui) -> Trained:
     """Both twins learn to reconstruct background (MSE, + β·KL for the VAE); the score models go to firmware."""
     from trigflow.models.autoencoder import build_deployed
-    from trigflow.pipeline import train_twins
+    from trigflow.quantize.train import train_twins
     from trigflow.quantize.presets import QuantSpec
 
     trained = train_twins(recipe, prepared, config, ui, targets="inputs")

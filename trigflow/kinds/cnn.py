@@ -53,7 +53,7 @@ def pixel_scale(spec) -> float:
 def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
     """Split, scale pixels by a fixed power of two, and put them on the firmware input grid."""
     from trigflow.data.prepare import check_finite
-    from trigflow.pipeline import split_for_proof
+    from trigflow.data.prepare import split_for_proof
     from trigflow.quantize.presets import QuantSpec
 
     check_finite(arrays.x, f"data ({arrays.source})")
@@ -118,7 +118,7 @@ def train(recipe: Recipe, prepared: Prepared, config: RunConfig, ui) -> Trained:
     """The standard twin training; with ``model.arch=batchnorm`` the firmware gets the folded QKeras model, which
     must give exactly the trained model's outputs (checked on the validation images)."""
     from trigflow.models.cnn import fold_batchnorm
-    from trigflow.pipeline import train_twins
+    from trigflow.quantize.train import train_twins
 
     trained = train_twins(recipe, prepared, config, ui)
     if _arch(config) == "batchnorm":

@@ -172,7 +172,7 @@ def load(config: RunConfig) -> Arrays:
 def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
     """Raw constituents → features → split → per-feature scale (no shift) → input grid; all recorded."""
     from trigflow.data.prepare import Standardizer
-    from trigflow.pipeline import split_for_proof
+    from trigflow.data.prepare import split_for_proof
     from trigflow.quantize.presets import QuantSpec
 
     n = config.model.n_particles

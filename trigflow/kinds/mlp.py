@@ -47,7 +47,7 @@ def train(recipe: Recipe, prepared: Prepared, config: RunConfig, ui) -> Trained:
     The choice is written into ``config.quant.layer_bits`` (so the run's ``config.json`` records it and the
     builder uses it) and its sensitivity profile into ``history.json`` under ``per_layer``.
     """
-    from trigflow.pipeline import train_twins
+    from trigflow.quantize.train import train_twins
 
     q = config.quant
     choice = None
