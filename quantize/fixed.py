@@ -141,6 +141,8 @@ class FixedType:
     def covering(cls, lo: float, hi: float, frac: int, signed: bool | None = None) -> FixedType:
         """The narrowest type with ``frac`` fractional bits whose range holds [lo, hi]."""
         lo, hi, frac = float(lo), float(hi), int(frac)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
+            raise TrigflowError(f"no fixed-point type holds the interval [{lo}, {hi}]; give finite bounds lo ≤ hi")
         signed = lo < 0 if signed is None else signed
         if lo < 0 and not signed:
             raise TrigflowError(f"an unsigned type cannot hold {lo}")
