@@ -170,11 +170,10 @@ class FixedType:
     @classmethod
     def from_hls(cls, precision: Any) -> FixedType | None:
         """An hls4ml ``FixedPrecisionType``/``IntegerPrecisionType`` (None for other precision kinds)."""
+        kinds = {c.__name__ for c in type(precision).__mro__}  # backends subclass them (APFixedPrecisionType)
         width = getattr(precision, "width", None)
         integer = getattr(precision, "integer", None)
-        if width is None or integer is None or type(precision).__name__ not in (
-            "FixedPrecisionType", "IntegerPrecisionType"
-        ):
+        if width is None or integer is None or not kinds & {"FixedPrecisionType", "IntegerPrecisionType"}:
             return None
         rounding = _mode_name(getattr(precision, "rounding_mode", None), "TRN")
         overflow = _mode_name(getattr(precision, "saturation_mode", None), "WRAP")

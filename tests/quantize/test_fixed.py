@@ -201,6 +201,10 @@ def test_from_hls_reads_fixed_and_integer_precisions():
     assert FixedType.from_hls(p) == FixedType(True, 8, 2, "RND", "SAT_SYM")
     assert FixedType.from_hls(IntegerPrecisionType(8, signed=False)) == FixedType(False, 8, 8)
     assert FixedType.from_hls(IntegerPrecisionType(5)) == FixedType(True, 5, 5)
+    class APFixedPrecisionType(FixedPrecisionType):  # as hls4ml's backends specialise the types
+        pass
+
+    assert FixedType.from_hls(APFixedPrecisionType(8, 3, True, "RND", "SAT")) == FixedType(True, 8, 3, "RND", "SAT")
     assert FixedType.from_hls(XnorPrecisionType()) is None
     assert FixedType.from_hls(ExponentPrecisionType(4)) is None
     assert FixedType.from_hls(None) is None
