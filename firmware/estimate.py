@@ -578,20 +578,36 @@ def handler_for(layer: Any) -> LayerHandler | None:
 def _layer_model(layer: Any, io_stream: bool) -> LayerCost:
     handler = handler_for(layer)
     if handler is None:
-        kind = str(getattr(layer, "class_name", type(layer).__name__))
-        note = f"layer type {kind} not modelled (counted as zero)"
-        return LayerCost(LayerEstimate(layer.name, kind, note=note), [])
+        return _not_modelled(layer, f"layer type {_kind(layer)}", " (counted as zero)")
     return handler(layer, io_stream)
+
+
+def _kind(layer: Any) -> str:
+    return str(getattr(layer, "class_name", type(layer).__name__))
+
+
+def _not_modelled(layer: Any, why: str, tail: str = "") -> LayerCost:
+    """Zero cost and a note (``estimate`` lists every layer whose note says "not modelled")."""
+    sep = " " if tail else "; "
+    return LayerCost(LayerEstimate(layer.name, _kind(layer), note=f"{why}{sep}not modelled{tail}"), [])
+
+
+def _kernel_operands(layer: Any) -> tuple[Operand, Operand, np.ndarray, Operand, np.ndarray | None] | None:
+    """(input, output, weights, weight type, bias) of a layer with a kernel; None without weights."""
+    w, wn = _weights(layer, "weight")
+    if w is None:
+        return None
+    b, _ = _weights(layer, "bias")
+    x, out = _io_operands(layer)
+    return x, out, w, wn, b
 
 
 @layer_cost("Dense", "QDense", "BinaryDense", "TernaryDense", "EinsumDense")
 def _dense(layer: Any, io_stream: bool) -> LayerCost:
-    x, out = _io_operands(layer)
-    w, wn = _weights(layer, "weight")
-    b, _ = _weights(layer, "bias")
+    if (operands := _kernel_operands(layer)) is None:
+        return _not_modelled(layer, "no weights found")
+    x, out, w, wn, b = operands
     name, kind = layer.name, layer.class_name
-    if w is None:
-        return LayerCost(LayerEstimate(name, kind, note="no weights found; not modelled"), [])
     n_in = int(_attr(layer, "n_in", w.shape[0]))
     w2d = w.reshape(n_in, -1)
     mm = _matmul(
@@ -611,12 +627,10 @@ def _dense(layer: Any, io_stream: bool) -> LayerCost:
     "Conv2DBatchnorm", "QConv2DBatchnorm",
 )
 def _conv(layer: Any, io_stream: bool) -> LayerCost:
-    x, out = _io_operands(layer)
-    w, wn = _weights(layer, "weight")
-    b, _ = _weights(layer, "bias")
+    if (operands := _kernel_operands(layer)) is None:
+        return _not_modelled(layer, "no weights found")
+    x, out, w, wn, b = operands
     name, kind = layer.name, layer.class_name
-    if w is None:
-        return LayerCost(LayerEstimate(name, kind, note="no weights found; not modelled"), [])
     n_filt = int(_attr(layer, "n_filt", w.shape[-1]))
     n_chan = int(_attr(layer, "n_chan", 1))
     kh = int(_attr(layer, "filt_height", 1))
@@ -662,7 +676,7 @@ def _batchnorm(layer: Any, io_stream: bool) -> LayerCost:
     bias, _ = _weights(layer, "bias")
     name, kind = layer.name, layer.class_name
     if scale is None:
-        return LayerCost(LayerEstimate(name, kind, note="no scale found; not modelled"), [])
+        return _not_modelled(layer, "no scale found")
     n = int(_attr(layer, "n_in", scale.size))
     n_filt = int(_attr(layer, "n_filt", -1))
     per_packet = n_filt if (io_stream and n_filt and n_filt > 0) else n
@@ -842,7 +856,7 @@ def _depthwise_or_separable(layer: Any, io_stream: bool) -> LayerCost:
 )
 def _free(layer: Any, io_stream: bool) -> LayerCost:
     """Re-interpretations and wiring: no hardware."""
-    return LayerCost(LayerEstimate(layer.name, str(getattr(layer, "class_name", type(layer).__name__))), [])
+    return LayerCost(LayerEstimate(layer.name, _kind(layer)), [])
 
 
 def _fifo_cost(layer: Any) -> tuple[int, int, int]:
