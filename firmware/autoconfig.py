@@ -70,7 +70,7 @@ Q_KERNEL_LAYERS = tuple(f"Q{name}" for name in KERNEL_LAYERS)
 @dataclass(frozen=True)
 class InputFormat:
     """The firmware input type (a QKeras ``quantized_bits(bits, integer, keep_negative, alpha=1)`` grid:
-    RND_CONV, SAT or SAT_SYM) and where it came from: ``"quantizer '<layer>'"``, ``"data"`` or ``"default"``."""
+    RND_CONV, SAT or SAT_SYM) and where it came from: ``"quantizer '<layer>'"``, ``"data"``, ``"default"``."""
 
     type: FixedType
     source: str = "default"
@@ -78,7 +78,9 @@ class InputFormat:
     def describe(self) -> dict[str, Any]:
         t = self.type
         return {
-            "quantizer": f"quantized_bits({t.width}, {t.integer - t.signed}, keep_negative={t.signed}, alpha=1)",
+            "quantizer": (
+                f"quantized_bits({t.width}, {t.integer - t.signed}, keep_negative={t.signed}, alpha=1)"
+            ),
             "type": str(t),
             "range": [t.lo, t.hi],
             "lsb": t.lsb,
@@ -91,7 +93,9 @@ def quantize_inputs(t: FixedType, x: np.ndarray) -> np.ndarray:
     return np.asarray(t.cast(np.asarray(x, np.float32).astype(np.float64)), np.float32)
 
 
-def sample_inputs(t: FixedType, shape: tuple[int, ...], n: int, seed: int = 0, *, on_grid: bool) -> np.ndarray:
+def sample_inputs(
+    t: FixedType, shape: tuple[int, ...], n: int, seed: int = 0, *, on_grid: bool
+) -> np.ndarray:
     """``n`` inputs spanning the range of ``t`` (2 % beyond each end, to exercise saturation); the first three
     samples are all-minimum, zero and all-maximum."""
     rng = np.random.default_rng(seed)
@@ -132,7 +136,8 @@ def data_format(x: np.ndarray, *, source: str = "data") -> InputFormat | None:
 
 
 def default_format() -> InputFormat:
-    return InputFormat(FixedType(True, DEFAULT_INPUT_BITS, DEFAULT_INPUT_INTEGER + 1, "RND_CONV", "SAT"), "default")
+    t = FixedType(True, DEFAULT_INPUT_BITS, DEFAULT_INPUT_INTEGER + 1, "RND_CONV", "SAT")
+    return InputFormat(t, "default")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -498,7 +498,8 @@ def _matmul(
         ops.append(_Op(_t_add(adder_bits), max(live, n_out) * adder_bits))
     if out.rounds or out.saturates:
         ops.append(_Op(_t_add(out.type.width) if out.rounds else T_MUX_NS, n_out * out.type.width))
-    ops[-1].live_bits = n_out * min(adder_bits, out.type.width if (out.rounds or out.saturates) else adder_bits)
+    out_bits = out.type.width if (out.rounds or out.saturates) else adder_bits
+    ops[-1].live_bits = n_out * min(adder_bits, out_bits)
     ff = (n_out * adder_bits + mults * prod_bits) if rf > 1 else 0
     if "float" in (x.kind, wn.kind):
         note = (note + "; " if note else "") + "floating-point types not modelled"
@@ -610,9 +611,8 @@ def _dense(layer: Any, io_stream: bool) -> LayerCost:
     name, kind = layer.name, layer.class_name
     n_in = int(_attr(layer, "n_in", w.shape[0]))
     w2d = w.reshape(n_in, -1)
-    mm = _matmul(
-        w2d, b, x, wn, _acc_operand(layer, out), out, _attr(layer, "reuse_factor", 1), _attr(layer, "strategy")
-    )
+    acc = _acc_operand(layer, out)
+    mm = _matmul(w2d, b, x, wn, acc, out, _attr(layer, "reuse_factor", 1), _attr(layer, "strategy"))
     est = LayerEstimate(name, kind, mm.dsp, mm.lut, mm.ff, mm.bram, ii=mm.ii, mults=mm.mults, note=mm.note)
     lay = LayerCost(est, mm.ops, extra_cycles=mm.extra_cycles)
     if io_stream:
@@ -668,7 +668,8 @@ def _conv(layer: Any, io_stream: bool) -> LayerCost:
 
 
 @layer_cost(
-    "BatchNormalization", "QBatchNormalization", "ApplyAlpha", "BatchNormOnnx", "BatchNormalizationQuantizedTanh"
+    "BatchNormalization", "QBatchNormalization", "ApplyAlpha", "BatchNormOnnx",
+    "BatchNormalizationQuantizedTanh",
 )
 def _batchnorm(layer: Any, io_stream: bool) -> LayerCost:
     x, out = _io_operands(layer)
@@ -799,7 +800,8 @@ def _pooling(layer: Any, io_stream: bool) -> LayerCost:
     )
     per_out = (k - 1) * x.type.width * (LUT_PER_ADDER_BIT + (LUT_PER_MUX_BIT if op == "max" else 0))
     ops = [
-        _Op(_t_add(x.type.width) + (T_MUX_NS if op == "max" else 0), n_filt * x.type.width) for _ in range(_log2c(k))
+        _Op(_t_add(x.type.width) + (T_MUX_NS if op == "max" else 0), n_filt * x.type.width)
+        for _ in range(_log2c(k))
     ]
     if op == "average" and k & (k - 1):
         ops.append(_Op(T_DSP_NS, n_filt * out.type.width))
@@ -808,7 +810,8 @@ def _pooling(layer: Any, io_stream: bool) -> LayerCost:
             per_out = x.type.width * (LUT_PER_ADDER_BIT + LUT_PER_MUX_BIT)
             ops = ops[:1]
         lut = int(n_filt * per_out + max(ph - 1, 0) * n_filt * x.type.width * math.ceil(in_w / 32))
-        est = LayerEstimate(name, kind, 0, lut, k * n_filt * x.type.width, 0, note=f"{op} {ph}x{pw}, line buffer")
+        ff = k * n_filt * x.type.width
+        est = LayerEstimate(name, kind, 0, lut, ff, 0, note=f"{op} {ph}x{pw}, line buffer")
         return LayerCost(est, ops, stream_packets=max(in_h * in_w, 1), first_packets=(ph - 1) * in_w + pw)
     n_out = max(out_h * out_w, 1) * n_filt
     est = LayerEstimate(name, kind, 0, int(n_out * per_out), 0, 0, note=f"{op} {ph}x{pw}")

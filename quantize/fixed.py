@@ -32,7 +32,7 @@ _PATTERN = re.compile(
 
 @dataclass(frozen=True)
 class FixedType:
-    """``fixed<width, integer, rounding, overflow>``; ``integer`` counts the sign bit (ap_fixed convention)."""
+    """``fixed<width, integer, rounding, overflow>``; ``integer`` counts the sign bit (as ap_fixed)."""
 
     signed: bool
     width: int
@@ -85,7 +85,8 @@ class FixedType:
                 f"not a fixed-point type: {text!r}; write e.g. 'fixed<16,6>' or 'ufixed<8,3,RND_CONV,SAT>'"
             )
         rounding, overflow = (m.group(4) or "TRN").upper(), (m.group(5) or "WRAP").upper()
-        return cls(m.group(1) == "", int(m.group(2)), int(m.group(3)), rounding, overflow)  # type: ignore[arg-type]
+        signed, width, integer = m.group(1) == "", int(m.group(2)), int(m.group(3))
+        return cls(signed, width, integer, rounding, overflow)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
         name = f"{'' if self.signed else 'u'}fixed<{self.width},{self.integer}"
@@ -142,7 +143,7 @@ class FixedType:
         """The narrowest type with ``frac`` fractional bits whose range holds [lo, hi]."""
         lo, hi, frac = float(lo), float(hi), int(frac)
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
-            raise TrigflowError(f"no fixed-point type holds the interval [{lo}, {hi}]; give finite bounds lo ≤ hi")
+            raise TrigflowError(f"no fixed-point type holds [{lo}, {hi}]; give finite bounds lo ≤ hi")
         signed = lo < 0 if signed is None else signed
         if lo < 0 and not signed:
             raise TrigflowError(f"an unsigned type cannot hold {lo}")
@@ -202,10 +203,13 @@ class FixedType:
             return cls(signed, bits, integer + signed, "RND_CONV", overflow)
         if name == "quantized_relu":
             if quantizer.negative_slope or quantizer.use_sigmoid or quantizer.relu_upper_bound is not None:
-                raise TrigflowError(f"{where}: only plain quantized_relu(bits, integer) is exact; got {quantizer}")
+                raise TrigflowError(
+                    f"{where}: only plain quantized_relu(bits, integer) is exact; got {quantizer}"
+                )
             return cls(False, int(quantizer.bits), int(quantizer.integer), "RND_CONV", "SAT")
         raise TrigflowError(
-            f"{where}: quantizer {quantizer!r} has no exact fixed-point form; use quantized_bits or quantized_relu"
+            f"{where}: quantizer {quantizer!r} has no exact fixed-point form; "
+            "use quantized_bits or quantized_relu"
         )
 
     def quantizer(self) -> Any:

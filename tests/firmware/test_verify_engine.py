@@ -181,7 +181,8 @@ def inputs_for(model, seed: int = 1) -> np.ndarray:
     if own is not None:  # continuous values: the firmware input type must round exactly like the quantizer
         return sample_inputs(own.type, model.input_shape[1:], N, seed, on_grid=False)
     # no input quantizer: data on a 12-bit grid (as a trigger's upstream firmware would deliver them)
-    return sample_inputs(FixedType.parse("fixed<12,4,RND_CONV,SAT>"), model.input_shape[1:], N, seed, on_grid=True)
+    grid = FixedType.parse("fixed<12,4,RND_CONV,SAT>")  # quantized_bits(12, 3)
+    return sample_inputs(grid, model.input_shape[1:], N, seed, on_grid=True)
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +278,8 @@ def test_float_model_verifies_with_reported_difference(tmp_path):
 
 # --- inputs -------------------------------------------------------------------------------------------------
 def test_data_format_finds_the_exact_grid():
-    x = quantize_inputs(FixedType.parse("fixed<10,3,RND_CONV,SAT>"), np.random.default_rng(0).uniform(-4, 4, (500, 3)))
+    grid = FixedType.parse("fixed<10,3,RND_CONV,SAT>")  # quantized_bits(10, 2)
+    x = quantize_inputs(grid, np.random.default_rng(0).uniform(-4, 4, (500, 3)))
     fmt = data_format(x)
     assert fmt is not None and fmt.type.lsb == 2.0**-7 and fmt.type.signed
     np.testing.assert_array_equal(quantize_inputs(fmt.type, x), x)
