@@ -52,6 +52,9 @@ subtract, exp table, sum tree, inverse table, one multiplier per element.  Pooli
 Registers (FF) are counted at every cycle boundary of the schedule: the bits alive at that point
 (products, partial sums, outputs), times ``FF_PER_LIVE_BIT``.
 
+Each hls4ml layer name has one cost model, a function registered with ``@layer_cost("Dense", "QDense", ...)``;
+``handler_for(layer)`` finds it by the layer's ``class_name``, else by its hls4ml class.
+
 Limits: with the Latency strategy the DSP count is the number of non-zero constants with three or more
 CSD digits that meet a wide operand, a property of the trained weights: estimate the trained model, not an
 untrained one (an untrained layer has far more such constants than an l1-regularised trained one).  HLS LUT

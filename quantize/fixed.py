@@ -16,7 +16,7 @@ import numpy as np
 
 from trigflow.errors import TrigflowError
 
-__all__ = ["FixedType", "Overflow", "Rounding", "frac_bits", "grid_frac_bits"]
+__all__ = ["OVERFLOWS", "ROUNDINGS", "FixedType", "Overflow", "Rounding", "frac_bits", "grid_frac_bits"]
 
 Rounding = Literal["TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV"]
 Overflow = Literal["WRAP", "SAT", "SAT_ZERO", "SAT_SYM"]
