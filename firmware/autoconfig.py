@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 from trigflow.firmware.convert import FirmwareSpec
+from trigflow.quantize.fixed import FixedType, grid_frac_bits
 
 from trigflow.errors import TrigflowError
 
@@ -68,65 +69,41 @@ Q_KERNEL_LAYERS = tuple(f"Q{name}" for name in KERNEL_LAYERS)
 # ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class InputFormat:
-    """A QKeras ``quantized_bits(bits, integer, keep_negative, alpha=1)`` input grid and its hls4ml type."""
+    """The firmware input type (a QKeras ``quantized_bits(bits, integer, keep_negative, alpha=1)`` grid:
+    RND_CONV, SAT or SAT_SYM) and where it came from: ``"quantizer '<layer>'"``, ``"data"``, ``"default"``."""
 
-    bits: int
-    integer: int
-    keep_negative: bool = True
-    symmetric: bool = False
-    source: str = "default"  # "quantizer '<layer>'" | "data" | "default"
-
-    @property
-    def lsb(self) -> float:
-        return 2.0 ** (self.integer - self.bits + self.keep_negative)
-
-    @property
-    def lo(self) -> float:
-        if not self.keep_negative:
-            return 0.0
-        return -(2.0**self.integer) + (self.lsb if self.symmetric else 0.0)
-
-    @property
-    def hi(self) -> float:
-        return 2.0**self.integer - self.lsb
-
-    @property
-    def hls_type(self) -> str:
-        sat = "SAT_SYM" if self.symmetric else "SAT"
-        if self.keep_negative:
-            return f"fixed<{self.bits},{self.integer + 1},RND_CONV,{sat}>"
-        return f"ufixed<{self.bits},{self.integer},RND_CONV,{sat}>"
-
-    def quantizer(self):
-        from qkeras import quantized_bits
-
-        return quantized_bits(
-            self.bits, self.integer, keep_negative=self.keep_negative, symmetric=self.symmetric, alpha=1
-        )
-
-    def quantize(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.quantizer()(np.asarray(x, np.float32)), np.float32)
-
-    def draw(self, shape: tuple[int, ...], n: int, seed: int = 0, *, on_grid: bool) -> np.ndarray:
-        """``n`` inputs spanning the range (2 % beyond each end, to exercise saturation); the first three
-        samples are all-minimum, zero and all-maximum."""
-        rng = np.random.default_rng(seed)
-        span = self.hi - self.lo
-        x = rng.uniform(self.lo - 0.02 * span, self.hi + 0.02 * span, size=(n, *shape)).astype(np.float32)
-        for row, value in enumerate((self.lo, 0.0, self.hi)[:n]):
-            x[row] = value
-        return self.quantize(x) if on_grid else x
+    type: FixedType
+    source: str = "default"
 
     def describe(self) -> dict[str, Any]:
+        t = self.type
         return {
             "quantizer": (
-                f"quantized_bits({self.bits}, {self.integer}, keep_negative={self.keep_negative}, alpha=1)"
+                f"quantized_bits({t.width}, {t.integer - t.signed}, keep_negative={t.signed}, alpha=1)"
             ),
-            "type": self.hls_type,
-            "range": [self.lo, self.hi],
-            "lsb": self.lsb,
+            "type": str(t),
+            "range": [t.lo, t.hi],
+            "lsb": t.lsb,
             "source": self.source,
         }
+
+
+def quantize_inputs(t: FixedType, x: np.ndarray) -> np.ndarray:
+    """``x`` on the input grid, as the input quantizer rounds and clips it (float32)."""
+    return np.asarray(t.cast(np.asarray(x, np.float32).astype(np.float64)), np.float32)
+
+
+def sample_inputs(
+    t: FixedType, shape: tuple[int, ...], n: int, seed: int = 0, *, on_grid: bool
+) -> np.ndarray:
+    """``n`` inputs spanning the range of ``t`` (2 % beyond each end, to exercise saturation); the first three
+    samples are all-minimum, zero and all-maximum."""
+    rng = np.random.default_rng(seed)
+    span = t.hi - t.lo
+    x = rng.uniform(t.lo - 0.02 * span, t.hi + 0.02 * span, size=(n, *shape)).astype(np.float32)
+    for row, value in enumerate((t.lo, 0.0, t.hi)[:n]):
+        x[row] = value
+    return quantize_inputs(t, x) if on_grid else x
 
 
 def _quantizer_of(layer):
@@ -137,23 +114,11 @@ def input_format_of(quantizer, source: str) -> InputFormat | None:
     """The input format of a ``quantized_bits`` quantizer with unit scale, else None."""
     if quantizer is None or quantizer.__class__.__name__ != "quantized_bits":
         return None
-    alpha = getattr(quantizer, "alpha", None)
-    if alpha not in (None, 1, 1.0) or getattr(quantizer, "use_stochastic_rounding", False):
+    try:
+        t = FixedType.from_quantizer(quantizer)
+    except TrigflowError:
         return None
-    bits, integer = int(quantizer.bits), int(np.max(quantizer.integer))
-    keep_negative = bool(quantizer.keep_negative)
-    if bits - keep_negative < 1:
-        return None
-    return InputFormat(bits, integer, keep_negative, bool(quantizer.symmetric), source)
-
-
-def grid_frac_bits(values: np.ndarray, lowest: int, highest: int) -> int | None:
-    """The smallest ``f`` in [lowest, highest] with every value a multiple of 2**-f, else None."""
-    for f in range(lowest, highest + 1):
-        scaled = values * 2.0**f
-        if np.all(scaled == np.round(scaled)):
-            return f
-    return None
+    return InputFormat(t, source) if t.width - t.signed >= 1 else None
 
 
 def data_format(x: np.ndarray, *, source: str = "data") -> InputFormat | None:
@@ -164,21 +129,15 @@ def data_format(x: np.ndarray, *, source: str = "data") -> InputFormat | None:
     frac = grid_frac_bits(x, -8, MAX_EXACT_INPUT_BITS)
     if frac is None:
         return None
-    keep_negative = bool(np.any(x < 0))
-    lsb = 2.0**-frac
-    integer = -frac  # smallest integer bits with range ⊇ data
-    while x.max(initial=0.0) > 2.0**integer - lsb or x.min(initial=0.0) < -(2.0**integer):
-        integer += 1
-    bits = integer + frac + keep_negative
-    if bits < 1 + keep_negative:  # e.g. all zeros
-        integer, bits = integer + 1, bits + 1
-    if bits > MAX_EXACT_INPUT_BITS:
-        return None
-    return InputFormat(bits, integer, keep_negative, False, source)
+    t = FixedType.covering(x.min(initial=0.0), x.max(initial=0.0), frac).with_modes("RND_CONV", "SAT")
+    if t.width - t.signed < 1:  # quantized_bits needs a magnitude bit
+        t = replace(t, width=t.width + 1, integer=t.integer + 1)
+    return InputFormat(t, source) if t.width <= MAX_EXACT_INPUT_BITS else None
 
 
 def default_format() -> InputFormat:
-    return InputFormat(DEFAULT_INPUT_BITS, DEFAULT_INPUT_INTEGER, True, False, "default")
+    t = FixedType(True, DEFAULT_INPUT_BITS, DEFAULT_INPUT_INTEGER + 1, "RND_CONV", "SAT")
+    return InputFormat(t, "default")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -365,7 +324,7 @@ def rebuild(model, mode: str, *, drop_head: bool = True, input_quantizer: InputF
     if mode == "deploy" and input_quantizer is not None:
         from qkeras import QActivation
 
-        tensors[input_name] = QActivation(input_quantizer.quantizer(), name=fresh(f"{safe_input}_quant"))(
+        tensors[input_name] = QActivation(input_quantizer.type.quantizer(), name=fresh(f"{safe_input}_quant"))(
             x_in
         )
 
@@ -520,16 +479,16 @@ def choose_configuration(model, x: np.ndarray, base: FirmwareSpec | None = None)
         fmt = data_format(x)
         if fmt is None:
             fmt = default_format()
-            gridded = fmt.quantize(x)
+            gridded = quantize_inputs(fmt.type, x)
             notes.append(
                 f"inputs are not on a fixed-point grid of ≤ {MAX_EXACT_INPUT_BITS} bits: put on the default "
                 "input "
-                f"grid {fmt.hls_type} (max |Δ| {float(np.max(np.abs(gridded - x), initial=0)):.3g})"
+                f"grid {fmt.type} (max |Δ| {float(np.max(np.abs(gridded - x), initial=0)):.3g})"
             )
             x = gridded
         insert = fmt
         notes.append(
-            f"no input quantizer: inserted {fmt.describe()['quantizer']} ({fmt.hls_type}, from {fmt.source})"
+            f"no input quantizer: inserted {fmt.describe()['quantizer']} ({fmt.type}, from {fmt.source})"
         )
     with _quiet():
         float_model, _ = rebuild(model, "float")
@@ -544,7 +503,7 @@ def choose_configuration(model, x: np.ndarray, base: FirmwareSpec | None = None)
             and consumers[0].layer.__class__.__name__ in ("BatchNormalization", "QBatchNormalization")
         ):
             precisions[node.layer.name] = {"result": PLACEHOLDER_TYPE}
-    spec = replace(base, input_type=fmt.hls_type, bit_exact=True, layer_precisions=precisions)
+    spec = replace(base, input_type=str(fmt.type), bit_exact=True, layer_precisions=precisions)
     diff = _rewrite_check(reference, deploy, x)
     if diff:
         notes.append(

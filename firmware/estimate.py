@@ -52,6 +52,9 @@ subtract, exp table, sum tree, inverse table, one multiplier per element.  Pooli
 Registers (FF) are counted at every cycle boundary of the schedule: the bits alive at that point
 (products, partial sums, outputs), times ``FF_PER_LIVE_BIT``.
 
+Each hls4ml layer name has one cost model, a function registered with ``@layer_cost("Dense", "QDense", ...)``;
+``handler_for(layer)`` finds it by the layer's ``class_name``, else by its hls4ml class.
+
 Limits: with the Latency strategy the DSP count is the number of non-zero constants with three or more
 CSD digits that meet a wide operand, a property of the trained weights: estimate the trained model, not an
 untrained one (an untrained layer has far more such constants than an l1-regularised trained one).  HLS LUT
@@ -67,11 +70,14 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from trigflow.errors import TrigflowError
+from trigflow.firmware.loaders import MERGE_LAYERS
+from trigflow.quantize.fixed import FixedType
 
 # ---------------------------------------------------------------------------------------------------------
 # Fitted / device constants (UltraScale+ speed grade -2, Vitis HLS 2024.1).  See docs/estimate.md.
@@ -186,50 +192,58 @@ class Estimate:
 # Number formats
 # ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Num:
-    width: int
-    frac: int
-    signed: bool
-    kind: str = "fixed"  # fixed | binary | exponent | float
-    rounding: bool = False
-    saturating: bool = False
+class Operand:
+    """An operand of the arithmetic: its fixed-point type, and what its bits mean — ``fixed`` (the type),
+    ``binary`` (±1 in one bit), ``exponent`` (a power of two) or ``float`` (not modelled)."""
+
+    type: FixedType
+    kind: str = "fixed"
 
     @property
-    def integer(self) -> int:
-        return self.width - self.frac
+    def rounds(self) -> bool:
+        return self.type.rounding.startswith("RND")
+
+    @property
+    def saturates(self) -> bool:
+        return self.type.overflow.startswith("SAT")
 
 
-def _num(precision: Any) -> _Num:
+_DEFAULT = Operand(FixedType(True, 16, 6))  # unknown types count as ap_fixed<16,6>
+
+
+def _operand(precision: Any) -> Operand:
     """hls4ml precision type -> operand description (duck-typed; unknown types count as ap_fixed<16,6>)."""
     if precision is None:
-        return _Num(16, 10, True)
+        return _DEFAULT
     cls = type(precision).__name__
     width = int(getattr(precision, "width", 16) or 16)
     signed = bool(getattr(precision, "signed", True))
     if "Xnor" in cls:
-        return _Num(1, 0, False, "binary")
+        return Operand(FixedType(False, 1, 1), "binary")
     if "Exponent" in cls:
-        return _Num(width, 0, signed, "exponent")
+        return Operand(FixedType(signed, width, width), "exponent")
     if "Float" in cls:
-        return _Num(32, 23, True, "float")
-    integer = getattr(precision, "integer", width)
-    integer = width if integer is None else int(integer)
-    rnd = str(getattr(precision, "rounding_mode", "") or "")
-    sat = str(getattr(precision, "saturation_mode", "") or "")
-    return _Num(width, width - integer, signed, "fixed", rnd.upper().startswith("RND"), "SAT" in sat.upper())
+        return Operand(FixedType(True, 32, 9), "float")
+    fixed = FixedType.from_hls(precision)
+    if fixed is None:
+        integer = getattr(precision, "integer", width)
+        fixed = FixedType(signed, width, width if integer is None else int(integer))
+    return Operand(fixed)
 
 
-def _tensor_num(var: Any) -> _Num:
+def _tensor_operand(var: Any) -> Operand:
     t = getattr(var, "type", None)
-    return _num(getattr(t, "precision", None))
+    return _operand(getattr(t, "precision", None))
 
 
-def _quantize(values: np.ndarray, num: _Num) -> np.ndarray:
-    """Integer mantissas of ``values`` in format ``num`` (the weight header after the ap_fixed cast)."""
-    scaled = np.asarray(values, dtype=np.float64) * (2.0**num.frac)
-    q = np.floor(scaled + 0.5) if num.rounding else np.floor(scaled)
-    lo = -(2 ** (num.width - 1)) if num.signed else 0
-    hi = 2 ** (num.width - 1) - 1 if num.signed else 2**num.width - 1
+def _quantize(values: np.ndarray, num: Operand) -> np.ndarray:
+    """Integer mantissas of ``values`` in format ``num`` (the weight header after the ap_fixed cast; any RND
+    mode rounds half up and any overflow clips: close enough for counting non-zero digits)."""
+    t = num.type
+    scaled = np.asarray(values, dtype=np.float64) * (2.0**t.frac)
+    q = np.floor(scaled + 0.5) if num.rounds else np.floor(scaled)
+    lo = -(2 ** (t.width - 1)) if t.signed else 0
+    hi = 2 ** (t.width - 1) - 1 if t.signed else 2**t.width - 1
     return np.clip(q, lo, hi).astype(np.int64)
 
 
@@ -299,7 +313,9 @@ class _Op:
 
 
 @dataclass
-class _Layer:
+class LayerCost:
+    """What a layer handler returns: the layer's resources, its critical path and its stream schedule."""
+
     est: LayerEstimate
     ops: list[_Op]
     stream_packets: int = 1  # io_stream: packets handled per inference
@@ -365,13 +381,21 @@ class _MatMul:
     ff: int = 0  # registers outside the critical-path schedule (accumulators of sequential reuse)
 
 
+def _general_multipliers(n_hw: int, x: Operand, wn: Operand) -> tuple[int, int, float]:
+    """(dsp, lut, delay ns) of ``n_hw`` general (non-constant) x * w multipliers."""
+    if _dsp_width_ok(x.type.width, wn.type.width) and wn.kind == "fixed":
+        return n_hw * _dsp_slices(x.type.width, wn.type.width), 0, T_DSP_NS
+    lut = int(n_hw * x.type.width * wn.type.width * LUT_PER_VAR_MULT_BIT2)
+    return 0, lut, _log2c(max(wn.type.width, 2)) * _t_add(x.type.width + wn.type.width)
+
+
 def _matmul(
     w2d: np.ndarray,
     bias: np.ndarray | None,
-    x: _Num,
-    wn: _Num,
-    acc: _Num,
-    out: _Num,
+    x: Operand,
+    wn: Operand,
+    acc: Operand,
+    out: Operand,
     rf: int,
     strategy: str,
 ) -> _MatMul:
@@ -387,9 +411,9 @@ def _matmul(
     k = nz.sum(axis=0) + bias_nz.astype(int)
     nnz = int(nz.sum())
     k_max = int(k.max()) if k.size else 0
-    prod_bits = x.width + wn.width
-    drop = max(0, x.frac + wn.frac - acc.frac)
-    adder_bits = max(1, min(acc.width, prod_bits - drop + 1))
+    prod_bits = x.type.width + wn.type.width
+    drop = max(0, x.type.frac + wn.type.frac - acc.type.frac)
+    adder_bits = max(1, min(acc.type.width, prod_bits - drop + 1))
     n_adders = int(np.maximum(k - 1, 0).sum())
     dsp = lut = mults = bram = 0
     extra = 0
@@ -402,18 +426,13 @@ def _matmul(
         # weights in a ROM (depth rf), ceil(n_in*n_out/rf) general multipliers, sequential accumulation
         n_hw = math.ceil(n_in * n_out / rf)
         mults = n_hw
-        if _dsp_width_ok(x.width, wn.width) and wn.kind == "fixed":
-            dsp = n_hw * _dsp_slices(x.width, wn.width)
-            t_mult = T_DSP_NS
-        else:
-            lut += int(n_hw * x.width * wn.width * LUT_PER_VAR_MULT_BIT2)
-            t_mult = _log2c(max(wn.width, 2)) * _t_add(x.width + wn.width)
+        dsp, lut, t_mult = _general_multipliers(n_hw, x, wn)
         lut += int(n_hw * adder_bits * LUT_PER_ADDER_BIT)  # accumulators
-        rom_bits = n_in * n_out * wn.width
+        rom_bits = n_in * n_out * wn.type.width
         if rf >= ROM_BRAM_MIN_DEPTH and rom_bits >= ROM_BRAM_MIN_BITS:
-            bram = _bram18(rf, n_hw * wn.width)
+            bram = _bram18(rf, n_hw * wn.type.width)
         else:  # LUT ROM: 64 words per LUT6
-            lut += int(math.ceil(rf / 64) * n_hw * wn.width)
+            lut += int(math.ceil(rf / 64) * n_hw * wn.type.width)
         ii = rf
         extra = rf - 1
         ops = [_Op(t_mult, 0 if dsp else n_hw * prod_bits), _Op(_t_add(adder_bits), n_out * adder_bits)]
@@ -424,10 +443,10 @@ def _matmul(
     a = np.abs(q[nz]) if wn.kind == "fixed" else np.ones(nnz, dtype=np.int64)
     tz = a & -a
     m = a // np.maximum(tz, 1)
-    bits = _bit_length(m) + (1 if wn.signed else 0)
+    bits = _bit_length(m) + (1 if wn.type.signed else 0)
     csd = _csd_digits(m)
     is_shift = m <= 1
-    if wn.kind in ("binary", "exponent") or (wn.kind == "fixed" and wn.width <= 2):
+    if wn.kind in ("binary", "exponent") or (wn.kind == "fixed" and wn.type.width <= 2):
         is_shift = np.ones_like(is_shift, dtype=bool)
 
     if rf > 1 and not strategy.startswith("distributed"):
@@ -435,13 +454,8 @@ def _matmul(
         n_real = int((~is_shift).sum())
         n_hw = math.ceil(n_real / rf)
         mults = n_hw
-        if _dsp_width_ok(x.width, wn.width) and wn.kind == "fixed":
-            dsp = n_hw * _dsp_slices(x.width, wn.width)
-            t_mult = T_DSP_NS
-        else:
-            lut += int(n_hw * x.width * wn.width * LUT_PER_VAR_MULT_BIT2)
-            t_mult = _log2c(max(wn.width, 2)) * _t_add(x.width + wn.width)
-        mux_bits = n_hw * (wn.width + x.width * math.ceil((rf - 1) / 3))
+        dsp, lut, t_mult = _general_multipliers(n_hw, x, wn)
+        mux_bits = n_hw * (wn.type.width + x.type.width * math.ceil((rf - 1) / 3))
         lut += int(mux_bits * LUT_PER_MUX_BIT)
         lut += int(math.ceil(n_adders / rf) * adder_bits * LUT_PER_ADDER_BIT)
         lut += int(n_out * adder_bits * LUT_PER_MUX_BIT)  # accumulator feedback muxes
@@ -451,24 +465,24 @@ def _matmul(
         note = f"RF={rf}: {n_hw} shared multipliers"
     else:
         allow_dsp = not strategy.startswith("distributed") and wn.kind == "fixed" and x.kind == "fixed"
-        to_dsp = (~is_shift) & _dsp_width_ok(x.width, bits) & (csd >= DSP_MIN_CSD) & allow_dsp
+        to_dsp = (~is_shift) & _dsp_width_ok(x.type.width, bits) & (csd >= DSP_MIN_CSD) & allow_dsp
         to_lut = (~is_shift) & ~to_dsp
-        dsp = int(sum(_dsp_slices(x.width, int(b)) for b in bits[to_dsp])) if to_dsp.any() else 0
+        dsp = int(sum(_dsp_slices(x.type.width, int(b)) for b in bits[to_dsp])) if to_dsp.any() else 0
         # in fabric: a constant with two CSD digits is one adder (x << i +/- x << j); one with more digits a
         # LUT multiplier core, proportional to x_bits * b
         shift_add = to_lut & (csd <= 2)
         core = to_lut & (csd > 2)
-        lut += int((LUT_PER_ADDER_BIT * (x.width + bits[shift_add])).sum())
-        lut += int((x.width * bits[core] * LUT_PER_CONST_MULT_BIT2).sum())
+        lut += int((LUT_PER_ADDER_BIT * (x.type.width + bits[shift_add])).sum())
+        lut += int((x.type.width * bits[core] * LUT_PER_CONST_MULT_BIT2).sum())
         mults = int(to_dsp.sum() + to_lut.sum())
         dsp_products = int(to_dsp.sum())
         if to_dsp.any():
             t_mult = T_DSP_NS
         if to_lut.any():
-            t_lut = _log2c(int(csd[to_lut].max())) * _t_add(x.width + int(bits[to_lut].max()))
+            t_lut = _log2c(int(csd[to_lut].max())) * _t_add(x.type.width + int(bits[to_lut].max()))
             t_mult = max(t_mult, t_lut)
         if wn.kind == "binary":
-            lut += int(nnz * x.width * LUT_PER_MUX_BIT)  # +/- x selection
+            lut += int(nnz * x.type.width * LUT_PER_MUX_BIT)  # +/- x selection
             t_mult = T_MUX_NS
         note = "" if strategy == "latency" else strategy
         if nnz < q.size:
@@ -485,9 +499,10 @@ def _matmul(
         live = int(np.ceil(k / 2).sum()) if live else 0
         k = np.ceil(k / 2)
         ops.append(_Op(_t_add(adder_bits), max(live, n_out) * adder_bits))
-    if out.rounding or out.saturating:
-        ops.append(_Op(_t_add(out.width) if out.rounding else T_MUX_NS, n_out * out.width))
-    ops[-1].live_bits = n_out * min(adder_bits, out.width if (out.rounding or out.saturating) else adder_bits)
+    if out.rounds or out.saturates:
+        ops.append(_Op(_t_add(out.type.width) if out.rounds else T_MUX_NS, n_out * out.type.width))
+    out_bits = out.type.width if (out.rounds or out.saturates) else adder_bits
+    ops[-1].live_bits = n_out * min(adder_bits, out_bits)
     ff = (n_out * adder_bits + mults * prod_bits) if rf > 1 else 0
     if "float" in (x.kind, wn.kind):
         note = (note + "; " if note else "") + "floating-point types not modelled"
@@ -502,24 +517,24 @@ def _attr(layer: Any, key: str, default: Any = None) -> Any:
     return default if val is None else val
 
 
-def _weights(layer: Any, name: str) -> tuple[np.ndarray | None, _Num | None]:
+def _weights(layer: Any, name: str) -> tuple[np.ndarray | None, Operand | None]:
     var = getattr(layer, "weights", {}).get(name)
     if var is None:
         return None, None
-    return np.asarray(var.data), _num(getattr(var.type, "precision", None))
+    return np.asarray(var.data), _operand(getattr(var.type, "precision", None))
 
 
-def _acc_num(layer: Any, fallback: _Num) -> _Num:
+def _acc_operand(layer: Any, fallback: Operand) -> Operand:
     acc = _attr(layer, "accum_t")
-    return _num(getattr(acc, "precision", None)) if acc is not None else fallback
+    return _operand(getattr(acc, "precision", None)) if acc is not None else fallback
 
 
-def _io_nums(layer: Any) -> tuple[_Num, _Num]:
+def _io_operands(layer: Any) -> tuple[Operand, Operand]:
     try:
-        x = _tensor_num(layer.get_input_variable())
+        x = _tensor_operand(layer.get_input_variable())
     except Exception:  # noqa: BLE001 - input layers have no input variable
-        x = _Num(16, 10, True)
-    return x, _tensor_num(layer.get_output_variable())
+        x = _DEFAULT
+    return x, _tensor_operand(layer.get_output_variable())
 
 
 def _shape(var: Any) -> list[int]:
@@ -537,20 +552,72 @@ def _stream_pack(layer: Any) -> int:
     return max(shape[-1], 1) if shape else 1
 
 
-def _dense(layer: Any, io_stream: bool) -> _Layer:
-    x, out = _io_nums(layer)
+# ---------------------------------------------------------------------------------------------------------
+# Per-layer handlers: ``@layer_cost("Dense", "QDense")`` registers a function (layer, io_stream) -> LayerCost
+# for hls4ml layers of those class names (the ``class_name`` of the layer, else its hls4ml class).
+# ---------------------------------------------------------------------------------------------------------
+LayerHandler = Callable[[Any, bool], LayerCost]
+_HANDLERS: dict[str, LayerHandler] = {}
+
+
+def layer_cost(*names: str) -> Callable[[LayerHandler], LayerHandler]:
+    """Register the decorated function as the cost model of the hls4ml layers called ``names``."""
+
+    def register(handler: LayerHandler) -> LayerHandler:
+        for name in names:
+            if name in _HANDLERS:
+                raise ValueError(f"two cost models for hls4ml layer {name!r}")
+            _HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+def handler_for(layer: Any) -> LayerHandler | None:
+    """The cost model of ``layer``: by its ``class_name`` (e.g. QDense), else by its hls4ml class (Dense)."""
+    kind = str(getattr(layer, "class_name", ""))
+    return _HANDLERS.get(kind) or _HANDLERS.get(type(layer).__name__)
+
+
+def _layer_model(layer: Any, io_stream: bool) -> LayerCost:
+    handler = handler_for(layer)
+    if handler is None:
+        return _not_modelled(layer, f"layer type {_kind(layer)}", " (counted as zero)")
+    return handler(layer, io_stream)
+
+
+def _kind(layer: Any) -> str:
+    return str(getattr(layer, "class_name", type(layer).__name__))
+
+
+def _not_modelled(layer: Any, why: str, tail: str = "") -> LayerCost:
+    """Zero cost and a note (``estimate`` lists every layer whose note says "not modelled")."""
+    sep = " " if tail else "; "
+    return LayerCost(LayerEstimate(layer.name, _kind(layer), note=f"{why}{sep}not modelled{tail}"), [])
+
+
+def _kernel_operands(layer: Any) -> tuple[Operand, Operand, np.ndarray, Operand, np.ndarray | None] | None:
+    """(input, output, weights, weight type, bias) of a layer with a kernel; None without weights."""
     w, wn = _weights(layer, "weight")
-    b, _ = _weights(layer, "bias")
-    name, kind = layer.name, layer.class_name
     if w is None:
-        return _Layer(LayerEstimate(name, kind, note="no weights found; not modelled"), [])
+        return None
+    b, _ = _weights(layer, "bias")
+    x, out = _io_operands(layer)
+    return x, out, w, wn, b
+
+
+@layer_cost("Dense", "QDense", "BinaryDense", "TernaryDense", "EinsumDense")
+def _dense(layer: Any, io_stream: bool) -> LayerCost:
+    if (operands := _kernel_operands(layer)) is None:
+        return _not_modelled(layer, "no weights found")
+    x, out, w, wn, b = operands
+    name, kind = layer.name, layer.class_name
     n_in = int(_attr(layer, "n_in", w.shape[0]))
     w2d = w.reshape(n_in, -1)
-    mm = _matmul(
-        w2d, b, x, wn, _acc_num(layer, out), out, _attr(layer, "reuse_factor", 1), _attr(layer, "strategy")
-    )
+    acc = _acc_operand(layer, out)
+    mm = _matmul(w2d, b, x, wn, acc, out, _attr(layer, "reuse_factor", 1), _attr(layer, "strategy"))
     est = LayerEstimate(name, kind, mm.dsp, mm.lut, mm.ff, mm.bram, ii=mm.ii, mults=mm.mults, note=mm.note)
-    lay = _Layer(est, mm.ops, extra_cycles=mm.extra_cycles)
+    lay = LayerCost(est, mm.ops, extra_cycles=mm.extra_cycles)
     if io_stream:
         pack = _stream_pack(layer)
         lay.stream_packets = max(1, math.ceil(n_in / pack))
@@ -558,13 +625,15 @@ def _dense(layer: Any, io_stream: bool) -> _Layer:
     return lay
 
 
-def _conv(layer: Any, io_stream: bool) -> _Layer:
-    x, out = _io_nums(layer)
-    w, wn = _weights(layer, "weight")
-    b, _ = _weights(layer, "bias")
+@layer_cost(
+    "Conv", "Conv1D", "Conv2D", "QConv1D", "QConv2D", "BinaryConv2D", "PointwiseConv1D", "PointwiseConv2D",
+    "Conv2DBatchnorm", "QConv2DBatchnorm",
+)
+def _conv(layer: Any, io_stream: bool) -> LayerCost:
+    if (operands := _kernel_operands(layer)) is None:
+        return _not_modelled(layer, "no weights found")
+    x, out, w, wn, b = operands
     name, kind = layer.name, layer.class_name
-    if w is None:
-        return _Layer(LayerEstimate(name, kind, note="no weights found; not modelled"), [])
     n_filt = int(_attr(layer, "n_filt", w.shape[-1]))
     n_chan = int(_attr(layer, "n_chan", 1))
     kh = int(_attr(layer, "filt_height", 1))
@@ -573,16 +642,16 @@ def _conv(layer: Any, io_stream: bool) -> _Layer:
     out_h, out_w = int(_attr(layer, "out_height", 1)), int(_attr(layer, "out_width", 1))
     rf = int(_attr(layer, "reuse_factor", 1))
     w2d = w.reshape(-1, n_filt)
-    mm = _matmul(w2d, b, x, wn, _acc_num(layer, out), out, rf, _attr(layer, "strategy"))
+    mm = _matmul(w2d, b, x, wn, _acc_operand(layer, out), out, rf, _attr(layer, "strategy"))
     if io_stream:
         # line buffer: (kh - 1) rows x n_chan shift registers of in_w words (SRL32 LUTs)
-        lb_lut = (kh - 1) * n_chan * x.width * math.ceil(in_w / 32) if kh > 1 else 0
-        lb_ff = kh * kw * n_chan * x.width  # kernel window registers
+        lb_lut = (kh - 1) * n_chan * x.type.width * math.ceil(in_w / 32) if kh > 1 else 0
+        lb_ff = kh * kw * n_chan * x.type.width  # kernel window registers
         est = LayerEstimate(
             name, kind, mm.dsp, mm.lut + lb_lut, lb_ff + mm.ff, mm.bram, ii=mm.ii, mults=mm.mults
         )
         est.note = f"line buffer, {in_h * in_w} px/inference" + (f"; {mm.note}" if mm.note else "")
-        lay = _Layer(est, mm.ops, stream_packets=in_h * in_w, stream_ii=mm.ii)
+        lay = LayerCost(est, mm.ops, stream_packets=in_h * in_w, stream_ii=mm.ii)
         lay.first_packets = (kh - 1) * in_w + kw
         return lay
     n_part = int(_attr(layer, "n_partitions", out_h * out_w) or out_h * out_w)
@@ -592,22 +661,26 @@ def _conv(layer: Any, io_stream: bool) -> _Layer:
         kind,
         mm.dsp * copies,
         mm.lut * copies,
-        mm.ff * copies + out_h * out_w * n_filt * out.width,  # the complete output array is registered
+        mm.ff * copies + out_h * out_w * n_filt * out.type.width,  # the complete output array is registered
         mm.bram,
         ii=n_part * mm.ii,
         mults=mm.mults * copies,
         note=f"{n_part} partitions x {copies} px" + (f"; {mm.note}" if mm.note else ""),
     )
-    return _Layer(est, mm.ops, extra_cycles=(n_part - 1) * mm.ii + mm.extra_cycles, copies=copies)
+    return LayerCost(est, mm.ops, extra_cycles=(n_part - 1) * mm.ii + mm.extra_cycles, copies=copies)
 
 
-def _batchnorm(layer: Any, io_stream: bool) -> _Layer:
-    x, out = _io_nums(layer)
+@layer_cost(
+    "BatchNormalization", "QBatchNormalization", "ApplyAlpha", "BatchNormOnnx",
+    "BatchNormalizationQuantizedTanh",
+)
+def _batchnorm(layer: Any, io_stream: bool) -> LayerCost:
+    x, out = _io_operands(layer)
     scale, sn = _weights(layer, "scale")
     bias, _ = _weights(layer, "bias")
     name, kind = layer.name, layer.class_name
     if scale is None:
-        return _Layer(LayerEstimate(name, kind, note="no scale found; not modelled"), [])
+        return _not_modelled(layer, "no scale found")
     n = int(_attr(layer, "n_in", scale.size))
     n_filt = int(_attr(layer, "n_filt", -1))
     per_packet = n_filt if (io_stream and n_filt and n_filt > 0) else n
@@ -617,7 +690,7 @@ def _batchnorm(layer: Any, io_stream: bool) -> _Layer:
     diag = np.diag(scale)
     mm = _matmul(diag, bias_v, x, sn, out, out, 1, "latency")
     est = LayerEstimate(name, kind, mm.dsp, mm.lut, 0, 0, mults=mm.mults, note="scale and shift")
-    lay = _Layer(est, mm.ops)
+    lay = LayerCost(est, mm.ops)
     if io_stream:
         lay.stream_packets = max(1, n // max(per_packet, 1))
     return lay
@@ -631,8 +704,12 @@ def _table_rom(n_reads: int, size: int, width: int) -> tuple[int, int, bool]:
     return 0, n_reads * width * math.ceil(size / 64), False
 
 
-def _activation(layer: Any, io_stream: bool) -> _Layer:
-    x, out = _io_nums(layer)
+@layer_cost(
+    "Activation", "QActivation", "HardActivation", "ParametrizedActivation", "Softmax",
+    "ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU",
+)
+def _activation(layer: Any, io_stream: bool) -> LayerCost:
+    x, out = _io_operands(layer)
     name, kind = layer.name, layer.class_name
     act = str(_attr(layer, "activation", kind)).lower()
     shape = _shape(layer.get_output_variable())
@@ -645,64 +722,69 @@ def _activation(layer: Any, io_stream: bool) -> _Layer:
         impl = str(_attr(layer, "implementation", "stable")).lower()
         n = int(_attr(layer, "n_in", n)) if not io_stream else n
         table = int(_attr(layer, "table_size", 1024))
-        exp_t = _num(getattr(_attr(layer, "exp_table_t"), "precision", None))
-        inv_t = _num(getattr(_attr(layer, "inv_table_t"), "precision", None))
+        exp_t = _operand(getattr(_attr(layer, "exp_table_t"), "precision", None))
+        inv_t = _operand(getattr(_attr(layer, "inv_table_t"), "precision", None))
         if impl == "argmax":
-            est.lut = int((n - 1) * x.width * LUT_PER_ADDER_BIT + n * LUT_PER_MUX_BIT)
-            ops = [_Op(_t_add(x.width), n * x.width) for _ in range(_log2c(n))]
+            est.lut = int((n - 1) * x.type.width * LUT_PER_ADDER_BIT + n * LUT_PER_MUX_BIT)
+            ops = [_Op(_t_add(x.type.width), n * x.type.width) for _ in range(_log2c(n))]
         else:
-            b1, l1, in_bram1 = _table_rom(n, table, exp_t.width)
-            b2, l2, in_bram2 = _table_rom(1, table, inv_t.width)
+            b1, l1, in_bram1 = _table_rom(n, table, exp_t.type.width)
+            b2, l2, in_bram2 = _table_rom(1, table, inv_t.type.width)
             est.bram, est.lut = b1 + b2, l1 + l2
-            est.lut += int(((n - 1) * 2 + n) * x.width * LUT_PER_ADDER_BIT)  # max tree, subtract
-            est.lut += int((n - 1) * exp_t.width * LUT_PER_ADDER_BIT)  # sum tree
-            prod = exp_t.width * inv_t.width
-            if _dsp_width_ok(exp_t.width, inv_t.width):
-                est.dsp = n * _dsp_slices(exp_t.width, inv_t.width)
+            est.lut += int(((n - 1) * 2 + n) * x.type.width * LUT_PER_ADDER_BIT)  # max tree, subtract
+            est.lut += int((n - 1) * exp_t.type.width * LUT_PER_ADDER_BIT)  # sum tree
+            prod = exp_t.type.width * inv_t.type.width
+            if _dsp_width_ok(exp_t.type.width, inv_t.type.width):
+                est.dsp = n * _dsp_slices(exp_t.type.width, inv_t.type.width)
             else:
                 est.lut += int(n * prod * LUT_PER_VAR_MULT_BIT2)
             est.mults = n
             if impl == "stable":
-                ops += [_Op(_t_add(x.width), n * x.width) for _ in range(_log2c(n))]
-            ops.append(_Op(_t_add(x.width), n * x.width))
-            ops.append(_Op(cycles=ROM_BRAM_CYCLES) if in_bram1 else _Op(ROM_LUT_NS, n * exp_t.width))
-            ops += [_Op(_t_add(exp_t.width), n * exp_t.width) for _ in range(_log2c(n))]
-            ops.append(_Op(cycles=ROM_BRAM_CYCLES) if in_bram2 else _Op(ROM_LUT_NS, n * exp_t.width))
-            ops.append(_Op(T_DSP_NS if est.dsp else _t_add(exp_t.width), n * out.width))
+                ops += [_Op(_t_add(x.type.width), n * x.type.width) for _ in range(_log2c(n))]
+            ops.append(_Op(_t_add(x.type.width), n * x.type.width))
+            ops.append(_Op(cycles=ROM_BRAM_CYCLES) if in_bram1 else _Op(ROM_LUT_NS, n * exp_t.type.width))
+            ops += [_Op(_t_add(exp_t.type.width), n * exp_t.type.width) for _ in range(_log2c(n))]
+            ops.append(_Op(cycles=ROM_BRAM_CYCLES) if in_bram2 else _Op(ROM_LUT_NS, n * exp_t.type.width))
+            ops.append(_Op(T_DSP_NS if est.dsp else _t_add(exp_t.type.width), n * out.type.width))
         est.note = f"{impl}, tables {table} entries"
     elif act in ("relu", "linear", "relu6") or act.startswith(("quantized_relu", "relu")):
-        if act == "linear" and out.width >= x.width and not (out.rounding or out.saturating):
+        if act == "linear" and out.type.width >= x.type.width and not (out.rounds or out.saturates):
             est.note = "pass-through"
         else:
-            est.lut = int(n * out.width * LUT_PER_MUX_BIT)
+            est.lut = int(n * out.type.width * LUT_PER_MUX_BIT)
             ns = T_MUX_NS
-            if out.rounding and out.frac < x.frac:
-                est.lut += int(n * out.width * LUT_PER_ADDER_BIT)
-                ns += _t_add(out.width)
-            if out.saturating and out.integer < x.integer:
-                est.lut += int(n * (x.integer - out.integer + 1) * LUT_PER_MUX_BIT)
+            if out.rounds and out.type.frac < x.type.frac:
+                est.lut += int(n * out.type.width * LUT_PER_ADDER_BIT)
+                ns += _t_add(out.type.width)
+            if out.saturates and out.type.integer < x.type.integer:
+                est.lut += int(n * (x.type.integer - out.type.integer + 1) * LUT_PER_MUX_BIT)
                 ns += T_MUX_NS
-            ops = [_Op(ns, n * out.width)]
+            ops = [_Op(ns, n * out.type.width)]
     elif act in ("leakyrelu", "leaky_relu", "elu", "selu", "prelu", "thresholdedrelu"):
-        est.lut = int(n * (x.width * 2 + out.width) * LUT_PER_MUX_BIT)
-        ops = [_Op(_t_add(x.width) + T_MUX_NS, n * out.width)]
+        est.lut = int(n * (x.type.width * 2 + out.type.width) * LUT_PER_MUX_BIT)
+        ops = [_Op(_t_add(x.type.width) + T_MUX_NS, n * out.type.width)]
         est.note = "per-element constant multiply + select"
     elif act in ("hard_sigmoid", "hard_tanh", "hardsigmoid", "hardtanh", "binary_tanh", "ternary_tanh"):
-        est.lut = int(n * (x.width * LUT_PER_ADDER_BIT + out.width * LUT_PER_MUX_BIT))
-        ops = [_Op(_t_add(x.width) + T_MUX_NS, n * out.width)]
+        est.lut = int(n * (x.type.width * LUT_PER_ADDER_BIT + out.type.width * LUT_PER_MUX_BIT))
+        ops = [_Op(_t_add(x.type.width) + T_MUX_NS, n * out.type.width)]
     else:
         table = int(_attr(layer, "table_size", 1024))
-        tw = _num(getattr(_attr(layer, "table_t"), "precision", None)).width
+        tw = _operand(getattr(_attr(layer, "table_t"), "precision", None)).type.width
         est.bram, est.lut, in_bram = _table_rom(n, table, tw)
-        est.lut += int(n * x.width * LUT_PER_ADDER_BIT)  # index computation
-        ops = [_Op(_t_add(x.width), n * x.width)]
-        ops.append(_Op(cycles=ROM_BRAM_CYCLES) if in_bram else _Op(ROM_LUT_NS, n * out.width))
+        est.lut += int(n * x.type.width * LUT_PER_ADDER_BIT)  # index computation
+        ops = [_Op(_t_add(x.type.width), n * x.type.width)]
+        ops.append(_Op(cycles=ROM_BRAM_CYCLES) if in_bram else _Op(ROM_LUT_NS, n * out.type.width))
         est.note = f"{act} lookup table {table} x {tw} bits"
-    return _Layer(est, ops, stream_packets=packets)
+    return LayerCost(est, ops, stream_packets=packets)
 
 
-def _pooling(layer: Any, io_stream: bool) -> _Layer:
-    x, out = _io_nums(layer)
+@layer_cost(
+    "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "Pooling1D", "Pooling2D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalPooling1D", "GlobalPooling2D",
+)
+def _pooling(layer: Any, io_stream: bool) -> LayerCost:
+    x, out = _io_operands(layer)
     name, kind = layer.name, layer.class_name
     op = str(_attr(layer, "pool_op", "Max")).lower()
     n_filt = int(_attr(layer, "n_filt", 1))
@@ -719,26 +801,29 @@ def _pooling(layer: Any, io_stream: bool) -> _Layer:
         int(_attr(layer, "out_height", 1)),
         int(_attr(layer, "out_width", _attr(layer, "n_out", 1))),
     )
-    per_out = (k - 1) * x.width * (LUT_PER_ADDER_BIT + (LUT_PER_MUX_BIT if op == "max" else 0))
+    per_out = (k - 1) * x.type.width * (LUT_PER_ADDER_BIT + (LUT_PER_MUX_BIT if op == "max" else 0))
     ops = [
-        _Op(_t_add(x.width) + (T_MUX_NS if op == "max" else 0), n_filt * x.width) for _ in range(_log2c(k))
+        _Op(_t_add(x.type.width) + (T_MUX_NS if op == "max" else 0), n_filt * x.type.width)
+        for _ in range(_log2c(k))
     ]
     if op == "average" and k & (k - 1):
-        ops.append(_Op(T_DSP_NS, n_filt * out.width))
+        ops.append(_Op(T_DSP_NS, n_filt * out.type.width))
     if io_stream:
         if "global" in kind.lower():  # sequential accumulation over the pixels
-            per_out = x.width * (LUT_PER_ADDER_BIT + LUT_PER_MUX_BIT)
+            per_out = x.type.width * (LUT_PER_ADDER_BIT + LUT_PER_MUX_BIT)
             ops = ops[:1]
-        lut = int(n_filt * per_out + max(ph - 1, 0) * n_filt * x.width * math.ceil(in_w / 32))
-        est = LayerEstimate(name, kind, 0, lut, k * n_filt * x.width, 0, note=f"{op} {ph}x{pw}, line buffer")
-        return _Layer(est, ops, stream_packets=max(in_h * in_w, 1), first_packets=(ph - 1) * in_w + pw)
+        lut = int(n_filt * per_out + max(ph - 1, 0) * n_filt * x.type.width * math.ceil(in_w / 32))
+        ff = k * n_filt * x.type.width
+        est = LayerEstimate(name, kind, 0, lut, ff, 0, note=f"{op} {ph}x{pw}, line buffer")
+        return LayerCost(est, ops, stream_packets=max(in_h * in_w, 1), first_packets=(ph - 1) * in_w + pw)
     n_out = max(out_h * out_w, 1) * n_filt
     est = LayerEstimate(name, kind, 0, int(n_out * per_out), 0, 0, note=f"{op} {ph}x{pw}")
-    return _Layer(est, ops, copies=max(n_out // max(n_filt, 1), 1))
+    return LayerCost(est, ops, copies=max(n_out // max(n_filt, 1), 1))
 
 
-def _merge(layer: Any, io_stream: bool) -> _Layer:
-    x, out = _io_nums(layer)
+@layer_cost(*MERGE_LAYERS, "Dot", "Merge")
+def _merge(layer: Any, io_stream: bool) -> LayerCost:
+    x, out = _io_operands(layer)
     name, kind = layer.name, layer.class_name
     op = str(_attr(layer, "op", kind)).lower()
     shape = _shape(layer.get_output_variable())
@@ -749,69 +834,35 @@ def _merge(layer: Any, io_stream: bool) -> _Layer:
         est.note = "wiring"
     elif "mul" in op or "dot" in op:
         est.mults = n
-        if _dsp_width_ok(x.width, x.width):
-            est.dsp = n * _dsp_slices(x.width, x.width)
+        if _dsp_width_ok(x.type.width, x.type.width):
+            est.dsp = n * _dsp_slices(x.type.width, x.type.width)
         else:
-            est.lut = int(n * x.width * x.width * LUT_PER_VAR_MULT_BIT2)
-        ops = [_Op(T_DSP_NS, n * out.width)]
+            est.lut = int(n * x.type.width * x.type.width * LUT_PER_VAR_MULT_BIT2)
+        ops = [_Op(T_DSP_NS, n * out.type.width)]
     else:
-        est.lut = int(n * out.width * LUT_PER_ADDER_BIT)
-        ops = [_Op(_t_add(out.width), n * out.width)]
+        est.lut = int(n * out.type.width * LUT_PER_ADDER_BIT)
+        ops = [_Op(_t_add(out.type.width), n * out.type.width)]
     packets = max(1, int(np.prod(shape)) // max(n, 1)) if (io_stream and shape) else 1
-    return _Layer(est, ops, stream_packets=packets)
+    return LayerCost(est, ops, stream_packets=packets)
 
 
-_FREE = (
-    "Input",
-    "Reshape",
-    "Flatten",
-    "Transpose",
-    "ZeroPadding",
-    "Cropping",
-    "Repack",
-    "Constant",
-    "Linear",
+@layer_cost(
+    "DepthwiseConv1D", "DepthwiseConv2D", "QDepthwiseConv2D",
+    "SeparableConv1D", "SeparableConv2D", "QSeparableConv1D", "QSeparableConv2D",
 )
+def _depthwise_or_separable(layer: Any, io_stream: bool) -> LayerCost:
+    lay = _conv(layer, io_stream)
+    lay.est.note = (lay.est.note + "; " if lay.est.note else "") + "depthwise/separable approximated as conv"
+    return lay
 
 
-def _layer_model(layer: Any, io_stream: bool) -> _Layer:
-    cls = type(layer).__name__
-    kind = str(getattr(layer, "class_name", cls))
-    if "BatchNorm" in kind and "Conv" not in kind or "ApplyAlpha" in kind:
-        return _batchnorm(layer, io_stream)
-    if "Conv" in kind and ("Separable" in kind or "Depthwise" in kind):
-        lay = _conv(layer, io_stream)
-        lay.est.note = (
-            lay.est.note + "; " if lay.est.note else ""
-        ) + "depthwise/separable approximated as conv"
-        return lay
-    if "Conv" in kind:
-        return _conv(layer, io_stream)
-    if kind in ("Dense", "QDense", "EinsumDense") or cls.endswith("Dense"):
-        return _dense(layer, io_stream)
-    if "Pooling" in kind:
-        return _pooling(layer, io_stream)
-    if (
-        "Softmax" in kind
-        or "Activation" in kind
-        or kind in ("ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU")
-    ):
-        return _activation(layer, io_stream)
-    if kind in (
-        "Add",
-        "Subtract",
-        "Multiply",
-        "Average",
-        "Maximum",
-        "Minimum",
-        "Concatenate",
-        "Dot",
-        "Merge",
-    ):
-        return _merge(layer, io_stream)
-    if any(f in kind or f in cls for f in _FREE):
-        return _Layer(LayerEstimate(layer.name, kind), [])
-    return _Layer(LayerEstimate(layer.name, kind, note="layer type not modelled (counted as zero)"), [])
+@layer_cost(
+    "Input", "InputLayer", "Reshape", "Flatten", "Transpose", "ZeroPadding1D", "ZeroPadding2D",
+    "Cropping1D", "Cropping2D", "Repack", "Constant", "Linear",
+)
+def _free(layer: Any, io_stream: bool) -> LayerCost:
+    """Re-interpretations and wiring: no hardware."""
+    return LayerCost(LayerEstimate(layer.name, _kind(layer)), [])
 
 
 def _fifo_cost(layer: Any) -> tuple[int, int, int]:
@@ -823,7 +874,7 @@ def _fifo_cost(layer: Any) -> tuple[int, int, int]:
     depth = int(pragma[1]) if len(pragma) > 1 and pragma[1] else 1
     shape = _shape(var)
     channels = shape[-1] if shape else 1
-    width = _tensor_num(var).width
+    width = _tensor_operand(var).type.width
     if depth > FIFO_SRL_MAX_DEPTH:
         return channels * _bram18(depth, width), 0, channels * 2 * (_log2c(depth) + 1)
     return (
@@ -881,7 +932,7 @@ def estimate(hls_model: Any) -> Estimate:
     )
 
 
-def _schedule_parallel(layers: list[_Layer], t_eff: float) -> tuple[int, int]:
+def _schedule_parallel(layers: list[LayerCost], t_eff: float) -> tuple[int, int]:
     """One pipelined chain through all layers; per-layer share of cycles and registers."""
     sched = _Scheduler(t_eff)
     total = PARALLEL_IO_CYCLES
@@ -897,7 +948,7 @@ def _schedule_parallel(layers: list[_Layer], t_eff: float) -> tuple[int, int]:
     return total, ii
 
 
-def _schedule_stream(hls_model: Any, layers: list[_Layer], t_eff: float) -> tuple[int, int]:
+def _schedule_stream(hls_model: Any, layers: list[LayerCost], t_eff: float) -> tuple[int, int]:
     """Dataflow: each layer a process handling its packets; a process ends no earlier than its producer.
 
     A process starts when its producer emits the first packet it needs and, keeping pace with the

@@ -21,6 +21,9 @@ from trigflow.errors import TrigflowError
 
 SUFFIXES = (".h5", ".hdf5", ".keras", ".json")
 
+# Keras merge layers (elementwise or concatenation of several inputs); hls4ml's Merge layer.
+MERGE_LAYERS = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
+
 # Layer classes trigflow verify converts (hls4ml 1.3 + trigflow's rewrite in ``autoconfig``).
 SUPPORTED_LAYERS = (
     "InputLayer",
@@ -53,13 +56,7 @@ SUPPORTED_LAYERS = (
     "GlobalMaxPooling2D",
     "ZeroPadding1D",
     "ZeroPadding2D",
-    "Add",
-    "Subtract",
-    "Multiply",
-    "Average",
-    "Maximum",
-    "Minimum",
-    "Concatenate",
+    *MERGE_LAYERS,
 )
 
 # What to use instead, for layers people commonly reach for.

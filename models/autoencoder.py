@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 from trigflow.errors import TrigflowError
+from trigflow.quantize.fixed import FixedType
 from trigflow.quantize.presets import QuantSpec
 
 ARCHS = ("ae", "vae")
@@ -36,37 +37,19 @@ LATENT_INTEGER = 4  # latent coordinates (AE z, VAE μ) span ±16
 FLOAT32_EXACT_BITS = 24  # float32 significand: integers up to 2**24 are exact
 
 
-@dataclass(frozen=True)
-class FixedFormat:
-    """A signed QKeras ``quantized_bits(bits, integer, alpha=1)`` and the ap_fixed type it stands for.
+def signed_format(integer: int, fractional: int) -> FixedType:
+    """The ap_fixed type of a signed QKeras ``quantized_bits(1 + integer + fractional, integer, alpha=1)``
+    (``integer`` without the sign bit, the QKeras convention); ``.quantizer()`` gives that quantizer back.
 
     Always signed: hls4ml 1.3 maps ``quantized_bits`` to a signed type whatever its ``keep_negative``, so an
     unsigned QKeras quantizer would lose its last fractional bit in the firmware.
     """
+    return FixedType(True, 1 + integer + fractional, integer + 1)
 
-    bits: int
-    integer: int  # integer bits without the sign bit (QKeras convention)
 
-    @property
-    def fractional(self) -> int:
-        return self.bits - self.integer - 1
-
-    @property
-    def lsb(self) -> float:
-        return 2.0**-self.fractional
-
-    @property
-    def hls_type(self) -> str:
-        return f"ap_fixed<{self.bits},{self.integer + 1}>"
-
-    def quantizer(self):
-        from qkeras import quantized_bits
-
-        return quantized_bits(self.bits, self.integer, alpha=1)
-
-    def to_dict(self) -> dict:
-        return {"bits": self.bits, "integer": self.integer, "fractional": self.fractional, "lsb": self.lsb,
-                "type": self.hls_type}
+def format_summary(t: FixedType) -> dict:
+    """The report's description of a signed format: QKeras ``bits``/``integer`` and the ap_fixed type."""
+    return {"bits": t.width, "integer": t.integer - 1, "fractional": t.frac, "lsb": t.lsb, "type": t.ap}
 
 
 @dataclass(frozen=True)
@@ -78,36 +61,33 @@ class ScoreFormat:
     nothing is rounded or saturated after ``d`` (both types carry a sign bit that is always 0).
     """
 
-    term: FixedFormat
+    term: FixedType  # signed: see signed_format
     terms: int
 
     @property
-    def square(self) -> FixedFormat:
-        i = 2 * self.term.integer + 1
-        return FixedFormat(1 + i + 2 * self.term.fractional, i)
+    def square(self) -> FixedType:
+        return signed_format(2 * (self.term.integer - 1) + 1, 2 * self.term.frac)
 
     @property
-    def score(self) -> FixedFormat:
-        max_sum = self.terms * 2.0 ** (2 * self.term.integer)
-        i = math.floor(math.log2(max_sum)) + 1
-        return FixedFormat(1 + i + 2 * self.term.fractional, i)
+    def score(self) -> FixedType:
+        max_sum = self.terms * 2.0 ** (2 * (self.term.integer - 1))
+        return signed_format(math.floor(math.log2(max_sum)) + 1, 2 * self.term.frac)
 
     def check_float32_exact(self) -> None:
-        if self.score.bits - 1 > FLOAT32_EXACT_BITS:
+        if self.score.width - 1 > FLOAT32_EXACT_BITS:
             raise TrigflowError(
-                f"score format {self.score.hls_type} needs {self.score.bits} bits: QKeras (float32) would round it; "
+                f"score format {self.score.ap} needs {self.score.width} bits: QKeras (float32) would round it; "
                 "use fewer fractional/integer bits for the score term"
             )
 
 
-def diff_format() -> FixedFormat:
-    return FixedFormat(1 + DIFF_INTEGER + DIFF_FRACTIONAL, DIFF_INTEGER)
+def diff_format() -> FixedType:
+    return signed_format(DIFF_INTEGER, DIFF_FRACTIONAL)
 
 
-def latent_format(spec: QuantSpec) -> FixedFormat:
+def latent_format(spec: QuantSpec) -> FixedType:
     """Latent coordinates: the activation step of ``spec`` with a range of ±2^LATENT_INTEGER."""
-    fractional = spec.bits - spec.integer - 1
-    return FixedFormat(1 + LATENT_INTEGER + fractional, LATENT_INTEGER)
+    return signed_format(LATENT_INTEGER, spec.bits - spec.integer - 1)
 
 
 def score_format(n_inputs: int, latent: int, spec: QuantSpec, score: str) -> ScoreFormat:
@@ -179,7 +159,7 @@ def build_autoencoder(
     def relu(name: str):
         return QActivation(spec.relu(), name=name) if quantized else tf.keras.layers.ReLU(name=name)
 
-    def quant(fmt: FixedFormat, name: str):
+    def quant(fmt: FixedType, name: str):
         return QActivation(fmt.quantizer(), name=name) if quantized else tf.keras.layers.Activation("linear", name=name)
 
     inputs = tf.keras.Input((n_inputs,), name="features")
@@ -217,7 +197,7 @@ def build_deployed(model, *, quantized: bool, spec: QuantSpec | None = None, sco
     if arch == "vae" and score != "latent":
         raise TrigflowError("the VAE's deployed score is the latent mean μ² (score='latent')")
 
-    def quant(fmt: FixedFormat, name: str):
+    def quant(fmt: FixedType, name: str):
         return QActivation(fmt.quantizer(), name=name) if quantized else tf.keras.layers.Activation("linear", name=name)
 
     if score == "reconstruction":

@@ -33,11 +33,10 @@ exactly the firmware's fixed-point arithmetic (see :func:`build_garnet`).
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from trigflow.quantize.fixed import FixedType
 
 from trigflow.errors import TrigflowError
 
@@ -323,61 +322,17 @@ GARNET_WEIGHT_FRAC = 10  # GarNet weights are stored with 10 fractional bits (AP
 GARNET_FLOAT64_BITS = 52  # the mirror computes in float64: every product/sum must fit 53 significant bits
 
 
-@dataclass(frozen=True)
-class FixedType:
-    """An ap_fixed/ap_ufixed format with its quantization (TRN, RND, RND_CONV) and overflow (SAT) mode."""
-
-    signed: bool
-    width: int
-    integer: int
-    rounding: str = "TRN"
-    overflow: str = "SAT"
-
-    @property
-    def frac(self) -> int:
-        return self.width - self.integer
-
-    @property
-    def lo(self) -> float:
-        return -(2.0 ** (self.integer - 1)) if self.signed else 0.0
-
-    @property
-    def hi(self) -> float:
-        return (2.0 ** (self.integer - 1) if self.signed else 2.0**self.integer) - 2.0**-self.frac
-
-    @classmethod
-    def parse(cls, text: str) -> FixedType:
-        m = re.fullmatch(r"\s*(?:ap_)?(u?)fixed<\s*(\d+)\s*,\s*(-?\d+)\s*(?:,\s*(?:AP_)?(\w+))?"
-                         r"\s*(?:,\s*(?:AP_)?(\w+))?\s*>\s*", text)
-        if not m:
-            raise ValueError(f"not a fixed-point type: {text!r} (expected e.g. 'fixed<24,8,RND,SAT>')")
-        rounding, overflow = (m.group(4) or "TRN").upper(), (m.group(5) or "WRAP").upper()
-        if rounding not in ("TRN", "RND", "RND_CONV"):
-            raise ValueError(f"{text}: rounding must be TRN, RND or RND_CONV for the GarNet mirror")
-        if overflow != "SAT":
-            raise ValueError(f"{text}: the GarNet mirror needs saturating types (…,SAT>)")
-        return cls(m.group(1) != "u", int(m.group(2)), int(m.group(3)), rounding, overflow)
-
-    def __str__(self) -> str:
-        sign = "" if self.signed else "u"
-        return f"{sign}fixed<{self.width},{self.integer},{self.rounding},{self.overflow}>"
-
-    def cast(self, x, xp=np):
-        """``ap_fixed`` assignment of the exact value ``x`` (numpy or TensorFlow float64, elementwise)."""
-        scale = 2.0**self.frac
-        y = x * scale
-        if self.rounding == "TRN":
-            y = xp.floor(y)
-        elif self.rounding == "RND":  # AP_RND: half toward +inf
-            y = xp.floor(y + 0.5)
-        else:  # AP_RND_CONV: half to even
-            y = xp.round(y) if xp is np else xp.math.round(y)
-        lo, hi = self.lo * scale, self.hi * scale
-        y = xp.clip(y, lo, hi) if xp is np else xp.clip_by_value(y, lo, hi)
-        return y / scale
+def garnet_type(text: str) -> FixedType:
+    """A GarNet precision: a fixed-point type the mirror reproduces (TRN, RND or RND_CONV; SAT)."""
+    t = FixedType.parse(text)
+    if t.rounding not in ("TRN", "RND", "RND_CONV"):
+        raise ValueError(f"{text}: rounding must be TRN, RND or RND_CONV for the GarNet mirror")
+    if t.overflow != "SAT":
+        raise ValueError(f"{text}: the GarNet mirror needs saturating types (…,SAT>)")
+    return t
 
 
-GARNET_DISTANCE_T = FixedType.parse(GARNET_DISTANCE)
+GARNET_DISTANCE_T = garnet_type(GARNET_DISTANCE)
 GARNET_GRID = FixedType(True, 25, 9, "RND", "SAT")  # FLR/Fout before contraction: 2^-16 grid, |w| < 256
 GARNET_W10 = FixedType(True, 64, 54, "RND", "SAT")  # 10 fractional bits, half up (hls4ml's AP_RND)
 
@@ -421,7 +376,7 @@ def garnet_edge_weight_table(edge_weight: FixedType) -> np.ndarray:
 
 
 def _garnet_check_types(types: dict[str, str], n_vertices: int, n_in: int) -> dict[str, FixedType]:
-    t = {name: FixedType.parse(text) for name, text in types.items()}
+    t = {name: garnet_type(text) for name, text in types.items()}
     k = int(round(math.log2(n_vertices)))
     ew, ewa, aggr, data, res = t["edge_weight"], t["edge_weight_aggr"], t["aggr"], t["data"], t["result"]
     problems = []

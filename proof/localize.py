@@ -14,13 +14,13 @@ fixed-point type, max |Δ| there, whether its values overflow the type, and a co
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from trigflow.quantize.fixed import FixedType
 
 RTOL = 1e-6
 
@@ -92,57 +92,6 @@ def keras_counterparts(hls_names: list[str], keras_model) -> dict[str, str]:
     return mapping
 
 
-def type_range(precision) -> tuple[float, float, float] | None:
-    """``(lo, hi, lsb)`` of a fixed-point/integer hls4ml precision, or None for other kinds."""
-    width = getattr(precision, "width", None)
-    integer = getattr(precision, "integer", None)
-    signed = getattr(precision, "signed", True)
-    if width is None or integer is None:
-        return None
-    lsb = 2.0 ** (integer - width)
-    if signed:
-        return -(2.0 ** (integer - 1)), 2.0 ** (integer - 1) - lsb, lsb
-    return 0.0, 2.0**integer - lsb, lsb
-
-
-def exact_type(values: np.ndarray, max_frac: int = 32) -> str | None:
-    """The smallest fixed type holding every value exactly (sign bit included), or None if > max_frac bits."""
-    v = np.asarray(values, np.float64).ravel()
-    if v.size == 0:
-        return None
-    from trigflow.firmware.autoconfig import grid_frac_bits
-
-    frac = grid_frac_bits(v, -16, max_frac)
-    if frac is None:
-        return None
-    signed = bool(np.any(v < 0))
-    m = float(np.max(np.abs(v)))
-    integer = (math.floor(math.log2(m)) + 1 if m > 0 else 1) + (1 if signed else 0)
-    while True:  # make sure max and min fit (e.g. +2^k needs one more bit than -2^k)
-        lo = -(2.0 ** (integer - 1)) if signed else 0.0
-        hi = (2.0 ** (integer - 1) if signed else 2.0**integer) - 2.0**-frac
-        if v.min() >= lo and v.max() <= hi:
-            break
-        integer += 1
-    width = max(integer + frac, 1)
-    return f"{'fixed' if signed else 'ufixed'}<{width},{integer}>"
-
-
-def integer_bits_needed(values: np.ndarray, signed: bool = True) -> int:
-    """Integer bits (sign included when ``signed``) for a fixed type to hold every value of ``values``."""
-    v = np.asarray(values, np.float64)
-    if v.size == 0:
-        return 1
-    hi, lo = float(v.max()), float(v.min())
-    need = 1
-    while True:
-        top = 2.0 ** (need - 1) if signed else 2.0**need
-        bottom = -(2.0 ** (need - 1)) if signed else 0.0
-        if hi < top and lo >= bottom:
-            return need
-        need += 1
-
-
 def trace_firmware(
     dep, x: np.ndarray, workdir: str | Path | None = None
 ) -> tuple[dict[str, np.ndarray], Any]:
@@ -183,8 +132,8 @@ def localize(
         delta = np.abs(fw - ref)
         off = delta > RTOL * (1.0 + np.abs(ref))
         precision = layer.get_output_variable().type.precision
-        rng = type_range(precision)
-        outside = int(np.sum((ref < rng[0]) | (ref > rng[1]))) if rng else 0
+        t = FixedType.from_hls(precision)
+        outside = int(np.sum((ref < t.lo) | (ref > t.hi))) if t else 0
         row = {
             "layer": layer.name,
             "keras_layer": mapping[layer.name],
@@ -199,7 +148,7 @@ def localize(
         rows.append(row)
         if first is None and row["differs"]:
             first = row
-            row["suggestion"] = suggest(layer, precision, ref, rng, dep)
+            row["suggestion"] = suggest(layer, precision, ref, t, dep)
     result: dict[str, Any] = {"compared_samples": int(len(x)), "layers": rows}
     if first is None:
         result.update(
@@ -221,8 +170,8 @@ def localize(
     return result
 
 
-def suggest(layer, precision, ref: np.ndarray, rng, dep) -> str:
-    """A concrete fix for the first differing layer."""
+def suggest(layer, precision, ref: np.ndarray, t: FixedType | None, dep) -> str:
+    """A concrete fix for the first differing layer (``t``: its type, None when not fixed-point)."""
     name = layer.name
     overridden = name in getattr(dep, "overrides", {})
     if layer.class_name == "Input":
@@ -243,22 +192,17 @@ def suggest(layer, precision, ref: np.ndarray, rng, dep) -> str:
             "a threshold layer that does not round like QKeras; put a quantized_bits QActivation before "
             "the activation, or fold the normalisation into the layer before it"
         )
-    signed = bool(np.any(ref < 0)) or bool(getattr(precision, "signed", True))
-    needed_int = integer_bits_needed(ref, signed=signed)
-    exact = exact_type(ref)
-    if rng is not None and (ref.min() < rng[0] or ref.max() > rng[1]):
-        have = getattr(precision, "integer", "?")
-        frac = getattr(precision, "width", 0) - getattr(precision, "integer", 0)
-        target = exact or f"fixed<{needed_int + frac},{needed_int}>"
+    exact = FixedType.exact(ref)
+    if t is not None and (ref.min() < t.lo or ref.max() > t.hi):
+        need = FixedType.covering(ref.min(), ref.max(), t.frac, signed=t.signed or bool(np.any(ref < 0)))
         fix = (
-            f"values overflow {precision} (need {needed_int} integer bits, it has {have}): set "
-            f"layer_precisions['{name}']['result'] = '{target}'"
+            f"values overflow {precision} (need {need.integer} integer bits, it has {t.integer}): set "
+            f"layer_precisions['{name}']['result'] = '{exact or need}'"
         )
     else:
-        target = exact or "a type with more fractional bits"
         fix = (
             f"rounding/truncation in {precision} loses bits Keras keeps: set "
-            f"layer_precisions['{name}']['result'] = '{target}'"
+            f"layer_precisions['{name}']['result'] = '{exact or 'a type with more fractional bits'}'"
         )
     if overridden:
         fix += f" — or drop the override {dep.overrides[name]} and let the bit-exact flow choose"

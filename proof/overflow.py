@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from trigflow.proof.localize import integer_bits_needed, keras_counterparts, type_range
+from trigflow.proof.localize import keras_counterparts
+from trigflow.quantize.fixed import FixedType
 
 
 def _log2_stats(v: np.ndarray) -> dict[str, float] | None:
@@ -42,25 +43,24 @@ def overflow_report(dep, hls_model, x: np.ndarray, *, max_samples: int = 20000) 
     rows, warnings = [], []
     for layer in hls_layers:
         precision = layer.get_output_variable().type.precision
-        rng = type_range(precision)
-        if rng is None or layer.name not in mapping:
+        t = FixedType.from_hls(precision)
+        if t is None or layer.name not in mapping:
             continue
         ref = values[mapping[layer.name]].astype(np.float64)
-        lo, hi, lsb = rng
+        lo, hi, signed = t.lo, t.hi, t.signed
         outside = (ref < lo) | (ref > hi)
-        signed = bool(getattr(precision, "signed", True))
         row: dict[str, Any] = {
             "layer": layer.name,
             "class": layer.class_name,
             "type": str(precision),
             "representable": [lo, hi],
-            "lsb": lsb,
+            "lsb": t.lsb,
             "observed": [float(ref.min()), float(ref.max())] if ref.size else [0.0, 0.0],
             "values": int(ref.size),
             "overflows": int(outside.sum()),
             "overflow_fraction": float(outside.mean()) if ref.size else 0.0,
-            "integer_bits": int(precision.integer),
-            "integer_bits_needed": integer_bits_needed(ref, signed=signed),
+            "integer_bits": t.integer,
+            "integer_bits_needed": _integer_bits_needed(ref, t),
             "log2_abs": _log2_stats(ref.ravel()),
         }
         incoming = _incoming(layer, mapping, inbound, values, x, input_name)
@@ -86,6 +86,14 @@ def overflow_report(dep, hls_model, x: np.ndarray, *, max_samples: int = 20000) 
         "warnings": warnings,
         "total_overflows": int(sum(r["overflows"] for r in rows)),
     }
+
+
+def _integer_bits_needed(values: np.ndarray, t: FixedType) -> int:
+    """Integer bits (sign included) a type with the fractional bits of ``t`` needs to hold ``values``."""
+    if values.size == 0:
+        return t.integer
+    signed = t.signed or bool(np.any(values < 0))
+    return FixedType.covering(values.min(), values.max(), t.frac, signed=signed).integer
 
 
 def _incoming(layer, mapping, inbound, values, x, input_name) -> np.ndarray | None:

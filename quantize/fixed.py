@@ -16,7 +16,7 @@ import numpy as np
 
 from trigflow.errors import TrigflowError
 
-__all__ = ["FixedType", "Overflow", "Rounding", "frac_bits", "grid_frac_bits"]
+__all__ = ["OVERFLOWS", "ROUNDINGS", "FixedType", "Overflow", "Rounding", "frac_bits", "grid_frac_bits"]
 
 Rounding = Literal["TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV"]
 Overflow = Literal["WRAP", "SAT", "SAT_ZERO", "SAT_SYM"]
@@ -32,7 +32,7 @@ _PATTERN = re.compile(
 
 @dataclass(frozen=True)
 class FixedType:
-    """``fixed<width, integer, rounding, overflow>``; ``integer`` counts the sign bit (ap_fixed convention)."""
+    """``fixed<width, integer, rounding, overflow>``; ``integer`` counts the sign bit (as ap_fixed)."""
 
     signed: bool
     width: int
@@ -85,7 +85,8 @@ class FixedType:
                 f"not a fixed-point type: {text!r}; write e.g. 'fixed<16,6>' or 'ufixed<8,3,RND_CONV,SAT>'"
             )
         rounding, overflow = (m.group(4) or "TRN").upper(), (m.group(5) or "WRAP").upper()
-        return cls(m.group(1) == "", int(m.group(2)), int(m.group(3)), rounding, overflow)  # type: ignore[arg-type]
+        signed, width, integer = m.group(1) == "", int(m.group(2)), int(m.group(3))
+        return cls(signed, width, integer, rounding, overflow)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
         name = f"{'' if self.signed else 'u'}fixed<{self.width},{self.integer}"
@@ -141,6 +142,8 @@ class FixedType:
     def covering(cls, lo: float, hi: float, frac: int, signed: bool | None = None) -> FixedType:
         """The narrowest type with ``frac`` fractional bits whose range holds [lo, hi]."""
         lo, hi, frac = float(lo), float(hi), int(frac)
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
+            raise TrigflowError(f"no fixed-point type holds [{lo}, {hi}]; give finite bounds lo ≤ hi")
         signed = lo < 0 if signed is None else signed
         if lo < 0 and not signed:
             raise TrigflowError(f"an unsigned type cannot hold {lo}")
@@ -168,11 +171,10 @@ class FixedType:
     @classmethod
     def from_hls(cls, precision: Any) -> FixedType | None:
         """An hls4ml ``FixedPrecisionType``/``IntegerPrecisionType`` (None for other precision kinds)."""
+        kinds = {c.__name__ for c in type(precision).__mro__}  # backends subclass them (APFixedPrecisionType)
         width = getattr(precision, "width", None)
         integer = getattr(precision, "integer", None)
-        if width is None or integer is None or type(precision).__name__ not in (
-            "FixedPrecisionType", "IntegerPrecisionType"
-        ):
+        if width is None or integer is None or not kinds & {"FixedPrecisionType", "IntegerPrecisionType"}:
             return None
         rounding = _mode_name(getattr(precision, "rounding_mode", None), "TRN")
         overflow = _mode_name(getattr(precision, "saturation_mode", None), "WRAP")
@@ -201,10 +203,13 @@ class FixedType:
             return cls(signed, bits, integer + signed, "RND_CONV", overflow)
         if name == "quantized_relu":
             if quantizer.negative_slope or quantizer.use_sigmoid or quantizer.relu_upper_bound is not None:
-                raise TrigflowError(f"{where}: only plain quantized_relu(bits, integer) is exact; got {quantizer}")
+                raise TrigflowError(
+                    f"{where}: only plain quantized_relu(bits, integer) is exact; got {quantizer}"
+                )
             return cls(False, int(quantizer.bits), int(quantizer.integer), "RND_CONV", "SAT")
         raise TrigflowError(
-            f"{where}: quantizer {quantizer!r} has no exact fixed-point form; use quantized_bits or quantized_relu"
+            f"{where}: quantizer {quantizer!r} has no exact fixed-point form; "
+            "use quantized_bits or quantized_relu"
         )
 
     def quantizer(self) -> Any:

@@ -126,15 +126,15 @@ def _pick(arrays: dict[str, Any], path: Path, n: int | None = None) -> tuple[Any
 
 def draw_inputs(model, n: int, seed: int = 0) -> tuple[np.ndarray, str]:
     """Inputs spanning the quantized input range (the input quantizer's, else the default format)."""
-    from trigflow.firmware.autoconfig import default_format, leading_input_format, rebuild
+    from trigflow.firmware.autoconfig import default_format, leading_input_format, rebuild, sample_inputs
 
     own = leading_input_format(rebuild(model, "reference")[0])
     fmt = own or default_format()
-    x = fmt.draw(tuple(model.input_shape[1:]), n, seed, on_grid=own is None)
+    x = sample_inputs(fmt.type, tuple(model.input_shape[1:]), n, seed, on_grid=own is None)
     where = (
         f"the input quantizer {fmt.describe()['quantizer']}"
         if own
-        else f"the default input format {fmt.hls_type}"
+        else f"the default input format {fmt.type}"
     )
     return x, f"{n} inputs drawn uniformly over the range of {where} (seed {seed})"
 

@@ -18,6 +18,7 @@ from trigflow.firmware.csim import predict
 from trigflow.kinds import Arrays
 from trigflow.kinds import ae as recipe
 from trigflow.models.autoencoder import build_autoencoder, build_deployed, deployed_score_format
+from trigflow.quantize.fixed import FixedType
 from trigflow.quantize.presets import QuantSpec
 
 
@@ -106,7 +107,7 @@ def test_firmware_output_type_is_the_declared_score_format(firmware, arch):
     model, _, _, project = firmware[arch]
     fw_type = recipe.firmware_output_type(project, "myproject")
     assert fw_type is not None and fw_type.startswith("ap_fixed<")
-    assert recipe.fixed_fractional_bits(fw_type) == deployed_score_format(model).score.fractional
+    assert FixedType.parse(fw_type).frac == deployed_score_format(model).score.frac
 
 
 def test_threshold_reproduces_the_rate_on_independent_background(firmware, prepared):

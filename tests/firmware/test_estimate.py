@@ -222,12 +222,13 @@ def test_calibration_report_counts_points_outside(capsys):
 
 
 def _const_products(x_bits, weights, w_bits=16, w_frac=10):
-    from trigflow.firmware.estimate import _matmul, _Num
+    from trigflow.firmware.estimate import Operand, _matmul
+    from trigflow.quantize.fixed import FixedType
 
-    x = _Num(x_bits, x_bits - 6, True)
-    wn = _Num(w_bits, w_frac, True)
+    x = Operand(FixedType(True, x_bits, 6))
+    wn = Operand(FixedType(True, w_bits, w_bits - w_frac))
     w = np.asarray(weights, dtype=np.float64).reshape(-1, 1) / 2.0**w_frac
-    acc = _Num(32, 16, True)
+    acc = Operand(FixedType(True, 32, 16))
     return _matmul(w, None, x, wn, acc, acc, 1, "latency")
 
 

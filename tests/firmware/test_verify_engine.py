@@ -12,16 +12,18 @@ import json
 import numpy as np
 import pytest
 from trigflow.firmware.autoconfig import (
-    InputFormat,
     build_firmware,
     choose_configuration,
     data_format,
     default_format,
     leading_input_format,
+    quantize_inputs,
+    sample_inputs,
 )
 from trigflow.firmware.csim import predict
 from trigflow.firmware.loaders import load_model
 from trigflow.proof.compare import compare_bits, softmax
+from trigflow.quantize.fixed import FixedType
 
 from trigflow.errors import TrigflowError
 
@@ -177,9 +179,10 @@ N = 600
 def inputs_for(model, seed: int = 1) -> np.ndarray:
     own = leading_input_format(model)
     if own is not None:  # continuous values: the firmware input type must round exactly like the quantizer
-        return own.draw(model.input_shape[1:], N, seed, on_grid=False)
+        return sample_inputs(own.type, model.input_shape[1:], N, seed, on_grid=False)
     # no input quantizer: data on a 12-bit grid (as a trigger's upstream firmware would deliver them)
-    return InputFormat(12, 3).draw(model.input_shape[1:], N, seed, on_grid=True)
+    grid = FixedType.parse("fixed<12,4,RND_CONV,SAT>")  # quantized_bits(12, 3)
+    return sample_inputs(grid, model.input_shape[1:], N, seed, on_grid=True)
 
 
 @pytest.fixture(scope="module")
@@ -238,11 +241,11 @@ def test_reference_is_the_users_model(verified):
 def test_input_format_chosen(verified):
     name, _, dep, _ = verified
     if name == "seq_example_style":  # no quantizer: the data grid, inserted in front of the firmware model
-        assert dep.input_format.source == "data" and dep.input_format.hls_type.startswith("fixed<12,4,")
+        assert dep.input_format.source == "data" and str(dep.input_format.type).startswith("fixed<12,4,")
         assert any("inserted" in note for note in dep.notes)
     else:
         assert dep.input_format.source == "quantizer 'inq'"
-    assert dep.spec.input_type == dep.input_format.hls_type
+    assert dep.spec.input_type == str(dep.input_format.type)
 
 
 def test_float_model_verifies_with_reported_difference(tmp_path):
@@ -275,10 +278,11 @@ def test_float_model_verifies_with_reported_difference(tmp_path):
 
 # --- inputs -------------------------------------------------------------------------------------------------
 def test_data_format_finds_the_exact_grid():
-    x = InputFormat(10, 2).quantize(np.random.default_rng(0).uniform(-4, 4, (500, 3)))
+    grid = FixedType.parse("fixed<10,3,RND_CONV,SAT>")  # quantized_bits(10, 2)
+    x = quantize_inputs(grid, np.random.default_rng(0).uniform(-4, 4, (500, 3)))
     fmt = data_format(x)
-    assert fmt is not None and fmt.lsb == 2.0**-7 and fmt.keep_negative
-    np.testing.assert_array_equal(fmt.quantize(x), x)
+    assert fmt is not None and fmt.type.lsb == 2.0**-7 and fmt.type.signed
+    np.testing.assert_array_equal(quantize_inputs(fmt.type, x), x)
     assert data_format(np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)) is None
 
 
@@ -290,14 +294,14 @@ def test_off_grid_data_go_on_the_default_grid():
     x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
     dep = choose_configuration(model, x)
     assert dep.input_format == default_format()
-    np.testing.assert_array_equal(dep.x, default_format().quantize(x))
+    np.testing.assert_array_equal(dep.x, quantize_inputs(default_format().type, x))
     assert any("default input grid" in note for note in dep.notes)
 
 
 def test_drawn_inputs_span_the_quantizer_range():
-    fmt = InputFormat(8, 2)
-    x = fmt.draw((4,), 2000, on_grid=False)
-    q = fmt.quantize(x)
+    fmt = FixedType.parse("fixed<8,3,RND_CONV,SAT>")
+    x = sample_inputs(fmt, (4,), 2000, on_grid=False)
+    q = quantize_inputs(fmt, x)
     assert q.min() == fmt.lo and q.max() == fmt.hi
     assert len(np.unique(q)) > 200
 

@@ -60,11 +60,12 @@ def test_quantizer_after_every_op_in_the_deployed_model():
 def test_score_formats_are_exact_in_float32():
     spec = QuantSpec()
     recon = ScoreFormat(diff_format(), 57)
-    assert recon.score.fractional == 2 * diff_format().fractional
-    assert 57 * 2.0 ** (2 * diff_format().integer) < 2.0**recon.score.integer  # no saturation
-    assert recon.score.bits - 1 <= 24  # magnitude bits fit the float32 significand
+    assert recon.score.frac == 2 * diff_format().frac
+    # no saturation (QKeras integer bits: the sign bit not counted)
+    assert 57 * 2.0 ** (2 * (diff_format().integer - 1)) < 2.0 ** (recon.score.integer - 1)
+    assert recon.score.width - 1 <= 24  # magnitude bits fit the float32 significand
     latent = ScoreFormat(latent_format(spec), 3)
-    assert latent.score.bits - 1 <= 24
+    assert latent.score.width - 1 <= 24
     with pytest.raises(TrigflowError, match="float32"):
         ScoreFormat(latent_format(QuantSpec(bits=12)), 64).check_float32_exact()
 

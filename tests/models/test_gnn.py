@@ -10,15 +10,16 @@ from trigflow.errors import TrigflowError
 tf = pytest.importorskip("tensorflow")
 
 from trigflow.models.gnn import (  # noqa: E402
-    FixedType,
     build_deepsets,
     build_garnet,
     build_interaction_network,
     custom_objects,
     edge_index,
     garnet_edge_weight_table,
+    garnet_type,
     interaction_matrices,
 )
+from trigflow.quantize.fixed import FixedType  # noqa: E402
 
 N, F = 8, 3
 
@@ -136,7 +137,7 @@ def test_fixed_type_cast_is_the_same_in_numpy_and_tensorflow():
     values = np.array([-9.0, -2.5, -0.1249, -0.125, 0.0625, 0.1875, 0.3125, 2.5, 7.99, 100.0])
     types = ("fixed<8,4,TRN,SAT>", "fixed<8,4,RND,SAT>", "fixed<8,4,RND_CONV,SAT>", "ufixed<6,2,RND,SAT>")
     for text in types:
-        t = FixedType.parse(text)
+        t = garnet_type(text)
         ref = t.cast(values)
         np.testing.assert_array_equal(t.cast(tf.constant(values, tf.float64), tf).numpy(), ref)
         assert ref.min() >= t.lo and ref.max() <= t.hi
@@ -146,7 +147,9 @@ def test_fixed_type_cast_is_the_same_in_numpy_and_tensorflow():
     np.testing.assert_array_equal(t.cast(np.array([0.03125, 0.09375])), [0.0, 0.125])
     np.testing.assert_array_equal(FixedType.parse("fixed<8,4,TRN,SAT>").cast(np.array([-0.01])), [-0.0625])
     with pytest.raises(ValueError, match="SAT"):
-        FixedType.parse("fixed<8,4>")
+        garnet_type("fixed<8,4>")
+    with pytest.raises(ValueError, match="rounding"):
+        garnet_type("fixed<8,4,RND_ZERO,SAT>")
 
 
 def test_garnet_edge_weight_table_is_the_templates():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from trigflow.firmware.autoconfig import choose_configuration
 from trigflow.firmware.convert import FirmwareSpec
-from trigflow.proof.localize import exact_type, integer_bits_needed, keras_counterparts, localize
+from trigflow.proof.localize import keras_counterparts, localize
 
 
 def exact_model():
@@ -98,9 +98,3 @@ def test_counterparts_of_merged_threshold_layer():
     mapping = keras_counterparts(["x", "dense_0", "bnbt_tern_scale", "dense_1"], tf.keras.Model(x, y))
     assert mapping["dense_0"] == "dense_0" and mapping["bnbt_tern_scale"] == "tern"
 
-
-def test_exact_type_and_bits():
-    assert exact_type(np.array([-1.5, 0.25, 3.75])) == "fixed<5,3>"
-    assert exact_type(np.array([0.0, 0.5, 7.5])) == "ufixed<4,3>"
-    assert integer_bits_needed(np.array([-5.0, 3.0])) == 4
-    assert integer_bits_needed(np.array([0.0, 3.9]), signed=False) == 2

@@ -296,11 +296,6 @@ def firmware_output_type(project: Path, project_name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def fixed_fractional_bits(hls_type: str) -> int | None:
-    match = re.match(r"\s*ap_u?fixed<\s*(\d+)\s*,\s*(-?\d+)", hls_type or "")
-    return int(match.group(1)) - int(match.group(2)) if match else None
-
-
 def trigger_threshold(
     background: np.ndarray, rate_hz: float, fractional_bits: int, *, collision_hz: float = BUNCH_CROSSING_HZ
 ) -> dict[str, Any]:
@@ -341,7 +336,8 @@ def latency_verdict(latency_ns: float | None, score: str) -> dict[str, Any]:
 
 def write_extras(report: dict, outputs: dict[str, np.ndarray], prepared: Prepared, config: RunConfig, out: Path) -> None:
     from trigflow.fsio import write_text
-    from trigflow.models.autoencoder import default_score, score_format
+    from trigflow.models.autoencoder import default_score, format_summary, score_format
+    from trigflow.quantize.fixed import FixedType
     from trigflow.quantize.presets import QuantSpec
 
     arch = _arch(config)
@@ -350,9 +346,8 @@ def write_extras(report: dict, outputs: dict[str, np.ndarray], prepared: Prepare
     fmt = score_format(prepared.x_test.shape[1], config.model.latent, spec, score)
     project = config.project_path.resolve()
     fw_type = firmware_output_type(project, config.firmware.project_name)
-    frac = fixed_fractional_bits(fw_type) if fw_type else None
-    if frac is None:
-        frac = fmt.score.fractional
+    is_fixed = bool(fw_type) and re.match(r"\s*ap_u?fixed<", fw_type) is not None
+    frac = FixedType.parse(fw_type).frac if is_fixed else fmt.score.frac
     y = np.asarray(prepared.y_test)
     fw = _scores(outputs, "firmware")
     rate_hz, collision_hz = trigger_rates(config)
@@ -365,8 +360,8 @@ def write_extras(report: dict, outputs: dict[str, np.ndarray], prepared: Prepare
     score_info = {
         "arch": arch,
         "score": "sum of squared latent means Σμ²" if score == "latent" else "reconstruction error Σ(x − x̂)²",
-        "qkeras_format": fmt.score.to_dict(),
-        "term_format": fmt.term.to_dict(),
+        "qkeras_format": format_summary(fmt.score),
+        "term_format": format_summary(fmt.term),
         "firmware_output_type": fw_type,
         **latency_verdict(report.get("latency_ns"), score),
     }
