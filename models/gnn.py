@@ -36,9 +36,9 @@ import math
 from typing import Any
 
 import numpy as np
-from trigflow.quantize.fixed import FixedType
 
 from trigflow.errors import TrigflowError
+from trigflow.quantize.fixed import FixedType
 
 # Names the firmware layer relies on: fixed 0/1 "structure" Dense layers are plain (non-Q) Dense layers.
 STRUCTURE_LAYERS = ("edge_gather", "edge_aggregate", "pool_sum")
@@ -326,9 +326,9 @@ def garnet_type(text: str) -> FixedType:
     """A GarNet precision: a fixed-point type the mirror reproduces (TRN, RND or RND_CONV; SAT)."""
     t = FixedType.parse(text)
     if t.rounding not in ("TRN", "RND", "RND_CONV"):
-        raise ValueError(f"{text}: rounding must be TRN, RND or RND_CONV for the GarNet mirror")
+        raise TrigflowError(f"{text}: rounding must be TRN, RND or RND_CONV for the GarNet mirror")
     if t.overflow != "SAT":
-        raise ValueError(f"{text}: the GarNet mirror needs saturating types (…,SAT>)")
+        raise TrigflowError(f"{text}: the GarNet mirror needs saturating types (…,SAT>)")
     return t
 
 

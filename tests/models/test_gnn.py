@@ -146,9 +146,9 @@ def test_fixed_type_cast_is_the_same_in_numpy_and_tensorflow():
     t = FixedType.parse("fixed<8,4,RND_CONV,SAT>")  # half to even
     np.testing.assert_array_equal(t.cast(np.array([0.03125, 0.09375])), [0.0, 0.125])
     np.testing.assert_array_equal(FixedType.parse("fixed<8,4,TRN,SAT>").cast(np.array([-0.01])), [-0.0625])
-    with pytest.raises(ValueError, match="SAT"):
+    with pytest.raises(TrigflowError, match="SAT"):
         garnet_type("fixed<8,4>")
-    with pytest.raises(ValueError, match="rounding"):
+    with pytest.raises(TrigflowError, match="rounding"):
         garnet_type("fixed<8,4,RND_ZERO,SAT>")
 
 
