@@ -6,9 +6,6 @@ packages (``trigflow.models``, ``trigflow.quantize``, ``trigflow.firmware``, ``t
 from the top-level folders. Importing it imports no TensorFlow.
 """
 
-import sys
-import types
-
 from trigflow.api import (
     Backend,
     EstimateResult,
@@ -45,16 +42,3 @@ __all__ = [
     "verify",
 ]
 
-
-class _Package(types.ModuleType):
-    """Keeps ``trigflow.verify``/``trigflow.evaluate`` the API functions once the spine modules of the same
-    names are imported (Python would set the submodule as the package attribute). The modules stay
-    importable by name: ``from trigflow.verify import verify_model``, ``sys.modules["trigflow.verify"]``."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if isinstance(value, types.ModuleType) and callable(self.__dict__.get(name)):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -90,7 +90,7 @@ class RunResult:
     @cached_property
     def models(self) -> dict[str, Any]:
         """``{"float": ..., "qkeras": ...}``: the trained Keras models (the deployed ones where they differ)."""
-        from trigflow.evaluate import load_models
+        from trigflow.evaluate_run import load_models
 
         classes = json.loads((self.run_dir / "preprocessing.json").read_text())["classes"]
         return load_models(self.run_dir, self.config.kind, self.test_data[0], classes)
@@ -256,7 +256,7 @@ def verify(
     ``data``: inputs (and labels) as .h5/.npy/.npz, else ``n`` (default 10,000) inputs drawn over the input
     range; ``weights``: a weights .h5 beside an architecture .json; ``backend``/``io_type``/``strategy``: the
     ``firmware.*`` keys; ``overrides``: other config keys (``verify={"min_samples": 500}``, ``out=...``)."""
-    from trigflow.verify import verify_config, verify_model
+    from trigflow.verify_model import verify_config, verify_model
 
     if Path(model).suffix.lower() == ".onnx":
         raise TrigflowError(
@@ -296,7 +296,7 @@ def evaluate(
 ) -> EvaluateResult:
     """Score a finished mlp/gnn run on raw arrays (or .npy/.npz files) with the run's recorded preprocessing:
     ``trigflow evaluate RUN_DIR``. ``firmware=False`` skips the C-simulation."""
-    from trigflow.evaluate import evaluate_run, load_array, load_jet_pt
+    from trigflow.evaluate_run import evaluate_run, load_array, load_jet_pt
 
     sources: dict[str, str] = {}
     if isinstance(data, str | os.PathLike):

@@ -341,7 +341,7 @@ def evaluate(
 ) -> None:
     """Score a trained run (float, QKeras, firmware) on raw arrays with the run's recorded preprocessing."""
     from trigflow import api
-    from trigflow.evaluate import summary_rows
+    from trigflow.evaluate_run import summary_rows
     from trigflow.ui import StageUI
 
     result = api.evaluate(

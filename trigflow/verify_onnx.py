@@ -122,7 +122,7 @@ class OnnxFile:
         from trigflow.firmware.csim import predict
         from trigflow.proof import compare
         from trigflow.proof.checks import float_scale
-        from trigflow.verify import load_data
+        from trigflow.verify_model import load_data
 
         path, data, n, limits = self.path, self.data, self.n, self.limits
         with ui.stage("load ONNX model + inputs"):

@@ -47,7 +47,7 @@ def raw_test(gnn_run):
 
 
 def test_raw_inputs_give_exactly_the_runs_model_inputs(gnn_run, raw_test):
-    from trigflow.evaluate import model_inputs
+    from trigflow.evaluate_run import model_inputs
 
     raw, jet_pt, _ = raw_test
     pre = json.loads((gnn_run["out"] / "preprocessing.json").read_text())
@@ -77,7 +77,7 @@ def test_evaluate_reproduces_the_runs_test_accuracy(gnn_run, raw_test, tmp_path)
 
 
 def test_evaluate_refuses_inconsistent_inputs(gnn_run, raw_test, tmp_path):
-    from trigflow.evaluate import evaluate_run
+    from trigflow.evaluate_run import evaluate_run
 
     raw, jet_pt, y = raw_test
     with pytest.raises(TrigflowError, match="labels have"):
@@ -96,7 +96,7 @@ def test_evaluate_refuses_inconsistent_inputs(gnn_run, raw_test, tmp_path):
 
 
 def test_evaluate_without_firmware_writes_into_the_run(gnn_run, raw_test):
-    from trigflow.evaluate import evaluate_run
+    from trigflow.evaluate_run import evaluate_run
 
     raw, jet_pt, y = raw_test
     result = evaluate_run(gnn_run["out"], raw[:100], y[:100], jet_pt=jet_pt[:100], firmware=False)
@@ -110,7 +110,7 @@ def test_evaluate_scores_an_mlp_run_on_raw_features(fake_jets, tmp_path):
     from trigflow.config import load_config
     from trigflow.data.jets import load_jets
     from trigflow.data.prepare import split
-    from trigflow.evaluate import evaluate_run
+    from trigflow.evaluate_run import evaluate_run
     from trigflow.pipeline import run
 
     config = load_config("mlp", overrides={

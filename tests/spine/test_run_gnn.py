@@ -91,7 +91,7 @@ def test_run_proves_the_interaction_network_firmware(gnn_run):
 
 def test_csim_equals_qkeras_bit_for_bit(gnn_run):
     """Re-link the compiled project and the saved QKeras model, and compare every output bit."""
-    from trigflow.evaluate import link_firmware, load_models
+    from trigflow.evaluate_run import link_firmware, load_models
     from trigflow.firmware.csim import predict
 
     test = np.load(gnn_run["out"] / "test_data.npz")
@@ -106,7 +106,7 @@ def test_csim_equals_qkeras_bit_for_bit(gnn_run):
 
 
 def test_permuting_particles_leaves_qkeras_output_unchanged(gnn_run):
-    from trigflow.evaluate import load_models
+    from trigflow.evaluate_run import load_models
 
     x = np.load(gnn_run["out"] / "test_data.npz")["x"][:200]
     qmodel = load_models(gnn_run["out"], "gnn", x, list(JET_CLASSES))["qkeras"]

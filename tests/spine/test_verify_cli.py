@@ -191,7 +191,7 @@ def test_load_data_formats(tmp_path):
     import h5py
 
     from trigflow.errors import TrigflowError
-    from trigflow.verify import load_data
+    from trigflow.verify_model import load_data
 
     x = np.arange(24, dtype=np.float32).reshape(6, 4)
     y = np.eye(3)[[0, 1, 2, 0, 1, 2]]  # one-hot labels become class ids
@@ -210,7 +210,7 @@ def test_load_data_formats(tmp_path):
 
 
 def test_thresholds_from_defaults_file_and_flags(tmp_path):
-    from trigflow.verify import verify_config
+    from trigflow.verify_model import verify_config
 
     assert verify_config().verify.min_samples == 1000  # verify's own default (runs need 10,000)
     path = tmp_path / "c.yaml"
