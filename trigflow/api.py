@@ -61,8 +61,8 @@ def _files(folder: Path) -> dict[str, Path]:
 
 
 @dataclass(frozen=True)
-class RunResult:
-    """A finished ``trigflow.run``: ``report.json`` as a dict, the folders, and the trained twins on access."""
+class VerifyResult:
+    """A finished ``trigflow.verify``: the report dict, the report folder and the hls4ml project."""
 
     report: dict[str, Any]
     run_dir: Path
@@ -76,8 +76,21 @@ class RunResult:
 
     @property
     def files(self) -> dict[str, Path]:
-        """The run folder's files by name (report.json, junit.xml, roc.png, qkeras_model.h5, ...)."""
+        """The report folder's files by name (report.json, junit.xml, index.html, roc.png, ...)."""
         return _files(self.run_dir)
+
+    def raise_for_failures(self) -> VerifyResult:
+        """``ThresholdFailed`` (exit code 1) naming every failed criterion, for CI scripts; else ``self``."""
+        from trigflow.errors import ThresholdFailed
+
+        if self.failures:
+            raise ThresholdFailed("proof failed: " + "; ".join(self.failures))
+        return self
+
+
+@dataclass(frozen=True)
+class RunResult(VerifyResult):
+    """A finished ``trigflow.run``: ``report.json`` as a dict, the folders, and the trained twins on access."""
 
     @cached_property
     def test_data(self) -> tuple[np.ndarray, np.ndarray]:
@@ -94,25 +107,6 @@ class RunResult:
 
         classes = json.loads((self.run_dir / "preprocessing.json").read_text())["classes"]
         return load_models(self.run_dir, self.config.kind, self.test_data[0], classes)
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """A finished ``trigflow.verify``: the report dict, the report folder and the hls4ml project."""
-
-    report: dict[str, Any]
-    run_dir: Path
-    project_dir: Path
-    config: RunConfig
-    failures: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    @property
-    def files(self) -> dict[str, Path]:
-        return _files(self.run_dir)
 
 
 @dataclass(frozen=True)

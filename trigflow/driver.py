@@ -18,7 +18,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from trigflow.errors import ThresholdFailed
 from trigflow.fsio import atomic_dir, exclusive, published_on_success, refuse_existing, write_text
 from trigflow.proof.checks import Thresholds
 from trigflow.ui import StageUI
@@ -35,12 +34,6 @@ class RunResult:
     @property
     def passed(self) -> bool:
         return not self.failures
-
-    def raise_for_failures(self) -> RunResult:
-        """``ThresholdFailed`` (exit code 1) naming every failed criterion; the result itself when it passed."""
-        if self.failures:
-            raise ThresholdFailed("proof failed: " + "; ".join(self.failures))
-        return self
 
 
 @dataclass

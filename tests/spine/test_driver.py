@@ -54,9 +54,12 @@ def test_onnx_parity_is_checked_only_where_measured():
 
 
 def test_a_failed_result_raises_threshold_failed_with_exit_code_1(tmp_path):
-    assert RunResult({}, tmp_path, []).raise_for_failures().passed
+    from trigflow.api import VerifyResult
+
+    assert VerifyResult({}, tmp_path, tmp_path, None, []).raise_for_failures().passed  # type: ignore[arg-type]
+    failed = VerifyResult({}, tmp_path, tmp_path, None, ["samples 3 (need ≥ 1000)"])  # type: ignore[arg-type]
     with pytest.raises(ThresholdFailed, match="samples 3") as info:
-        RunResult({}, tmp_path, ["samples 3 (need ≥ 1000)"]).raise_for_failures()
+        failed.raise_for_failures()
     assert info.value.exit_code == 1
 
 
