@@ -1,0 +1,380 @@
+"""Spine layer: the page people look at — ``index.html`` in every run, verify, firmware and scan folder.
+
+``render_page(report, folder)`` turns a report dict (the content of ``report.json``, or of a scan's
+``scan.json``) into one self-contained HTML page: the images are the PNGs beside it (relative links), the
+styles and the table-sorting script are inline, nothing is fetched from the network, so the page works from
+``file://``. Every section is optional: a report without accuracies, overflow, localisation or resources simply
+has no such section. ``write_index(folder)`` (re)builds the page from what a folder holds
+(``trigflow report RUN_DIR``); ``trigflow.report.write_report`` calls ``write_page`` for every run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from trigflow.errors import TrigflowError
+from trigflow.fsio import write_text
+
+__all__ = ["INDEX", "REPORT_FILES", "render_page", "write_page", "write_index", "fallback_page", "load_report"]
+
+INDEX = "index.html"
+REPORT_FILES = ("report.json", "scan.json")  # a run/verify/firmware folder, a scan folder
+
+# Known plots, in page order, with a caption; any other PNG in the folder is shown after them (full width).
+HALF_WIDTH = {"roc.png"}  # the others are wide figures (several panels) and take the page width
+PLOTS = {
+    "roc.png": "ROC curves, float vs QKeras vs firmware",
+    "score_distributions.png": "Score distributions",
+    "confusion.png": "Confusion matrices (row-normalised, true class vs predicted)",
+    "ranges.png": "Observed value ranges per layer vs the representable range of its type",
+    "pareto.png": "Pareto front: firmware accuracy vs estimated cost and latency",
+}
+# Files linked from the page when present in the folder.
+LINKED_FILES = (
+    ("report.json", "the full report"),
+    ("junit.xml", "one JUnit test case per proof criterion"),
+    ("config.json", "the configuration used"),
+    ("preprocessing.json", "how raw data became model inputs"),
+    ("trigger_threshold.json", "trigger threshold for the configured rate"),
+    ("evaluate.json", "scores on external data (trigflow evaluate)"),
+    ("scan.json", "every trial of the scan"),
+    ("scan.csv", "the trial table as CSV"),
+    ("outputs.npz", "the compared output arrays"),
+    ("history.json", "training history"),
+)
+MODELS = ("float", "qkeras", "onnx", "onnxruntime", "firmware", "rtl")
+
+
+# --- formatting helpers (Jinja filters) ------------------------------------------------------------------------
+def fmt(value: Any, digits: int = 4) -> str:
+    """A compact, readable cell: thousands separators for ints, ``digits`` significant figures for floats."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        if value == 0:
+            return "0"
+        if value == int(value) and abs(value) < 1e15:
+            return f"{int(value):,}"
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 or abs(value) >= 1e6 else f"{value:.{digits}f}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(fmt(v, digits) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {fmt(v, digits)}" for k, v in value.items())
+    return str(value)
+
+
+def sort_key(value: Any) -> str:
+    """The ``data-sort`` attribute of a table cell: numbers as numbers, the rest as text."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (int, float)) and value is not None:
+        return repr(float(value))
+    return "" if value is None else str(value)
+
+
+# --- what the page shows ----------------------------------------------------------------------------------------
+def _is_scan(report: dict[str, Any]) -> bool:
+    return isinstance(report.get("rows"), list) and "front" in report
+
+
+def verdict(report: dict[str, Any]) -> dict[str, Any]:
+    """PASS/FAIL and the one line under it: bit-exact fraction, samples, each threshold and whether it held."""
+    if _is_scan(report):
+        summary = report.get("summary", {})
+        bad = int(summary.get("failed", 0)) + int(summary.get("error", 0))
+        parts = [f"{summary.get('trials', len(report['rows']))} trials"]
+        parts += [f"{summary.get(k, 0)} {k}" for k in ("passed", "failed", "error")]
+        parts.append(f"Pareto front: {', '.join(report['front']) or 'empty'}")
+        return {"passed": bad == 0, "parts": parts, "failed": []}
+    checks = report.get("checks") or {}
+    passed = bool(report.get("passed", all(c.get("passed") for c in checks.values()) if checks else False))
+    parts = []
+    if "bit_exact_fraction" in report:
+        parts.append(f"bit-exact {report['bit_exact_fraction']:.6f}")
+    if "samples" in report:
+        parts.append(f"{fmt(report['samples'])} samples")
+    failed = [name for name, c in checks.items() if not c.get("passed")]
+    thresholds = report.get("thresholds") or {}
+    if thresholds:
+        parts.append("thresholds " + ", ".join(f"{k} {fmt(v)}" for k, v in thresholds.items()))
+    if checks:
+        parts.append("checks " + ", ".join(f"{n} {'✓' if c.get('passed') else '✗'}" for n, c in checks.items()))
+    if failed:
+        parts.append("failed: " + ", ".join(failed))
+    return {"passed": passed, "parts": parts, "failed": failed}
+
+
+def metrics(report: dict[str, Any]) -> dict[str, Any] | None:
+    """Accuracy and AUC per implementation, as rows × implementation columns."""
+    acc = report.get("accuracy") if isinstance(report.get("accuracy"), dict) else {}
+    auc = report.get("auc") if isinstance(report.get("auc"), dict) else {}
+    models = [m for m in MODELS if m in acc]
+    rows: list[tuple[str, dict[str, Any]]] = []
+    if acc:
+        rows.append(("accuracy", acc))
+    if auc:
+        first = next(iter(auc.values()))
+        if set(auc) <= set(MODELS):  # {model: {class: auc}} (classifiers)
+            for cls in first if isinstance(first, dict) else ():
+                rows.append((f"AUC {cls}", {m: auc[m].get(cls) for m in auc}))
+        else:  # {signal: {model: auc}} (anomaly detection)
+            for sig, per_model in auc.items():
+                rows.append((f"AUC {sig}", per_model))
+        models += [m for m in MODELS if m not in models and any(m in r for _, r in rows)]
+    if not rows:
+        return None
+    return {"models": models, "rows": rows}
+
+
+def operating_points(report: dict[str, Any]) -> dict[str, Any] | None:
+    """Anomaly trigger: signal efficiency (TPR) per implementation at each background rate."""
+    by_model = report.get("tpr_at_fpr_by_model")
+    if not isinstance(by_model, dict) or not by_model:
+        return None
+    points = report.get("rate_points") or {}
+    keys = list(points) or list(next(iter(next(iter(by_model.values())).values())))
+    rows = []
+    for model, per_signal in by_model.items():
+        for signal, tprs in per_signal.items():
+            rows.append({"model": model, "signal": signal, "tpr": [tprs.get(k) for k in keys]})
+    return {"keys": keys, "rows": rows, "points": points, "limit": report.get("statistical_limit")}
+
+
+def cost(report: dict[str, Any]) -> dict[str, Any] | None:
+    """Total resources, latency, II and clock; per-layer rows when the report or the project yields them."""
+    res = report.get("resources")
+    if not isinstance(res, dict):
+        if report.get("estimate_error"):
+            return {"error": report["estimate_error"], "totals": {}, "layers": []}
+        return None
+    firmware = report.get("firmware") or {}
+    totals = {
+        "source": report.get("source"),
+        **{k.upper(): v for k, v in res.items()},
+        "latency (cycles)": report.get("latency_cycles"),
+        "latency (ns)": report.get("latency_ns"),
+        "II (cycles)": report.get("ii"),
+        "clock period (ns)": firmware.get("clock_period"),
+        "part": firmware.get("part"),
+    }
+    totals = {k: v for k, v in totals.items() if v is not None}
+    return {"totals": totals, "layers": report.get("resources_per_layer") or [], "error": None}
+
+
+def layer_costs(project_dir: str | None) -> list[dict[str, Any]]:
+    """Per-layer estimate of the project (serialized hls4ml graph); empty when it cannot be read."""
+    if not project_dir or not (Path(project_dir) / "model.fml").is_file():
+        return []
+    try:
+        from trigflow.firmware.estimate import estimate_project
+
+        return estimate_project(project_dir).table()
+    except Exception:  # noqa: BLE001 - the per-layer table is an add-on to the page, never a reason to fail
+        return []
+
+
+def links(report: dict[str, Any], folder: Path) -> list[dict[str, str]]:
+    """Files of the folder and the hls4ml project, as links that work from ``file://``."""
+    out = []
+    for name, what in LINKED_FILES:
+        if (folder / name).is_file():
+            out.append({"href": name, "label": name, "what": what})
+    for path in sorted(folder.glob("*.onnx")):
+        out.append({"href": path.name, "label": path.name, "what": "ONNX model"})
+    for key, what in (("project_dir", "the hls4ml project"), ("run_dir", "the run folder")):
+        value = report.get(key)
+        if value and Path(value).resolve() != folder.resolve():
+            out.append({"href": Path(value).resolve().as_uri(), "label": str(value), "what": what})
+    model = report.get("model") if isinstance(report.get("model"), dict) else {}
+    if model.get("path"):
+        out.append({"href": Path(model["path"]).resolve().as_uri(), "label": model["path"], "what": "model given"})
+    return out
+
+
+def plots(folder: Path) -> list[dict[str, str]]:
+    known = [(n, c) for n, c in PLOTS.items() if (folder / n).is_file()]
+    known += [(p.name, p.stem.replace("_", " ")) for p in sorted(folder.glob("*.png")) if p.name not in PLOTS]
+    return [{"src": n, "caption": c, "wide": n not in HALF_WIDTH} for n, c in known]
+
+
+def scan_table(report: dict[str, Any], folder: Path) -> dict[str, Any]:
+    from trigflow.scan import COLUMNS
+
+    rows = report["rows"]
+    columns = [c for c in COLUMNS if c not in ("run_dir", "error") and any(r.get(c) is not None for r in rows)]
+    columns.append("error")
+    table = []
+    for row in rows:
+        run = Path(row["run_dir"]) if row.get("run_dir") else folder / "trials" / row["id"] / "run"
+        page = run / INDEX
+        href = os.path.relpath(page, folder) if page.is_file() else None
+        table.append({"row": row, "href": href})
+    return {"columns": columns, "rows": table}
+
+
+def evaluation(folder: Path) -> dict[str, Any] | None:
+    path = folder / "evaluate.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return {"report": data, "metrics": metrics(data)}
+
+
+def context(report: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Everything the template needs, each section None/empty when the report lacks it."""
+    folder = Path(folder)
+    scan = _is_scan(report)
+    cost_info = None if scan else cost(report)
+    if cost_info is not None and not cost_info["layers"]:
+        cost_info["layers"] = layer_costs(report.get("project_dir"))
+    overflow = report.get("overflow") if isinstance(report.get("overflow"), dict) else None
+    localization = report.get("localization") if isinstance(report.get("localization"), dict) else None
+    configuration = report.get("configuration") if isinstance(report.get("configuration"), dict) else None
+    kind = report.get("kind", "run")
+    title = f"trigflow scan {kind}" if scan else f"trigflow {kind}" + (" run" if kind in ("mlp", "cnn", "gnn", "ae") else "")
+    proof_rows = [
+        (k, report[k])
+        for k in (
+            "samples",
+            "bit_exact_fraction",
+            "mismatched_samples",
+            "first_mismatch",
+            "max_abs_diff_vs_qkeras",
+            "max_abs_diff_vs_onnxruntime",
+            "max_abs_diff_vs_float",
+            "onnx_max_abs_diff",
+            "argmax_agreement_vs_qkeras",
+            "argmax_agreement_vs_float",
+            "argmax_agreement_vs_onnxruntime",
+            "softmax_max_abs_diff_vs_qkeras",
+            "parameters",
+        )
+        if k in report
+    ]
+    return {
+        "title": title,
+        "folder": str(folder.resolve()),
+        "scan": scan,
+        "report": report,
+        "verdict": verdict(report),
+        "checks": report.get("checks") or {},
+        "proof_rows": proof_rows,
+        "reference": report.get("reference"),
+        "metrics": None if scan else metrics(report),
+        "operating_points": operating_points(report),
+        "trigger": report.get("trigger_threshold") if isinstance(report.get("trigger_threshold"), dict) else None,
+        "score": report.get("score") if isinstance(report.get("score"), dict) else None,
+        "evaluation": evaluation(folder),
+        "plots": plots(folder),
+        "overflow": overflow,
+        "localization": localization,
+        "configuration": configuration,
+        "cost": cost_info,
+        "firmware": report.get("firmware") if isinstance(report.get("firmware"), dict) else None,
+        "data": report.get("data") if isinstance(report.get("data"), dict) else None,
+        "model": report.get("model") if isinstance(report.get("model"), dict) else None,
+        "warnings": [str(w) for w in report.get("warnings") or []],
+        "scan_table": scan_table(report, folder) if scan else None,
+        "links": links(report, folder),
+        "versions": report.get("versions") if isinstance(report.get("versions"), dict) else None,
+        "timings": report.get("timings_s") if isinstance(report.get("timings_s"), dict) else None,
+    }
+
+
+# --- rendering -------------------------------------------------------------------------------------------------
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("trigflow", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = fmt
+    env.filters["sort_key"] = sort_key
+    return env
+
+
+def render_page(report: dict[str, Any], folder: str | os.PathLike) -> str:
+    """The HTML of ``index.html`` for ``report`` in ``folder`` (the plots are looked up there)."""
+    report = json.loads(json.dumps(report, default=_jsonable))  # the same values report.json holds
+    return _environment().get_template("report.html.j2").render(**context(report, Path(folder)))
+
+
+def fallback_page(report: dict[str, Any], error: BaseException) -> str:
+    """A minimal page (no template) when the full one cannot be rendered: the verdict and how to rebuild."""
+    from html import escape
+
+    passed = bool(report.get("passed"))
+    failures = "".join(f"<li>{escape(str(f))}</li>" for f in report.get("failures") or [])
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>trigflow report</title></head><body>'
+        f'<h1 id="verdict">{"PASS" if passed else "FAIL"}</h1><ul>{failures}</ul>'
+        f"<p>The full page could not be rendered ({escape(type(error).__name__)}: {escape(str(error))}); "
+        'the proof is in <a href="report.json">report.json</a>. Rebuild with <code>trigflow report '
+        "FOLDER</code>.</p></body></html>\n"
+    )
+
+
+def write_page(report: dict[str, Any], folder: str | os.PathLike) -> Path:
+    """Write ``index.html`` into ``folder``. A rendering bug writes the fallback page and a warning instead of
+    failing: the page is a view of ``report.json``, and a finished proof must not be discarded for it."""
+    import warnings
+
+    folder = Path(folder)
+    try:
+        text = render_page(report, folder)
+    except Exception as exc:  # noqa: BLE001 - any template/data bug; disk errors surface in write_text below
+        warnings.warn(f"index.html: full page not rendered ({type(exc).__name__}: {exc})", stacklevel=2)
+        text = fallback_page(report, exc)
+    return write_text(folder / INDEX, text)
+
+
+def load_report(folder: str | os.PathLike) -> dict[str, Any]:
+    """The report of a run/verify/firmware folder (``report.json``) or a scan folder (``scan.json``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TrigflowError(f"{folder} is not a folder; pass a run, verify, firmware or scan folder")
+    for name in REPORT_FILES:
+        path = folder / name
+        if path.is_file():
+            try:
+                report = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise TrigflowError(f"{path} is not readable JSON ({exc}); rerun the command that wrote it") from None
+            if not isinstance(report, dict):
+                raise TrigflowError(f"{path} is not a trigflow report (not a JSON object); rerun the command")
+            return report
+    raise TrigflowError(
+        f"no report.json (or scan.json) in {folder}; pass a folder written by trigflow run/verify/firmware/scan"
+    )
+
+
+def write_index(folder: str | os.PathLike) -> Path:
+    """(Re)build ``index.html`` of an existing folder from its report; errors are raised (nothing to lose)."""
+    folder = Path(folder)
+    return write_text(folder / INDEX, render_page(load_report(folder), folder))
+
+
+def _jsonable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
