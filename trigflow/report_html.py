@@ -319,7 +319,10 @@ def fallback_page(report: dict[str, Any], error: BaseException) -> str:
     """A minimal page (no template) when the full one cannot be rendered: the verdict and how to rebuild."""
     from html import escape
 
-    passed = bool(report.get("passed"))
+    try:
+        passed = bool(verdict(report)["passed"])
+    except Exception:  # noqa: BLE001 - the fallback must always render
+        passed = bool(report.get("passed"))
     failures = "".join(f"<li>{escape(str(f))}</li>" for f in report.get("failures") or [])
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>trigflow report</title></head><body>'

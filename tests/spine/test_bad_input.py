@@ -36,6 +36,7 @@ relative to tests/; "here" is this file.
 - two runs on one project at once: spine/test_run_mlp.py::test_concurrent_run_on_same_project_is_refused
   (run); here, test_concurrent_verify_is_refused_and_lock_is_released (verify; lock file removed after)
 - tracebacks only with --debug: here, test_debug_shows_the_traceback, test_unexpected_error_is_one_line
+- ``trigflow report`` on a folder without a report: here, test_report_without_report_json (both)
 - determinism (same config + seed: identical weights, firmware files, report except timings):
   spine/test_run_mlp.py::test_same_seed_gives_identical_weights_project_and_report (not duplicated)
 """
@@ -415,3 +416,11 @@ def test_unexpected_error_is_one_line(models, tmp_path, monkeypatch, capsys):
     result = cli(monkeypatch, capsys, *verify_args(models, work))
     assert_error(result, "RuntimeError: a bug (rerun with --debug for the traceback)", code=1)
     assert_nothing_left(work)
+
+
+def test_report_without_report_json(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "empty_run"
+    folder.mkdir()
+    result = cli(monkeypatch, capsys, "report", str(folder))
+    assert_error(result, "report.json", str(folder))
+    assert sorted(p.name for p in folder.iterdir()) == []  # no page, no temporary left
