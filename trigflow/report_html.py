@@ -207,19 +207,42 @@ def plots(folder: Path) -> list[dict[str, str]]:
     return [{"src": n, "caption": c, "wide": n not in HALF_WIDTH} for n, c in known]
 
 
+# Trial table: short headers; "passed"/"pareto" are shown by the status and the ★, the paths by the links;
+# FF, BRAM, ns and parameters stay in scan.csv so that the table fits a laptop screen.
+SCAN_HEADERS = {
+    "layer_bits": "layer bits",
+    "accuracy_float": "acc float",
+    "accuracy_qkeras": "acc QKeras",
+    "accuracy_firmware": "acc firmware",
+    "bit_exact_fraction": "bit-exact",
+    "dsp": "DSP",
+    "lut": "LUT",
+    "ff": "FF",
+    "bram": "BRAM",
+    "latency_cycles": "latency (cycles)",
+    "latency_ns": "latency (ns)",
+    "parameters": "params",
+    "wall_s": "wall (s)",
+}
+
+
 def scan_table(report: dict[str, Any], folder: Path) -> dict[str, Any]:
     from trigflow.scan import COLUMNS
 
     rows = report["rows"]
-    columns = [c for c in COLUMNS if c not in ("run_dir", "error") and any(r.get(c) is not None for r in rows)]
+    hidden = {"run_dir", "error", "passed", "pareto", "ff", "bram", "latency_ns", "parameters"}
+    columns = [c for c in COLUMNS if c not in hidden and any(r.get(c) not in (None, "none") for r in rows)]
+    if "id" not in columns:
+        columns.insert(0, "id")
     columns.append("error")
     table = []
     for row in rows:
-        run = Path(row["run_dir"]) if row.get("run_dir") else folder / "trials" / row["id"] / "run"
+        run = Path(row["run_dir"]) if row.get("run_dir") else folder / "trials" / str(row.get("id")) / "run"
         page = run / INDEX
         href = os.path.relpath(page, folder) if page.is_file() else None
         table.append({"row": row, "href": href})
-    return {"columns": columns, "rows": table}
+    headers = [SCAN_HEADERS.get(c, c.replace("_", " ")) for c in columns]
+    return {"columns": columns, "headers": headers, "rows": table}
 
 
 def evaluation(folder: Path) -> dict[str, Any] | None:
