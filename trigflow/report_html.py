@@ -46,6 +46,12 @@ LINKED_FILES = (
     ("outputs.npz", "the compared output arrays"),
     ("history.json", "training history"),
 )
+CHECK_THRESHOLDS = {  # proof criterion -> the threshold it is judged by
+    "bit_exact": "min_bit_exact_fraction",
+    "samples": "min_samples",
+    "onnx_parity": "max_onnx_abs_diff",
+    "float_agreement": "max_float_rel_diff",
+}
 MODELS = ("float", "qkeras", "onnx", "onnxruntime", "firmware", "rtl")
 
 
@@ -104,11 +110,11 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     if "samples" in report:
         parts.append(f"{fmt(report['samples'])} samples")
     failed = [name for name, c in checks.items() if not c.get("passed")]
-    thresholds = report.get("thresholds") or {}
-    if thresholds:
-        parts.append("thresholds " + ", ".join(f"{k} {fmt(v)}" for k, v in thresholds.items()))
-    if checks:
-        parts.append("checks " + ", ".join(f"{n} {'✓' if c.get('passed') else '✗'}" for n, c in checks.items()))
+    thresholds = dict(report.get("thresholds") or {})
+    for name, check in checks.items():  # each criterion with its threshold: "samples ✓ ≥ 1,000"
+        key = CHECK_THRESHOLDS.get(name)
+        bound = f" {'≥' if key.startswith('min') else '≤'} {fmt(thresholds.pop(key))}" if key in thresholds else ""
+        parts.append(f"{name} {'✓' if check.get('passed') else '✗'}{bound}")
     if failed:
         parts.append("failed: " + ", ".join(failed))
     return {"passed": passed, "parts": parts, "failed": failed}
@@ -191,10 +197,9 @@ def links(report: dict[str, Any], folder: Path) -> list[dict[str, str]]:
             out.append({"href": name, "label": name, "what": what})
     for path in sorted(folder.glob("*.onnx")):
         out.append({"href": path.name, "label": path.name, "what": "ONNX model"})
-    for key, what in (("project_dir", "the hls4ml project"), ("run_dir", "the run folder")):
-        value = report.get(key)
-        if value and Path(value).resolve() != folder.resolve():
-            out.append({"href": Path(value).resolve().as_uri(), "label": str(value), "what": what})
+    if report.get("project_dir"):  # run_dir is not linked: it is the folder of this page
+        project = Path(report["project_dir"]).resolve()
+        out.append({"href": project.as_uri(), "label": str(project), "what": "the hls4ml project"})
     model = report.get("model") if isinstance(report.get("model"), dict) else {}
     if model.get("path"):
         out.append({"href": Path(model["path"]).resolve().as_uri(), "label": model["path"], "what": "model given"})
@@ -289,7 +294,7 @@ def context(report: dict[str, Any], folder: Path) -> dict[str, Any]:
     ]
     return {
         "title": title,
-        "folder": str(folder.resolve()),
+        "folder": str(report.get("run_dir") or folder.resolve()),  # a run renders in its temporary folder
         "scan": scan,
         "report": report,
         "verdict": verdict(report),

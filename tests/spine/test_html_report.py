@@ -185,7 +185,7 @@ def test_run_page_leads_with_the_verdict_and_shows_metrics_resources_and_links(t
     html = render_page(run_report(), tmp_path)
     text = text_of(html)
     verdict = text[text.index("PASS") : text.index("Proof")]
-    for fragment in ("bit-exact 1.000000", "1,500 samples", "min_samples 1,000", "bit_exact ✓", "onnx_parity ✓"):
+    for fragment in ("bit-exact 1.000000", "1,500 samples", "bit_exact ✓ ≥ 1", "samples ✓ ≥ 1,000", "onnx_parity ✓ ≤ 1e-05"):
         assert fragment in verdict
     assert text.index("PASS") < text.index("Accuracy and AUC") < text.index("Resources and latency")
     assert "AUC t" in text and "0.7433" in text and "5,321" in text and "clock period (ns)" in text
@@ -198,7 +198,7 @@ def test_failed_verify_page_names_the_failed_threshold_the_layer_and_the_fix(tmp
     html = render_page(failed_verify_report(), tmp_path)
     text = text_of(html)
     assert text.index("FAIL") < text.index("Proof")
-    assert "failed: bit_exact" in text and "bit_exact ✗" in text
+    assert "failed: bit_exact" in text and "bit_exact ✗ ≥ 1 · samples ✓ ≥ 1 ·" in text
     assert "Localisation" in text and "Suggestion: widen the accumulator of 'dense'" in text
     assert re.search(r'<tr class="first">\s*<td>dense</td>', html)
     assert "Per-layer types and ranges" in text and "3 / 2" in text and "17.50 %" in text
