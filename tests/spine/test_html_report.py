@@ -54,6 +54,13 @@ window.__errors = [];
         scrollHeight: document.documentElement.scrollHeight,
         errors: window.__errors
       };
+      var trials = document.getElementById("trials");
+      if (trials) {  // sort by firmware accuracy: ascending, then descending
+        var th = Array.from(trials.tHead.rows[0].cells).find(function (c) { return c.textContent.trim() === "acc firmware"; });
+        var ids = function () { return Array.from(trials.tBodies[0].rows).map(function (r) { return r.cells[0].textContent.replace("★", "").trim(); }); };
+        th.click(); var up = ids(); th.click();
+        probe.sorted = [up, ids()];
+      }
       var pre = document.createElement("pre");
       pre.id = "probe";
       pre.textContent = JSON.stringify(probe);
@@ -234,6 +241,14 @@ def test_scan_page_has_the_front_a_sortable_table_and_links_to_trial_pages(tmp_p
     assert "addEventListener" in html and "<script src" not in html
 
 
+def test_evaluation_beside_the_run_is_on_its_page(tmp_path):
+    evaluation = {"samples": 2000, "accuracy": {"float": 0.7, "qkeras": 0.69, "firmware": 0.69},
+                  "bit_exact_fraction": 1.0, "evaluated_at": "2026-12-07T02:00:00+0000"}
+    (tmp_path / "evaluate.json").write_text(json.dumps(evaluation))
+    text = text_of(render_page(run_report(), tmp_path))
+    assert "Evaluation on external data" in text and "2,000 samples" in text and "0.6900" in text
+
+
 def test_write_report_writes_the_page_and_a_render_bug_keeps_the_proof(tmp_path, monkeypatch):
     from trigflow import report_html
     from trigflow.report import write_report
@@ -340,3 +355,6 @@ def test_failed_verify_and_scan_pages_in_chromium(tmp_path, artefacts):
         assert seen["errors"] == [] and seen["scrollWidth"] <= WIDTH, seen
         browse(folder / INDEX, f"--screenshot={artefacts / (folder.name + '.png')}", height=int(seen["scrollHeight"]))
     assert seen["verdict"].startswith("FAIL")
+    ascending, descending = seen["sorted"]  # the scan page's table sorts; empty cells stay last
+    assert ascending == ["b4_s0.5_r1", "b6_s0.5_r1", "b8_s0.5_r1"]
+    assert descending == ["b6_s0.5_r1", "b4_s0.5_r1", "b8_s0.5_r1"]
