@@ -315,9 +315,11 @@ def artefacts(tmp_path_factory, request) -> Path:
     folder = Path(os.environ.get("TRIGFLOW_TEST_ARTIFACTS") or tmp_path_factory.getbasetemp() / "html_artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     yield folder
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\nrun page screenshots: {folder}")
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.getplugin("terminalreporter"), plugins.getplugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nrun page screenshots: {folder}")
 
 
 def test_real_run_page_in_chromium(small_run, artefacts):  # noqa: F811 - the imported fixture
