@@ -107,7 +107,9 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def write_outcome_plots(outputs: dict[str, np.ndarray], class_names: tuple[str, ...], out: Path) -> list[Path]:
+def write_outcome_plots(
+    outputs: dict[str, np.ndarray], class_names: tuple[str, ...], out: Path
+) -> list[Path]:
     """Confusion matrices (float, QKeras, firmware) and per-class softmax score distributions."""
     import matplotlib
 
@@ -157,7 +159,8 @@ def write_outcome_plots(outputs: dict[str, np.ndarray], class_names: tuple[str, 
                 if model not in outputs:
                     continue
                 prob = softmax(outputs[model])[:, i]
-                for selection, name, color in ((labels == i, f"true {class_names[i]}", "C0"), (labels != i, "other", "C1")):
+                samples = ((labels == i, f"true {class_names[i]}", "C0"), (labels != i, "other", "C1"))
+                for selection, name, color in samples:
                     hist, _ = np.histogram(prob[selection], bins=bins)
                     density = hist / max(hist.sum(), 1)
                     hep.histplot(density, bins, ax=ax, ls=style, color=color, label=f"{name} {model}")

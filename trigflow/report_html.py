@@ -3,8 +3,8 @@
 ``render_page(report, folder)`` turns a report dict (the content of ``report.json``, or of a scan's
 ``scan.json``) into one self-contained HTML page: the images are the PNGs beside it (relative links), the
 styles and the table-sorting script are inline, nothing is fetched from the network, so the page works from
-``file://``. Every section is optional: a report without accuracies, overflow, localisation or resources simply
-has no such section. ``write_index(folder)`` (re)builds the page from what a folder holds
+``file://``. Every section is optional: a report without accuracies, overflow, localisation or resources
+simply has no such section. ``write_index(folder)`` (re)builds the page from what a folder holds
 (``trigflow report RUN_DIR``); ``trigflow.report.write_report`` calls ``write_page`` for every run.
 """
 
@@ -19,7 +19,15 @@ from typing import Any
 from trigflow.errors import TrigflowError
 from trigflow.fsio import write_text
 
-__all__ = ["INDEX", "REPORT_FILES", "render_page", "write_page", "write_index", "fallback_page", "load_report"]
+__all__ = [
+    "INDEX",
+    "REPORT_FILES",
+    "render_page",
+    "write_page",
+    "write_index",
+    "fallback_page",
+    "load_report",
+]
 
 INDEX = "index.html"
 REPORT_FILES = ("report.json", "scan.json")  # a run/verify/firmware folder, a scan folder
@@ -55,7 +63,7 @@ CHECK_THRESHOLDS = {  # proof criterion -> the threshold it is judged by
 MODELS = ("float", "qkeras", "onnx", "onnxruntime", "firmware", "rtl")
 
 
-# --- formatting helpers (Jinja filters) ------------------------------------------------------------------------
+# --- formatting helpers (Jinja filters) ---------------------------------------------------------------------
 def fmt(value: Any, digits: int = 4) -> str:
     """A compact, readable cell: thousands separators for ints, ``digits`` significant figures for floats."""
     if value is None:
@@ -88,13 +96,13 @@ def sort_key(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-# --- what the page shows ----------------------------------------------------------------------------------------
+# --- what the page shows ------------------------------------------------------------------------------------
 def _is_scan(report: dict[str, Any]) -> bool:
     return isinstance(report.get("rows"), list) and "front" in report
 
 
 def verdict(report: dict[str, Any]) -> dict[str, Any]:
-    """PASS/FAIL and the one line under it: bit-exact fraction, samples, each threshold and whether it held."""
+    """PASS/FAIL and the one line under it: bit-exact fraction, samples, each criterion with its threshold."""
     if _is_scan(report):
         summary = report.get("summary", {})
         bad = int(summary.get("failed", 0)) + int(summary.get("error", 0))
@@ -113,7 +121,11 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     thresholds = dict(report.get("thresholds") or {})
     for name, check in checks.items():  # each criterion with its threshold: "samples ✓ ≥ 1,000"
         key = CHECK_THRESHOLDS.get(name)
-        bound = f" {'≥' if key.startswith('min') else '≤'} {fmt(thresholds.pop(key))}" if key in thresholds else ""
+        bound = (
+            f" {'≥' if key.startswith('min') else '≤'} {fmt(thresholds.pop(key))}"
+            if key in thresholds
+            else ""
+        )
         parts.append(f"{name} {'✓' if check.get('passed') else '✗'}{bound}")
     if failed:
         parts.append("failed: " + ", ".join(failed))
@@ -202,7 +214,9 @@ def links(report: dict[str, Any], folder: Path) -> list[dict[str, str]]:
         out.append({"href": project.as_uri(), "label": str(project), "what": "the hls4ml project"})
     model = report.get("model") if isinstance(report.get("model"), dict) else {}
     if model.get("path"):
-        out.append({"href": Path(model["path"]).resolve().as_uri(), "label": model["path"], "what": "model given"})
+        out.append(
+            {"href": Path(model["path"]).resolve().as_uri(), "label": model["path"], "what": "model given"}
+        )
     return out
 
 
@@ -272,7 +286,11 @@ def context(report: dict[str, Any], folder: Path) -> dict[str, Any]:
     localization = report.get("localization") if isinstance(report.get("localization"), dict) else None
     configuration = report.get("configuration") if isinstance(report.get("configuration"), dict) else None
     kind = report.get("kind", "run")
-    title = f"trigflow scan {kind}" if scan else f"trigflow {kind}" + (" run" if kind in ("mlp", "cnn", "gnn", "ae") else "")
+    title = (
+        f"trigflow scan {kind}"
+        if scan
+        else f"trigflow {kind}" + (" run" if kind in ("mlp", "cnn", "gnn", "ae") else "")
+    )
     proof_rows = [
         (k, report[k])
         for k in (
@@ -303,7 +321,9 @@ def context(report: dict[str, Any], folder: Path) -> dict[str, Any]:
         "reference": report.get("reference"),
         "metrics": None if scan else metrics(report),
         "operating_points": operating_points(report),
-        "trigger": report.get("trigger_threshold") if isinstance(report.get("trigger_threshold"), dict) else None,
+        "trigger": report.get("trigger_threshold")
+        if isinstance(report.get("trigger_threshold"), dict)
+        else None,
         "score": report.get("score") if isinstance(report.get("score"), dict) else None,
         "evaluation": evaluation(folder),
         "plots": plots(folder),
@@ -322,7 +342,7 @@ def context(report: dict[str, Any], folder: Path) -> dict[str, Any]:
     }
 
 
-# --- rendering -------------------------------------------------------------------------------------------------
+# --- rendering ----------------------------------------------------------------------------------------------
 def _environment():
     import jinja2
 
@@ -353,7 +373,8 @@ def fallback_page(report: dict[str, Any], error: BaseException) -> str:
         passed = bool(report.get("passed"))
     failures = "".join(f"<li>{escape(str(f))}</li>" for f in report.get("failures") or [])
     return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>trigflow report</title></head><body>'
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>trigflow report</title></head>'
+        "<body>"
         f'<h1 id="verdict">{"PASS" if passed else "FAIL"}</h1><ul>{failures}</ul>'
         f"<p>The full page could not be rendered ({escape(type(error).__name__)}: {escape(str(error))}); "
         'the proof is in <a href="report.json">report.json</a>. Rebuild with <code>trigflow report '
@@ -386,12 +407,15 @@ def load_report(folder: str | os.PathLike) -> dict[str, Any]:
             try:
                 report = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
-                raise TrigflowError(f"{path} is not readable JSON ({exc}); rerun the command that wrote it") from None
+                raise TrigflowError(
+                    f"{path} is not readable JSON ({exc}); rerun the command that wrote it"
+                ) from None
             if not isinstance(report, dict):
                 raise TrigflowError(f"{path} is not a trigflow report (not a JSON object); rerun the command")
             return report
     raise TrigflowError(
-        f"no report.json (or scan.json) in {folder}; pass a folder written by trigflow run/verify/firmware/scan"
+        f"no report.json (or scan.json) in {folder}; pass a folder written by trigflow run, verify, "
+        "firmware or scan"
     )
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_run_mlp import small_run  # noqa: F401 - the module's one small `trigflow run mlp` (a fixture)
+
 from trigflow.report_html import INDEX, render_page, write_index, write_page
 
 CHROMIUM_FLAGS = (
@@ -38,17 +38,23 @@ PROBE = """<script>
 window.__errors = [];
 (function () {
   var original = console.error;
-  console.error = function () { window.__errors.push("console.error: " + Array.from(arguments).join(" ")); original.apply(console, arguments); };
+  console.error = function () {
+    window.__errors.push("console.error: " + Array.from(arguments).join(" "));
+    original.apply(console, arguments);
+  };
   window.addEventListener("error", function (e) {
     var t = e.target;
-    window.__errors.push(t && t !== window ? "failed to load " + (t.src || t.href) : "uncaught: " + e.message);
+    var what = t && t !== window ? "failed to load " + (t.src || t.href) : "uncaught: " + e.message;
+    window.__errors.push(what);
   }, true);
   window.addEventListener("load", function () {
     setTimeout(function () {
       var probe = {
         verdict: (document.getElementById("verdict") || {}).innerText || null,
         title: document.title,
-        images: Array.from(document.images).map(function (i) { return {src: i.getAttribute("src"), width: i.naturalWidth, complete: i.complete}; }),
+        images: Array.from(document.images).map(function (i) {
+          return {src: i.getAttribute("src"), width: i.naturalWidth, complete: i.complete};
+        }),
         innerWidth: window.innerWidth,
         scrollWidth: document.documentElement.scrollWidth,
         scrollHeight: document.documentElement.scrollHeight,
@@ -56,8 +62,14 @@ window.__errors = [];
       };
       var trials = document.getElementById("trials");
       if (trials) {  // sort by firmware accuracy: ascending, then descending
-        var th = Array.from(trials.tHead.rows[0].cells).find(function (c) { return c.textContent.trim() === "acc firmware"; });
-        var ids = function () { return Array.from(trials.tBodies[0].rows).map(function (r) { return r.cells[0].textContent.replace("★", "").trim(); }); };
+        var th = Array.from(trials.tHead.rows[0].cells).find(function (c) {
+          return c.textContent.trim() === "acc firmware";
+        });
+        var ids = function () {
+          return Array.from(trials.tBodies[0].rows).map(function (r) {
+            return r.cells[0].textContent.replace("★", "").trim();
+          });
+        };
         th.click(); var up = ids(); th.click();
         probe.sorted = [up, ids()];
       }
@@ -71,7 +83,7 @@ window.__errors = [];
 </script>"""
 
 
-# --- synthetic reports (fast) ----------------------------------------------------------------------------------
+# --- synthetic reports (fast) -------------------------------------------------------------------------------
 def run_report(**changes) -> dict:
     report = {
         "kind": "mlp",
@@ -114,7 +126,10 @@ def failed_verify_report() -> dict:
         "samples": 4,
         "bit_exact_fraction": 0.25,
         "mismatched_samples": 3,
-        "checks": {"bit_exact": {"passed": False, "detail": detail}, "samples": {"passed": True, "detail": "ok"}},
+        "checks": {
+            "bit_exact": {"passed": False, "detail": detail},
+            "samples": {"passed": True, "detail": "ok"},
+        },
         "thresholds": {"min_bit_exact_fraction": 1.0, "min_samples": 1},
         "passed": False,
         "failures": [detail],
@@ -124,27 +139,62 @@ def failed_verify_report() -> dict:
             "total_overflows": 7,
             "warnings": [],
             "layers": [
-                {"layer": "dense", "class": "Dense", "type": "fixed<6,2>", "representable": [-2.0, 1.9375],
-                 "lsb": 0.0625, "observed": [-3.1, 2.2], "values": 40, "overflows": 7, "overflow_fraction": 0.175,
-                 "integer_bits": 2, "integer_bits_needed": 3, "saturated": 0},
-                {"layer": "relu", "class": "Activation", "type": "ufixed<6,0>", "representable": [0.0, 0.984375],
-                 "lsb": 0.015625, "observed": [0.0, 0.9], "values": 40, "overflows": 0, "overflow_fraction": 0.0,
-                 "integer_bits": 0, "integer_bits_needed": 0},
+                {
+                    "layer": "dense",
+                    "class": "Dense",
+                    "type": "fixed<6,2>",
+                    "representable": [-2.0, 1.9375],
+                    "lsb": 0.0625,
+                    "observed": [-3.1, 2.2],
+                    "values": 40,
+                    "overflows": 7,
+                    "overflow_fraction": 0.175,
+                    "integer_bits": 2,
+                    "integer_bits_needed": 3,
+                    "saturated": 0,
+                },
+                {
+                    "layer": "relu",
+                    "class": "Activation",
+                    "type": "ufixed<6,0>",
+                    "representable": [0.0, 0.984375],
+                    "lsb": 0.015625,
+                    "observed": [0.0, 0.9],
+                    "values": 40,
+                    "overflows": 0,
+                    "overflow_fraction": 0.0,
+                    "integer_bits": 0,
+                    "integer_bits_needed": 0,
+                },
             ],
         },
         "localization": {
             "compared_samples": 3,
             "first_differing_layer": "dense",
-            "suggestion": "widen the accumulator of 'dense' to fixed<7,3> (--set firmware.layer_precisions...)",
+            "suggestion": "widen the accumulator of 'dense' to fixed<7,3> (--set ...)",
             "summary": "first differing layer: 'dense' (Dense, fixed<6,2>), max |Δ| 4",
             "layers": [
-                {"layer": "dense", "keras_layer": "dense", "class": "Dense", "precision": "fixed<6,2>",
-                 "max_abs_diff": 4.0, "exact": False, "differs": True, "differing_fraction": 0.2,
-                 "values_outside_type": 7, "suggestion": "widen"},
+                {
+                    "layer": "dense",
+                    "keras_layer": "dense",
+                    "class": "Dense",
+                    "precision": "fixed<6,2>",
+                    "max_abs_diff": 4.0,
+                    "exact": False,
+                    "differs": True,
+                    "differing_fraction": 0.2,
+                    "values_outside_type": 7,
+                    "suggestion": "widen",
+                },
             ],
         },
-        "configuration": {"quantized": True, "input": {"type": "fixed<8,3>"}, "overrides": {}, "notes": ["n1"],
-                          "firmware_types": {"dense": {"result": "fixed<6,2>"}}},
+        "configuration": {
+            "quantized": True,
+            "input": {"type": "fixed<8,3>"},
+            "overrides": {},
+            "notes": ["n1"],
+            "firmware_types": {"dense": {"result": "fixed<6,2>"}},
+        },
         "resources": None,
         "estimate_error": "ValueError: unsupported layer",
     }
@@ -154,18 +204,70 @@ def scan_document(folder: Path) -> dict:
     trial = folder / "trials" / "b4_s0.5_r1" / "run"
     trial.mkdir(parents=True)
     write_page(run_report(), trial)
-    base = {"sparsity": 0.5, "reuse": 1, "per_layer": "none", "layer_bits": None, "accuracy_float": 0.75,
-            "ff": 100, "bram": 0, "latency_ns": 40.0, "parameters": 900, "wall_s": 20.0}
+    base = {
+        "sparsity": 0.5,
+        "reuse": 1,
+        "per_layer": "none",
+        "layer_bits": None,
+        "accuracy_float": 0.75,
+        "ff": 100,
+        "bram": 0,
+        "latency_ns": 40.0,
+        "parameters": 900,
+        "wall_s": 20.0,
+    }
     rows = [
-        {**base, "id": "b4_s0.5_r1", "bits": 4, "status": "passed", "passed": True, "pareto": True,
-         "accuracy_qkeras": 0.70, "accuracy_firmware": 0.70, "bit_exact_fraction": 1.0, "dsp": 0, "lut": 900,
-         "cost": 900, "latency_cycles": 8, "error": None, "run_dir": str(trial)},
-        {**base, "id": "b6_s0.5_r1", "bits": 6, "status": "passed", "passed": True, "pareto": True,
-         "accuracy_qkeras": 0.74, "accuracy_firmware": 0.74, "bit_exact_fraction": 1.0, "dsp": 2, "lut": 1900,
-         "cost": 2100, "latency_cycles": 9, "error": None, "run_dir": str(folder / "trials/b6_s0.5_r1/run")},
-        {**base, "id": "b8_s0.5_r1", "bits": 8, "status": "error", "passed": False, "pareto": False,
-         "accuracy_qkeras": None, "accuracy_firmware": None, "bit_exact_fraction": None, "dsp": None, "lut": None,
-         "cost": None, "latency_cycles": None, "error": "TrigflowError: <g++> failed", "run_dir": None},
+        {
+            **base,
+            "id": "b4_s0.5_r1",
+            "bits": 4,
+            "status": "passed",
+            "passed": True,
+            "pareto": True,
+            "accuracy_qkeras": 0.70,
+            "accuracy_firmware": 0.70,
+            "bit_exact_fraction": 1.0,
+            "dsp": 0,
+            "lut": 900,
+            "cost": 900,
+            "latency_cycles": 8,
+            "error": None,
+            "run_dir": str(trial),
+        },
+        {
+            **base,
+            "id": "b6_s0.5_r1",
+            "bits": 6,
+            "status": "passed",
+            "passed": True,
+            "pareto": True,
+            "accuracy_qkeras": 0.74,
+            "accuracy_firmware": 0.74,
+            "bit_exact_fraction": 1.0,
+            "dsp": 2,
+            "lut": 1900,
+            "cost": 2100,
+            "latency_cycles": 9,
+            "error": None,
+            "run_dir": str(folder / "trials/b6_s0.5_r1/run"),
+        },
+        {
+            **base,
+            "id": "b8_s0.5_r1",
+            "bits": 8,
+            "status": "error",
+            "passed": False,
+            "pareto": False,
+            "accuracy_qkeras": None,
+            "accuracy_firmware": None,
+            "bit_exact_fraction": None,
+            "dsp": None,
+            "lut": None,
+            "cost": None,
+            "latency_cycles": None,
+            "error": "TrigflowError: <g++> failed",
+            "run_dir": None,
+        },
     ]
     return {
         "kind": "mlp",
@@ -192,7 +294,13 @@ def test_run_page_leads_with_the_verdict_and_shows_metrics_resources_and_links(t
     html = render_page(run_report(), tmp_path)
     text = text_of(html)
     verdict = text[text.index("PASS") : text.index("Proof")]
-    for fragment in ("bit-exact 1.000000", "1,500 samples", "bit_exact ✓ ≥ 1", "samples ✓ ≥ 1,000", "onnx_parity ✓ ≤ 1e-05"):
+    for fragment in (
+        "bit-exact 1.000000",
+        "1,500 samples",
+        "bit_exact ✓ ≥ 1",
+        "samples ✓ ≥ 1,000",
+        "onnx_parity ✓ ≤ 1e-05",
+    ):
         assert fragment in verdict
     assert text.index("PASS") < text.index("Accuracy and AUC") < text.index("Resources and latency")
     assert "AUC t" in text and "0.7433" in text and "5,321" in text and "clock period (ns)" in text
@@ -222,7 +330,10 @@ def test_page_tolerates_any_report_shape(tmp_path):
         kind="ae",
         auc={"haa4b": {"float": 0.9, "qkeras": 0.89, "firmware": 0.89}},
         tpr_at_fpr_by_model={"firmware": {"haa4b": {"1e-5": 0.01, "1e-4": 0.1}}},
-        rate_points={"1e-5": {"threshold": 3.5, "resolved": False}, "1e-4": {"threshold": 2.0, "resolved": True}},
+        rate_points={
+            "1e-5": {"threshold": 3.5, "resolved": False},
+            "1e-4": {"threshold": 2.0, "resolved": True},
+        },
     )
     ae.pop("accuracy")
     text = text_of(render_page(ae, tmp_path))
@@ -242,8 +353,12 @@ def test_scan_page_has_the_front_a_sortable_table_and_links_to_trial_pages(tmp_p
 
 
 def test_evaluation_beside_the_run_is_on_its_page(tmp_path):
-    evaluation = {"samples": 2000, "accuracy": {"float": 0.7, "qkeras": 0.69, "firmware": 0.69},
-                  "bit_exact_fraction": 1.0, "evaluated_at": "2026-12-07T02:00:00+0000"}
+    evaluation = {
+        "samples": 2000,
+        "accuracy": {"float": 0.7, "qkeras": 0.69, "firmware": 0.69},
+        "bit_exact_fraction": 1.0,
+        "evaluated_at": "2026-12-07T02:00:00+0000",
+    }
     (tmp_path / "evaluate.json").write_text(json.dumps(evaluation))
     text = text_of(render_page(run_report(), tmp_path))
     assert "Evaluation on external data" in text and "2,000 samples" in text and "0.6900" in text
@@ -281,17 +396,24 @@ def test_report_command_rebuilds_the_page(tmp_path, monkeypatch):
     assert opened == [(tmp_path / INDEX).resolve().as_uri()]
 
 
-# --- a real run's page in headless Chromium ------------------------------------------------------------------
+# --- a real run's page in headless Chromium --------------------------------------------------------------
 def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
             return shutil.which(name)
-    pytest.fail("chromium not found; install it: apt-get update && apt-get install -y chromium (README set-up)")
+    pytest.fail(
+        "chromium not found; install it: apt-get update && apt-get install -y chromium (README set-up)"
+    )
 
 
 def browse(page: Path, *args: str, height: int = 900) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="trigflow_chromium_") as profile:
-        command = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={WIDTH},{height}"]
+        command = [
+            chromium(),
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={WIDTH},{height}",
+        ]
         return subprocess.run(
             [*command, *args, page.resolve().as_uri()], capture_output=True, text=True, timeout=120
         )
@@ -307,12 +429,16 @@ def probe(folder: Path, artefacts: Path) -> dict:
     result = browse(test_page, "--dump-dom", "--virtual-time-budget=10000")
     found = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, re.S)
     assert found, f"probe did not run: {result.stderr[-2000:]}"
-    return json.loads(found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
+    return json.loads(
+        found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    )
 
 
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory, request) -> Path:
-    folder = Path(os.environ.get("TRIGFLOW_TEST_ARTIFACTS") or tmp_path_factory.getbasetemp() / "html_artifacts")
+    folder = Path(
+        os.environ.get("TRIGFLOW_TEST_ARTIFACTS") or tmp_path_factory.getbasetemp() / "html_artifacts"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     yield folder
     plugins = request.config.pluginmanager
@@ -355,7 +481,11 @@ def test_failed_verify_and_scan_pages_in_chromium(tmp_path, artefacts):
     for folder in (verify, scan):
         seen = probe(folder, artefacts)
         assert seen["errors"] == [] and seen["scrollWidth"] <= WIDTH, seen
-        browse(folder / INDEX, f"--screenshot={artefacts / (folder.name + '.png')}", height=int(seen["scrollHeight"]))
+        browse(
+            folder / INDEX,
+            f"--screenshot={artefacts / (folder.name + '.png')}",
+            height=int(seen["scrollHeight"]),
+        )
     assert seen["verdict"].startswith("FAIL")
     ascending, descending = seen["sorted"]  # the scan page's table sorts; empty cells stay last
     assert ascending == ["b4_s0.5_r1", "b6_s0.5_r1", "b8_s0.5_r1"]
