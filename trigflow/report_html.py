@@ -280,8 +280,11 @@ def context(report: dict[str, Any], folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     scan = _is_scan(report)
     cost_info = None if scan else cost(report)
-    if cost_info is not None and not cost_info["layers"]:
-        cost_info["layers"] = layer_costs(report.get("project_dir"))
+    if cost_info is not None:
+        cost_info["layers_source"] = cost_info["totals"].get("source") or "estimate"
+        if not cost_info["layers"]:  # the report holds totals; the per-layer split comes from the estimator
+            cost_info["layers"] = layer_costs(report.get("project_dir"))
+            cost_info["layers_source"] = "estimate"
     overflow = report.get("overflow") if isinstance(report.get("overflow"), dict) else None
     localization = report.get("localization") if isinstance(report.get("localization"), dict) else None
     configuration = report.get("configuration") if isinstance(report.get("configuration"), dict) else None
