@@ -275,6 +275,24 @@ def evaluation(folder: Path) -> dict[str, Any] | None:
     return {"report": data, "metrics": metrics(data)}
 
 
+# Report keys the page shows in its own sections; every other key is listed under "More from report.json".
+SHOWN = {
+    "kind", "samples", "reference", "bit_exact_fraction", "mismatched_samples", "first_mismatch",
+    "max_abs_diff_vs_qkeras", "max_abs_diff_vs_onnxruntime", "max_abs_diff_vs_float", "onnx_max_abs_diff",
+    "argmax_agreement_vs_qkeras", "argmax_agreement_vs_float", "argmax_agreement_vs_onnxruntime",
+    "softmax_max_abs_diff_vs_qkeras", "parameters", "accuracy", "auc", "tpr_at_fpr", "tpr_at_fpr_by_model", "rate_points",
+    "statistical_limit", "trigger_threshold", "score", "overflow", "localization", "configuration", "resources",
+    "estimate_error", "latency_cycles", "latency_ns", "ii", "source", "firmware", "data", "model", "warnings",
+    "project_dir", "run_dir", "thresholds", "checks", "passed", "failures", "versions", "timings_s",
+    "resources_per_layer",
+}  # fmt: skip
+
+
+def extra_sections(report: dict[str, Any]) -> dict[str, Any]:
+    """Report keys without a section of their own (kind-specific: gnn, fifo_depths, cleaning, precision...)."""
+    return {k: v for k, v in report.items() if k not in SHOWN and v not in (None, {}, [])}
+
+
 def context(report: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Everything the template needs, each section None/empty when the report lacks it."""
     folder = Path(folder)
@@ -340,6 +358,7 @@ def context(report: dict[str, Any], folder: Path) -> dict[str, Any]:
         "warnings": [str(w) for w in report.get("warnings") or []],
         "scan_table": scan_table(report, folder) if scan else None,
         "links": links(report, folder),
+        "extra": {} if scan else extra_sections(report),
         "versions": report.get("versions") if isinstance(report.get("versions"), dict) else None,
         "timings": report.get("timings_s") if isinstance(report.get("timings_s"), dict) else None,
     }
