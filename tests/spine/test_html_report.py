@@ -354,6 +354,16 @@ def test_scan_page_has_the_front_a_sortable_table_and_links_to_trial_pages(tmp_p
     assert "addEventListener" in html and "<script src" not in html
 
 
+def test_scan_writes_its_page_beside_the_table(tmp_path):
+    from trigflow.scan import ScanSpec, write_results
+
+    document = scan_document(tmp_path)
+    spec = ScanSpec(bits=(4, 6, 8), sparsity=(0.5,), reuse=(1,), out=str(tmp_path))
+    write_results(spec, document["rows"], document["front"], document["summary"], wall=61.0, ran=3)
+    html = (tmp_path / INDEX).read_text()
+    assert 'src="pareto.png"' in html and 'href="trials/b4_s0.5_r1/run/index.html"' in html
+
+
 def test_evaluation_beside_the_run_is_on_its_page(tmp_path):
     evaluation = {
         "samples": 2000,
