@@ -160,12 +160,19 @@ def operating_points(report: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(by_model, dict) or not by_model:
         return None
     points = report.get("rate_points") or {}
-    keys = list(points) or list(next(iter(next(iter(by_model.values())).values())))
-    rows = []
-    for model, per_signal in by_model.items():
-        for signal, tprs in per_signal.items():
-            rows.append({"model": model, "signal": signal, "tpr": [tprs.get(k) for k in keys]})
-    return {"keys": keys, "rows": rows, "points": points, "limit": report.get("statistical_limit")}
+    models = list(by_model)
+    signals = list(dict.fromkeys(sig for per_signal in by_model.values() for sig in per_signal))
+    keys = list(points) or list(dict.fromkeys(k for ps in by_model.values() for t in ps.values() for k in t))
+    rows = [  # one row per signal: TPR of each implementation at each rate point
+        {"signal": sig, "tpr": [by_model[m].get(sig, {}).get(k) for k in keys for m in models]} for sig in signals
+    ]
+    return {
+        "keys": keys,
+        "models": models,
+        "rows": rows,
+        "points": points,
+        "limit": report.get("statistical_limit"),
+    }
 
 
 def cost(report: dict[str, Any]) -> dict[str, Any] | None:

@@ -338,7 +338,7 @@ def test_page_tolerates_any_report_shape(tmp_path):
     ae.pop("accuracy")
     ae["gnn"] = {"arch": "garnet", "n_particles": 16}  # a kind's own section is listed, not dropped
     text = text_of(render_page(ae, tmp_path))
-    assert "TPR @ FPR 1e-5" in text and "AUC haa4b 0.9000 0.8900 0.8900" in text
+    assert "TPR @ FPR 1e-5" in text and "AUC haa4b 0.9000 0.8900 0.8900" in text and "haa4b 0.0100 0.1000" in text
     assert "More from report.json" in text and "n particles 16" in text
 
 
