@@ -502,3 +502,16 @@ def test_failed_verify_and_scan_pages_in_chromium(tmp_path, artefacts):
     ascending, descending = seen["sorted"]  # the scan page's table sorts; empty cells stay last
     assert ascending == ["b4_s0.5_r1", "b6_s0.5_r1", "b8_s0.5_r1"]
     assert descending == ["b6_s0.5_r1", "b4_s0.5_r1", "b8_s0.5_r1"]
+
+
+def test_evaluate_adds_its_section_to_the_run_page(small_run, fake_jets):  # noqa: F811
+    """``trigflow evaluate`` writes evaluate.json into the run folder and refreshes the run's page."""
+    from trigflow.data.jets import load_jets
+    from trigflow.evaluate import evaluate_run
+
+    root, _, result = small_run
+    assert result.returncode == 0, result.stderr[-2000:]
+    jets = load_jets(fake_jets)
+    evaluate_run(root / "out", jets.hlf[:300], jets.label[:300].astype(np.int64))
+    text = text_of((root / "out" / INDEX).read_text())
+    assert text.index("PASS") < text.index("Evaluation on external data") and "300 samples" in text
