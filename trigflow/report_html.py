@@ -113,7 +113,7 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     checks = report.get("checks") or {}
     passed = bool(report.get("passed", all(c.get("passed") for c in checks.values()) if checks else False))
     parts = []
-    if "bit_exact_fraction" in report:
+    if "bit_exact_fraction" in report and (not checks or "bit_exact" in checks):  # float models: not required
         parts.append(f"bit-exact {report['bit_exact_fraction']:.6f}")
     if "samples" in report:
         parts.append(f"{fmt(report['samples'])} samples")
@@ -305,11 +305,15 @@ def context(report: dict[str, Any], folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     scan = _is_scan(report)
     cost_info = None if scan else cost(report)
+    if cost_info is None and not scan and report.get("project_dir"):  # no totals in the report: estimate
+        cost_info = {"totals": {}, "layers": [], "error": None}
     if cost_info is not None:
         cost_info["layers_source"] = cost_info["totals"].get("source") or "estimate"
         if not cost_info["layers"]:  # the report holds totals; the per-layer split comes from the estimator
             cost_info["layers"] = layer_costs(report.get("project_dir"))
             cost_info["layers_source"] = "estimate"
+        if not (cost_info["totals"] or cost_info["layers"] or cost_info["error"]):
+            cost_info = None
     overflow = report.get("overflow") if isinstance(report.get("overflow"), dict) else None
     localization = report.get("localization") if isinstance(report.get("localization"), dict) else None
     configuration = report.get("configuration") if isinstance(report.get("configuration"), dict) else None

@@ -326,6 +326,9 @@ def test_page_tolerates_any_report_shape(tmp_path):
         html = render_page(report, tmp_path)
         assert 'id="verdict"' in html
     assert "FAIL" in text_of(render_page({}, tmp_path))
+    float_model = {"bit_exact_fraction": 0.0, "passed": True, "checks": {"float_agreement": {"passed": True}}}
+    verdict = text_of(render_page(float_model, tmp_path)).split("PASS")[2]  # [title, verdict word, line]
+    assert "float_agreement ✓" in verdict and "bit-exact" not in verdict.split("Proof")[0]
     ae = run_report(
         kind="ae",
         auc={"haa4b": {"float": 0.9, "qkeras": 0.89, "firmware": 0.89}},
