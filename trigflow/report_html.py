@@ -164,7 +164,8 @@ def operating_points(report: dict[str, Any]) -> dict[str, Any] | None:
     signals = list(dict.fromkeys(sig for per_signal in by_model.values() for sig in per_signal))
     keys = list(points) or list(dict.fromkeys(k for ps in by_model.values() for t in ps.values() for k in t))
     rows = [  # one row per signal: TPR of each implementation at each rate point
-        {"signal": sig, "tpr": [by_model[m].get(sig, {}).get(k) for k in keys for m in models]} for sig in signals
+        {"signal": sig, "tpr": [by_model[m].get(sig, {}).get(k) for k in keys for m in models]}
+        for sig in signals
     ]
     return {
         "keys": keys,
@@ -182,18 +183,37 @@ def cost(report: dict[str, Any]) -> dict[str, Any] | None:
         if report.get("estimate_error"):
             return {"error": report["estimate_error"], "totals": {}, "layers": []}
         return None
-    firmware = report.get("firmware") or {}
+    totals = cost_totals(report, report.get("firmware") or {})
+    return {"totals": totals, "layers": report.get("resources_per_layer") or [], "error": None}
+
+
+def measured_cost(project_dir: str | None, firmware: dict[str, Any]) -> dict[str, Any] | None:
+    """Vendor C-synthesis totals when ``trigflow synth`` left a ``*_csynth.xml`` in the project."""
+    if not project_dir or not Path(project_dir).is_dir():
+        return None
+    found = sorted(Path(project_dir).glob("*_prj/solution*/syn/report/*_csynth.xml"))
+    if not found:
+        return None
+    try:
+        from trigflow.firmware.synth import parse_vendor_report
+
+        report = parse_vendor_report(found[0])
+    except Exception:  # noqa: BLE001 - an unreadable vendor report leaves the estimate alone on the page
+        return None
+    return cost_totals(report, firmware)
+
+
+def cost_totals(report: dict[str, Any], firmware: dict[str, Any]) -> dict[str, Any]:
     totals = {
         "source": report.get("source"),
-        **{k.upper(): v for k, v in res.items()},
+        **{k.upper(): v for k, v in (report.get("resources") or {}).items()},
         "latency (cycles)": report.get("latency_cycles"),
         "latency (ns)": report.get("latency_ns"),
         "II (cycles)": report.get("ii"),
         "clock period (ns)": firmware.get("clock_period"),
         "part": firmware.get("part"),
     }
-    totals = {k: v for k, v in totals.items() if v is not None}
-    return {"totals": totals, "layers": report.get("resources_per_layer") or [], "error": None}
+    return {k: v for k, v in totals.items() if v is not None}
 
 
 def layer_costs(project_dir: str | None) -> list[dict[str, Any]]:
@@ -282,21 +302,35 @@ def evaluation(folder: Path) -> dict[str, Any] | None:
     return {"report": data, "metrics": metrics(data)}
 
 
+# The proof's numbers, in page order.
+PROOF_KEYS = (
+    "samples",
+    "bit_exact_fraction",
+    "mismatched_samples",
+    "first_mismatch",
+    "max_abs_diff_vs_qkeras",
+    "max_abs_diff_vs_onnxruntime",
+    "max_abs_diff_vs_float",
+    "onnx_max_abs_diff",
+    "argmax_agreement_vs_qkeras",
+    "argmax_agreement_vs_float",
+    "argmax_agreement_vs_onnxruntime",
+    "softmax_max_abs_diff_vs_qkeras",
+    "parameters",
+)
 # Report keys the page shows in its own sections; every other key is listed under "More from report.json".
 SHOWN = {
-    "kind", "samples", "reference", "bit_exact_fraction", "mismatched_samples", "first_mismatch",
-    "max_abs_diff_vs_qkeras", "max_abs_diff_vs_onnxruntime", "max_abs_diff_vs_float", "onnx_max_abs_diff",
-    "argmax_agreement_vs_qkeras", "argmax_agreement_vs_float", "argmax_agreement_vs_onnxruntime",
-    "softmax_max_abs_diff_vs_qkeras", "parameters", "accuracy", "auc", "tpr_at_fpr", "tpr_at_fpr_by_model", "rate_points",
-    "statistical_limit", "trigger_threshold", "score", "overflow", "localization", "configuration", "resources",
-    "estimate_error", "latency_cycles", "latency_ns", "ii", "source", "firmware", "data", "model", "warnings",
-    "project_dir", "run_dir", "thresholds", "checks", "passed", "failures", "versions", "timings_s",
-    "resources_per_layer",
-}  # fmt: skip
+    *PROOF_KEYS,
+    *("kind", "reference", "accuracy", "auc", "tpr_at_fpr", "tpr_at_fpr_by_model", "rate_points"),
+    *("statistical_limit", "trigger_threshold", "score", "overflow", "localization", "configuration"),
+    *("resources", "estimate_error", "latency_cycles", "latency_ns", "ii", "source", "firmware", "data"),
+    *("model", "warnings", "project_dir", "run_dir", "thresholds", "checks", "passed", "failures"),
+    *("versions", "timings_s", "resources_per_layer"),
+}
 
 
 def extra_sections(report: dict[str, Any]) -> dict[str, Any]:
-    """Report keys without a section of their own (kind-specific: gnn, fifo_depths, cleaning, precision...)."""
+    """Report keys without a section of their own (per kind: gnn, fifo_depths, cleaning, precision...)."""
     return {k: v for k, v in report.items() if k not in SHOWN and v not in (None, {}, [])}
 
 
@@ -308,11 +342,14 @@ def context(report: dict[str, Any], folder: Path) -> dict[str, Any]:
     if cost_info is None and not scan and report.get("project_dir"):  # no totals in the report: estimate
         cost_info = {"totals": {}, "layers": [], "error": None}
     if cost_info is not None:
+        measured = measured_cost(report.get("project_dir"), report.get("firmware") or {})
+        rows = [cost_info["totals"], measured if measured != cost_info["totals"] else None]
+        cost_info["rows"] = [r for r in rows if r]  # the report's totals, then measured synthesis if present
         cost_info["layers_source"] = cost_info["totals"].get("source") or "estimate"
         if not cost_info["layers"]:  # the report holds totals; the per-layer split comes from the estimator
             cost_info["layers"] = layer_costs(report.get("project_dir"))
             cost_info["layers_source"] = "estimate"
-        if not (cost_info["totals"] or cost_info["layers"] or cost_info["error"]):
+        if not (cost_info["rows"] or cost_info["layers"] or cost_info["error"]):
             cost_info = None
     overflow = report.get("overflow") if isinstance(report.get("overflow"), dict) else None
     localization = report.get("localization") if isinstance(report.get("localization"), dict) else None
@@ -323,25 +360,7 @@ def context(report: dict[str, Any], folder: Path) -> dict[str, Any]:
         if scan
         else f"trigflow {kind}" + (" run" if kind in ("mlp", "cnn", "gnn", "ae") else "")
     )
-    proof_rows = [
-        (k, report[k])
-        for k in (
-            "samples",
-            "bit_exact_fraction",
-            "mismatched_samples",
-            "first_mismatch",
-            "max_abs_diff_vs_qkeras",
-            "max_abs_diff_vs_onnxruntime",
-            "max_abs_diff_vs_float",
-            "onnx_max_abs_diff",
-            "argmax_agreement_vs_qkeras",
-            "argmax_agreement_vs_float",
-            "argmax_agreement_vs_onnxruntime",
-            "softmax_max_abs_diff_vs_qkeras",
-            "parameters",
-        )
-        if k in report
-    ]
+    proof_rows = [(k, report[k]) for k in PROOF_KEYS if k in report]
     return {
         "title": title,
         "folder": str(report.get("run_dir") or folder.resolve()),  # a run renders in its temporary folder

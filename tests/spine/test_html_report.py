@@ -309,6 +309,16 @@ def test_run_page_leads_with_the_verdict_and_shows_metrics_resources_and_links(t
     assert not re.search(r'(src|href)="https?:', html)  # nothing fetched from the network
 
 
+def test_measured_synthesis_is_shown_beside_the_estimate(tmp_path):
+    fixtures = Path(__file__).parents[1] / "firmware" / "fixtures"
+    report_dir = tmp_path / "prj" / "myproject_prj" / "solution1" / "syn" / "report"
+    report_dir.mkdir(parents=True)
+    shutil.copy(fixtures / "vitis_myproject_csynth.xml", report_dir / "myproject_csynth.xml")
+    text = text_of(render_page(run_report(project_dir=str(tmp_path / "prj")), tmp_path))
+    section = text[text.index("Resources and latency") :]
+    assert "estimate 12" in section and "vitis_hls" in section
+
+
 def test_failed_verify_page_names_the_failed_threshold_the_layer_and_the_fix(tmp_path):
     html = render_page(failed_verify_report(), tmp_path)
     text = text_of(html)
@@ -341,7 +351,11 @@ def test_page_tolerates_any_report_shape(tmp_path):
     ae.pop("accuracy")
     ae["gnn"] = {"arch": "garnet", "n_particles": 16}  # a kind's own section is listed, not dropped
     text = text_of(render_page(ae, tmp_path))
-    assert "TPR @ FPR 1e-5" in text and "AUC haa4b 0.9000 0.8900 0.8900" in text and "haa4b 0.0100 0.1000" in text
+    assert (
+        "TPR @ FPR 1e-5" in text
+        and "AUC haa4b 0.9000 0.8900 0.8900" in text
+        and "haa4b 0.0100 0.1000" in text
+    )
     assert "More from report.json" in text and "n particles 16" in text
 
 
