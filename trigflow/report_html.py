@@ -65,7 +65,8 @@ MODELS = ("float", "qkeras", "onnx", "onnxruntime", "firmware", "rtl")
 
 # --- formatting helpers (Jinja filters) ---------------------------------------------------------------------
 def fmt(value: Any, digits: int = 4) -> str:
-    """A compact, readable cell: thousands separators for ints, ``digits`` significant figures for floats."""
+    """A compact, readable cell: thousands separators for ints, ``digits`` decimals for floats (significant
+    figures when tiny or huge), lists and mappings inline."""
     if value is None:
         return "–"
     if isinstance(value, bool):
@@ -91,7 +92,7 @@ def sort_key(value: Any) -> str:
     """The ``data-sort`` attribute of a table cell: numbers as numbers, the rest as text."""
     if isinstance(value, bool):
         return str(int(value))
-    if isinstance(value, (int, float)) and value is not None:
+    if isinstance(value, (int, float)):
         return repr(float(value))
     return "" if value is None else str(value)
 
@@ -113,9 +114,10 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
     checks = report.get("checks") or {}
     passed = bool(report.get("passed", all(c.get("passed") for c in checks.values()) if checks else False))
     parts = []
-    if "bit_exact_fraction" in report and (not checks or "bit_exact" in checks):  # float models: not required
-        parts.append(f"bit-exact {report['bit_exact_fraction']:.6f}")
-    if "samples" in report:
+    bits = report.get("bit_exact_fraction")
+    if isinstance(bits, (int, float)) and (not checks or "bit_exact" in checks):  # float models: not required
+        parts.append(f"bit-exact {bits:.6f}")
+    if report.get("samples") is not None:
         parts.append(f"{fmt(report['samples'])} samples")
     failed = [name for name, c in checks.items() if not c.get("passed")]
     thresholds = dict(report.get("thresholds") or {})
