@@ -251,6 +251,22 @@ def estimate(
 
 
 @app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="Folder written by trigflow run/verify/firmware/scan.")],
+    open_: Annotated[bool, typer.Option("--open", help="Open the page in your web browser.")] = False,
+) -> None:
+    """(Re)build the folder's index.html from its report.json (scan.json for a scan)."""
+    from trigflow.report_html import write_index
+
+    page = write_index(folder)
+    console.print(f"page: {page}")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(page.resolve().as_uri())
+
+
+@app.command()
 def synth(
     path: Annotated[Path, typer.Argument(help="hls4ml project folder or trigflow run folder.")],
     cosim: Annotated[bool, typer.Option("--cosim", help="Also run C/RTL co-simulation.")] = False,

@@ -300,6 +300,10 @@ def evaluate_run(
     report["evaluated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     path = Path(out) if out is not None else run_dir / "evaluate.json"
     write_text(path, json.dumps(report, indent=2) + "\n")
+    if path.resolve().parent == run_dir and (run_dir / "report.json").is_file():
+        from trigflow.report_html import load_report, write_page
+
+        write_page(load_report(run_dir), run_dir)  # the run's index.html gains the evaluation section
     return EvaluateResult(report=report, path=path)
 
 

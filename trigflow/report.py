@@ -16,6 +16,14 @@ from trigflow.fsio import write_text
 def write_report(report: dict[str, Any], out: Path) -> None:
     write_text(out / "report.json", json.dumps(report, indent=2, default=_jsonable) + "\n")
     write_text(out / "junit.xml", junit_xml(report))
+    write_index_page(report, out)
+
+
+def write_index_page(report: dict[str, Any], out: Path) -> Path:
+    """``index.html``, the page people look at, written into the folder before it is published."""
+    from trigflow.report_html import write_page
+
+    return write_page(report, out)
 
 
 def _jsonable(value: Any) -> Any:
@@ -79,7 +87,7 @@ def write_plots(outputs: dict[str, np.ndarray], class_names: tuple[str, ...], ou
         path = out / "roc.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
-    return [path]
+    return [path, *write_outcome_plots(outputs, class_names, out)]
 
 
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
@@ -109,3 +117,69 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("latency", f"{report['latency_cycles']} cycles = {report['latency_ns']} ns, II {report['ii']}"))
     rows.append(("project", report["project_dir"]))
     return rows
+
+
+def write_outcome_plots(
+    outputs: dict[str, np.ndarray], class_names: tuple[str, ...], out: Path
+) -> list[Path]:
+    """Confusion matrices (float, QKeras, firmware) and per-class softmax score distributions."""
+    import matplotlib.pyplot as plt
+    import mplhep as hep
+
+    from trigflow.proof.compare import softmax
+
+    labels = np.asarray(outputs["labels"]).astype(int)
+    n = len(class_names)
+    models = [m for m in ("float", "qkeras", "firmware") if m in outputs]
+    paths = []
+    with hep_style():
+        fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 5.2), squeeze=False)
+        for ax, model in zip(axes[0], models):
+            predicted = np.argmax(outputs[model], axis=1)
+            counts = np.zeros((n, n))
+            np.add.at(counts, (labels, predicted), 1)
+            fraction = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+            ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
+            for i in range(n):
+                for j in range(n):
+                    color = "white" if fraction[i, j] > 0.5 else "black"
+                    ax.text(j, i, f"{fraction[i, j]:.2f}", ha="center", va="center", fontsize=12, color=color)
+            ax.set_xticks(range(n), class_names)
+            ax.set_yticks(range(n), class_names)
+            ax.minorticks_off()
+            ax.tick_params(length=0)
+            ax.set_xlabel("predicted class")
+            ax.set_ylabel("true class")
+            ax.set_title(f"{model}: accuracy {np.mean(predicted == labels):.4f}", fontsize=16)
+        fig.tight_layout()
+        paths.append(out / "confusion.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+
+        cols = min(n, 3)
+        rows = -(-n // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4.6 * rows), squeeze=False)
+        bins = np.linspace(0, 1, 41)
+        for i, ax in enumerate(axes.ravel()):
+            if i >= n:
+                ax.set_visible(False)
+                continue
+            for model, style in (("firmware", "-"), ("float", ":")):
+                if model not in outputs:
+                    continue
+                prob = softmax(outputs[model])[:, i]
+                samples = ((labels == i, f"true {class_names[i]}", "C0"), (labels != i, "other", "C1"))
+                for selection, name, color in samples:
+                    hist, _ = np.histogram(prob[selection], bins=bins)
+                    density = hist / max(hist.sum(), 1)
+                    hep.histplot(density, bins, ax=ax, ls=style, color=color, label=f"{name} {model}")
+            ax.set_yscale("log")
+            ax.set_ylim(top=ax.get_ylim()[1] * 30)  # room for the legend
+            ax.set_xlabel(f"softmax score {class_names[i]}")
+            ax.set_ylabel("fraction / 0.025")
+            ax.legend(fontsize=11, loc="upper center", ncol=2)
+        fig.tight_layout()
+        paths.append(out / "score_distributions.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    return paths

@@ -450,6 +450,9 @@ def write_results(
     }
     write_text(out / "scan.json", json.dumps(document, indent=2))
     plot_front(rows, out / "pareto.png", spec.dsp_weight)
+    from trigflow.report_html import write_page
+
+    write_page(document, out)  # index.html: the front, the plot and a sortable table linking every trial's page
 
 
 def plot_front(rows: list[dict[str, Any]], path: Path, dsp_weight: float = DSP_LUT_WEIGHT) -> Path:

@@ -38,6 +38,7 @@ relative to tests/; "here" is this file.
 - tracebacks only with --debug: here, test_debug_shows_the_traceback, test_unexpected_error_is_one_line
 - command-line usage (exit 2, one line naming the command's --help, nothing written): here,
   test_unknown_option, test_missing_argument, test_bad_option_value, test_unknown_command
+- ``trigflow report`` on a folder without a report: here, test_report_without_report_json (both)
 - determinism (same config + seed: identical weights, firmware files, report except timings):
   spine/test_run_mlp.py::test_same_seed_gives_identical_weights_project_and_report (not duplicated)
 """
@@ -448,3 +449,11 @@ def test_bad_option_value(monkeypatch, capsys, tmp_path):
 def test_unknown_command(monkeypatch, capsys, tmp_path):
     line = usage_error(monkeypatch, capsys, tmp_path, "trian")
     assert "No such command 'trian'" in line and "see 'trigflow --help'" in line
+
+
+def test_report_without_report_json(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "empty_run"
+    folder.mkdir()
+    result = cli(monkeypatch, capsys, "report", str(folder))
+    assert_error(result, "report.json", str(folder))
+    assert sorted(p.name for p in folder.iterdir()) == []  # no page, no temporary left

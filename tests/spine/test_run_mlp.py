@@ -4,8 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 
 def trigflow(*args, cwd=None):
     return subprocess.run(
@@ -14,14 +12,6 @@ def trigflow(*args, cwd=None):
         text=True,
         cwd=cwd,
     )
-
-
-@pytest.fixture(scope="module")
-def small_run(fake_jets, tmp_path_factory):
-    root = tmp_path_factory.mktemp("run")
-    args = ["run", "mlp", "--data", str(fake_jets), "--out", str(root / "out"), "--project-dir", str(root / "prj")]
-    args += ["--epochs", "3", "--set", "verify.min_samples=1000"]
-    return root, args, trigflow(*args)
 
 
 def test_run_proves_the_firmware(small_run):
