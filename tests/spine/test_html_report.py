@@ -523,7 +523,7 @@ def test_failed_verify_and_scan_pages_in_chromium(tmp_path, artefacts):
 def test_evaluate_adds_its_section_to_the_run_page(small_run, fake_jets):
     """``trigflow evaluate`` writes evaluate.json into the run folder and refreshes the run's page."""
     from trigflow.data.jets import load_jets
-    from trigflow.evaluate import evaluate_run
+    from trigflow.evaluate_run import evaluate_run
 
     root, _, result = small_run
     assert result.returncode == 0, result.stderr[-2000:]
