@@ -1,11 +1,11 @@
 """Firmware layer: the one way into hls4ml — configuration, conversion and a compiled project.
 
 ``convert(model, project_dir, FirmwareSpec)`` converts a Keras/QKeras model; the ONNX frontend
-(``onnx_frontend.convert_onnx``) goes through the same ``build_project``: hls4ml's frontends differ only in the
-configuration, the converter call and what the content stamp hashes (``Frontend``). The project is written and
-compiled in a temporary folder beside its destination and renamed into place only when complete. Weights are
-compiled into the headers (``write_weights_txt=False``) so the C-simulation library does not depend on where
-the project was built, and the folder can be moved or archived as is.
+(``onnx_frontend.convert_onnx``) goes through the same ``build_project``: hls4ml's frontends differ only in
+the configuration, the converter call and what the content stamp hashes (``Frontend``). The project is written
+and compiled in a temporary folder beside its destination and renamed into place only when complete. Weights
+are compiled into the headers (``write_weights_txt=False``) so the C-simulation library does not depend on
+where the project was built, and the folder can be moved or archived as is.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class FirmwareSpec:
 
     @classmethod
     def from_config(cls, fw: Any, **extra: Any) -> FirmwareSpec:
-        """The spec of a run configuration's ``firmware`` section (``CONFIG_FIELDS``), plus ``extra`` fields."""
+        """The spec of a run configuration's ``firmware`` section (``CONFIG_FIELDS``) plus ``extra``."""
         return cls(**{name: getattr(fw, name) for name in cls.CONFIG_FIELDS}, **extra)
 
 
@@ -84,7 +84,9 @@ def hls_config(model, spec: FirmwareSpec) -> dict[str, Any]:
 
     extra = {} if spec.default_precision is None else {"default_precision": spec.default_precision}
     with contextlib.redirect_stdout(io.StringIO()):
-        config = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=spec.backend, **extra)
+        config = hls4ml.utils.config_from_keras_model(
+            model, granularity="name", backend=spec.backend, **extra
+        )
     _apply_spec(config, spec)
     if spec.input_type is not None:
         for name in model.input_names:
@@ -122,8 +124,8 @@ def _per_item_layers(model) -> dict[str, int]:
 def content_stamp(parts: Iterable[bytes], config: dict[str, Any], spec: FirmwareSpec) -> str:
     """A stamp derived from what the firmware computes (the model's bytes, the configuration).
 
-    hls4ml names the C-sim library ``<project>-<stamp>.so`` with a random stamp; a content stamp keeps identical
-    runs identical, and a changed model still gets a fresh library name (no stale dlopen handle).
+    hls4ml names the C-sim library ``<project>-<stamp>.so`` with a random stamp; a content stamp keeps
+    identical runs identical, and a changed model still gets a fresh library name (no stale dlopen handle).
     """
     digest = hashlib.sha256()
     for part in parts:
@@ -217,7 +219,7 @@ def _relocate(project: Path, old: Path, hls_model) -> None:
 
 
 class Frontend(NamedTuple):
-    """What differs between hls4ml's frontends: the configuration, the converter call, what the stamp hashes."""
+    """What differs between hls4ml's frontends: configuration, converter call, what the stamp hashes."""
 
     what: str  # for error messages: "the model", "the ONNX model"
     config: Callable[[FirmwareSpec], dict[str, Any]]
@@ -226,7 +228,7 @@ class Frontend(NamedTuple):
 
 
 def from_keras(model) -> Frontend:
-    """hls4ml's Keras frontend (``convert_from_keras_model``); the stamp hashes the architecture and weights."""
+    """hls4ml's Keras frontend (``convert_from_keras_model``); the stamp hashes architecture and weights."""
 
     def converter(config: dict[str, Any], out: Path, spec: FirmwareSpec):
         import hls4ml
@@ -296,8 +298,8 @@ def build_project(
     check: Callable[[Any], None] | None = None,
 ):
     """The one way into hls4ml: configure and convert with ``frontend`` in a temporary folder beside
-    ``project_dir``, ``check`` the ModelGraph, write it with a content stamp, compile the C-simulation (with the
-    GCC-crash rebuild), rename into place and load the library. Returns the ModelGraph."""
+    ``project_dir``, ``check`` the ModelGraph, write it with a content stamp, compile the C-simulation (with
+    the GCC-crash rebuild), rename into place and load the library. Returns the ModelGraph."""
     project_dir = Path(project_dir).resolve()
     with atomic_dir(project_dir, force=force) as tmp:
         log = io.StringIO()
@@ -343,7 +345,8 @@ def convert(
     compile: bool = True,
     check: Callable[[Any], None] | None = None,
 ):
-    """Convert the Keras/QKeras ``model`` with hls4ml into ``project_dir``, compile the C-simulation and return
-    the ModelGraph. ``check(hls_model)`` runs before anything is written (raise to refuse the conversion)."""
+    """Convert the Keras/QKeras ``model`` with hls4ml into ``project_dir``, compile the C-simulation and
+    return the ModelGraph. ``check(hls_model)`` runs before anything is written (raise to refuse the
+    conversion)."""
     check_layer_names(model)
     return build_project(from_keras(model), project_dir, spec, force=force, compile=compile, check=check)

@@ -6,17 +6,17 @@ The GNN path is the rewrite passes of ``trigflow.firmware.passes`` + exact types
 ``convert_graph_network(model, project_dir, spec, *, force=False, compile=True) -> (hls_model, overrides)``
     What ``trigflow run gnn`` runs (through ``trigflow.kinds.gnn``). ``model``: a QKeras Interaction Network /
     DeepSets (``prepare_gnn_for_hls``) or a two-input ``build_garnet(quantized=True)`` model
-    (``prepare_garnet_for_hls``). ``spec`` gives backend, part, reuse and ``parallelization_factor`` (items per
-    cycle of the per-edge / per-node MLPs); the input type, the per-layer types and ``bit_exact=False`` come
-    from the preparation. Only ``io_parallel``. Predict with ``firmware.csim.predict(hls_model, x)`` (GarNet:
-    ``[x, n_valid]``) and compare with the *original* model.
+    (``prepare_garnet_for_hls``). ``spec`` gives backend, part, reuse and ``parallelization_factor`` (items
+    per cycle of the per-edge / per-node MLPs); the input type, the per-layer types and ``bit_exact=False``
+    come from the preparation. Only ``io_parallel``. Predict with ``firmware.csim.predict(hls_model, x)``
+    (GarNet: ``[x, n_valid]``) and compare with the *original* model.
 
 ``prepare_gnn_for_hls(model, *, input_precision=None, check=True) -> (hls_ready_model, overrides)``
     ``model``: InputLayer, QActivation(quantized_bits|quantized_relu), QDense/QConv1D(kernel_size=1) with
-    quantized_bits(alpha=1) weights, plain ``Dense`` layers whose fixed weights are exact small numbers (the 0/1
-    gather/scatter matrices), Permute, Reshape, Flatten, Concatenate, GlobalAveragePooling1D. Not modified.
-    Returns the model after ``DenseToPointwiseConv`` (numerically identical, checked on random inputs when
-    ``check``) and::
+    quantized_bits(alpha=1) weights, plain ``Dense`` layers whose fixed weights are exact small numbers (the
+    0/1 gather/scatter matrices), Permute, Reshape, Flatten, Concatenate, GlobalAveragePooling1D. Not
+    modified. Returns the model after ``DenseToPointwiseConv`` (numerically identical, checked on random
+    inputs when ``check``) and::
 
         {"input_type": "fixed<W,I,RND_CONV,SAT>",        # hls4ml type of the model input
          "layer_precisions": {layer: {"result": ..., "accum": ..., "weight": ..., "bias": ...}},
@@ -155,7 +155,7 @@ def prepare_garnet_for_hls(model):
 def convert_graph_network(
     model, project_dir: str | Path, spec: FirmwareSpec, *, force: bool = False, compile: bool = True
 ) -> tuple[Any, dict[str, Any]]:
-    """The GNN firmware: passes + exact types + ``convert``; hls4ml's result is checked before it is written."""
+    """The GNN firmware: passes + exact types + ``convert``; hls4ml's result is checked before writing."""
     if spec.io_type != "io_parallel":
         raise TrigflowError(
             f"gnn firmware is implemented for io_type=io_parallel only, got {spec.io_type}; "
@@ -239,7 +239,8 @@ def check_garnet_conversion(hls_model, ready, overrides: dict[str, Any], weights
         layer = hls_model.graph[name]
         data_type = layer.get_input_variable(layer.inputs[0]).type.precision
         want = FixedType.parse(overrides["garnet_input_types"][name])
-        if not _same_format(data_type, want) or "RND_CONV" not in str(data_type) or "SAT" not in str(data_type):
+        modes = "RND_CONV" in str(data_type) and "SAT" in str(data_type)
+        if not _same_format(data_type, want) or not modes:
             raise TrigflowError(f"GarNet '{name}': input type {data_type}, the mirror assumes {want}")
         for hname, key in expect_names.items():
             var = layer.weights[hname]

@@ -31,8 +31,8 @@ def fixed_stamp(stamp: str) -> Iterator[None]:
 @contextlib.contextmanager
 def python_bool_signedness() -> Iterator[None]:
     """Replaces: hls4ml 1.3's ``GarNet._add_variable``, which stores ``signed = np.amin(data) < 0`` (a
-    ``numpy.bool_``) in the GarNet weight types. Why: ``ModelGraph.save`` cannot serialise a ``numpy.bool_`` to
-    JSON; the wrapper turns it into a Python bool. Harmless for models without GarNet."""
+    ``numpy.bool_``) in the GarNet weight types. Why: ``ModelGraph.save`` cannot serialise a ``numpy.bool_``
+    to JSON; the wrapper turns it into a Python bool. Harmless for models without GarNet."""
     from hls4ml.model import layers
 
     real = layers.GarNet._add_variable

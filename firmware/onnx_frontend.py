@@ -305,9 +305,10 @@ OnnxFirmwareSpec = FirmwareSpec  # the name verify_onnx and the CLI use (the pro
 def convert_onnx(
     cleaned, project_dir: str | Path, spec: FirmwareSpec, precision: str, *, force: bool = False
 ):
-    """hls4ml project of the cleaned ONNX graph in ``project_dir`` (``precision``: the default type), C-simulation
-    compiled and loaded: ``firmware.convert.build_project`` with hls4ml's ONNX frontend."""
-    return build_project(from_onnx(cleaned), project_dir, replace(spec, default_precision=precision), force=force)
+    """hls4ml project of the cleaned ONNX graph in ``project_dir`` (``precision``: the default type),
+    C-simulation compiled and loaded: ``firmware.convert.build_project`` with hls4ml's ONNX frontend."""
+    spec = replace(spec, default_precision=precision)
+    return build_project(from_onnx(cleaned), project_dir, spec, force=force)
 
 
 def _to_firmware_layout(x: np.ndarray, given: tuple[int, ...], cleaned_shape: tuple[int, ...]) -> np.ndarray:

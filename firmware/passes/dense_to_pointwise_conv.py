@@ -1,4 +1,4 @@
-"""Firmware layer: pass — every QDense applied to a rank-3 tensor becomes an equivalent QConv1D(kernel_size=1).
+"""Firmware layer: pass — every QDense on a rank-3 tensor becomes an equivalent QConv1D(kernel_size=1).
 
 Why: hls4ml 1.3's ``ReplaceMultidimensionalDenseWithConv`` makes the same change but copies only the float
 weights, dropping ``kernel_quantizer``/``bias_quantizer``; the firmware would then hold unquantized weights.
@@ -33,7 +33,9 @@ class DenseToPointwiseConv:
             if _is_qdense_rank3(layer):
                 cfg = layer.get_config()
                 if cfg.get("activation") not in (None, "linear"):
-                    raise TrigflowError(f"layer '{layer.name}': put the activation in its own QActivation layer")
+                    raise TrigflowError(
+                        f"layer '{layer.name}': put the activation in its own QActivation layer"
+                    )
                 return QConv1D(
                     cfg["units"], 1, name=layer.name, use_bias=cfg["use_bias"],
                     kernel_quantizer=cfg["kernel_quantizer"], bias_quantizer=cfg["bias_quantizer"],

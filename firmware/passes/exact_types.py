@@ -2,8 +2,8 @@
 the rewrite passes (it computes hls4ml precisions; it does not change the graph).
 
 ``propagate(model, input_precision, garnet_result)`` walks the graph in topological order and gives every
-layer an explicit type (nothing left 'auto') that holds its outputs exactly, from the value interval each layer
-can produce: quantizer outputs their own type (RND_CONV, SAT), affine layers the interval of
+layer an explicit type (nothing left 'auto') that holds its outputs exactly, from the value interval each
+layer can produce: quantizer outputs their own type (RND_CONV, SAT), affine layers the interval of
 ``x @ kernel + bias`` over the input interval, with products and partial sums in ``accum_t`` as in hls4ml's
 latency kernels. Why not hls4ml's own inference: ``GlobalPooling1D`` falls back to ``fixed<16,6>``, and 'auto'
 types of the 0/1 structure layers multiply by ``fixed<16,6>`` weights (exact but 2-3x wider than needed).

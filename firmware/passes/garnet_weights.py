@@ -1,12 +1,13 @@
-"""Firmware layer: pass — every ``GarNetHLS`` layer (the Keras mirror of ``nnet::garnet``) becomes hls4ml's own
-``GarNet`` layer, with weights that make hls4ml's conversion land exactly on the values the mirror computes with.
+"""Firmware layer: pass — every ``GarNetHLS`` layer (the Keras mirror of ``nnet::garnet``) becomes hls4ml's
+own ``GarNet`` layer, with weights that make hls4ml's conversion land exactly on the values the mirror
+computes with.
 
 FLR = [I | 0] with bias e_F (feature x → latent x, constant 1 → latent F), and Fout holding the contracted
-transform, Fout[a, x, o] = W[o, a, x], Fout[a, F, o] = B[o, a]. hls4ml contracts FLR·Fout back to exactly W and
-B (one non-zero product per sum), and W, B, the S kernel/bias and the Fout bias are on the 10-fractional-bit
-grid hls4ml stores them with, so its rounding (AP_RND) is a no-op and the printed weights are exact. The
-returned Keras model is only for hls4ml (its float GarNet is not the reference); compare the firmware with the
-original model.
+transform, Fout[a, x, o] = W[o, a, x], Fout[a, F, o] = B[o, a]. hls4ml contracts FLR·Fout back to exactly W
+and B (one non-zero product per sum), and W, B, the S kernel/bias and the Fout bias are on the
+10-fractional-bit grid hls4ml stores them with, so its rounding (AP_RND) is a no-op and the printed weights
+are exact. The returned Keras model is only for hls4ml (its float GarNet is not the reference); compare the
+firmware with the original model.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ __all__ = ["GarNetWeights"]
 
 
 class GarNetWeights:
-    """``apply(model) -> (model, changed)``. After a change, ``precisions`` holds {layer: hls4ml Precision dict}
-    from each mirror's ``types`` and ``weights`` {layer: the mirror's ``firmware_weights()``}."""
+    """``apply(model) -> (model, changed)``. After a change, ``precisions`` holds {layer: hls4ml Precision
+    dict} from each mirror's ``types`` and ``weights`` {layer: the mirror's ``firmware_weights()``}."""
 
     def __init__(self) -> None:
         self.precisions: dict[str, dict[str, str]] = {}
@@ -71,7 +72,8 @@ def _contracted(layer) -> list[np.ndarray]:
     fout = np.zeros((n_agg, n_prop, n_out))
     fout[:, :n_in, :] = np.transpose(fw["W"], (1, 2, 0))
     fout[:, n_in, :] = fw["B"].T
-    values = [flr_k, flr_b, fw["S_kernel"], fw["S_bias"], fout.reshape(n_agg * n_prop, n_out), fw["Fout_bias"]]
+    fout_k = fout.reshape(n_agg * n_prop, n_out)
+    values = [flr_k, flr_b, fw["S_kernel"], fw["S_bias"], fout_k, fw["Fout_bias"]]
     for v in values:
         if not np.array_equal(v.astype(np.float32).astype(np.float64), v):
             raise TrigflowError(f"layer '{layer.name}': a GarNet weight is not exact in float32")

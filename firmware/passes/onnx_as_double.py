@@ -38,6 +38,7 @@ class AsDouble:
                     a.i = f64
                     changed = True
                 if node.op_type == "Constant" and a.name == "value" and a.t.data_type == f32:
-                    a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float64), a.t.name))
+                    value64 = numpy_helper.to_array(a.t).astype(np.float64)
+                    a.t.CopyFrom(numpy_helper.from_array(value64, a.t.name))
                     changed = True
         return (model, True) if changed else (proto, False)

@@ -1,6 +1,6 @@
-"""Firmware layer: ONNX pass — ``pads``, ``strides``, ``dilations`` and ``group`` written out on Conv and pooling
-nodes. qonnx's channels-last conversion (and hls4ml's Conv handler) need them; ONNX lets exporters leave them
-at their defaults."""
+"""Firmware layer: ONNX pass — ``pads``, ``strides``, ``dilations`` and ``group`` written out on Conv and
+pooling nodes. qonnx's channels-last conversion (and hls4ml's Conv handler) need them; ONNX lets exporters
+leave them at their defaults."""
 
 from __future__ import annotations
 

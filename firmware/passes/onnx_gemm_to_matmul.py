@@ -14,7 +14,7 @@ __all__ = ["GemmToMatMul"]
 
 
 class GemmToMatMul:
-    """``apply(proto) -> (proto, changed)``: a copy with every Gemm rewritten; the model itself when it has none."""
+    """``apply(proto) -> (proto, changed)``: a copy with every Gemm rewritten; the model itself if none."""
 
     def apply(self, proto: Any) -> tuple[Any, bool]:
         if not any(node.op_type == "Gemm" for node in proto.graph.node):
@@ -35,7 +35,9 @@ def _rewrite(node, k: int, initializers: dict, consts: dict) -> list:
     from onnx import helper, numpy_helper
 
     if attr(node, "transA", 0):
-        raise TrigflowError(f"Gemm node '{node.name}' with transA=1: export the model without transposing the input")
+        raise TrigflowError(
+            f"Gemm node '{node.name}' with transA=1: export the model without transposing the input"
+        )
     b_name = node.input[1]
     if b_name not in consts:
         raise TrigflowError(f"Gemm node '{node.name}': the weight matrix must be a constant")

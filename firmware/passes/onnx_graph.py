@@ -8,7 +8,9 @@ import numpy as np
 
 from trigflow.errors import TrigflowError
 
-__all__ = ["LOWERED", "QONNX_DOMAIN", "QUANT_OPS", "attr", "constants", "copy", "infer_shapes", "is_quantized"]
+__all__ = [
+    "LOWERED", "QONNX_DOMAIN", "QUANT_OPS", "attr", "constants", "copy", "infer_shapes", "is_quantized"
+]
 
 QUANT_OPS = ("Quant", "IntQuant", "BipolarQuant")
 QONNX_DOMAIN = "qonnx.custom_op.general"

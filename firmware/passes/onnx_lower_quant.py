@@ -11,13 +11,21 @@ from typing import Any
 import numpy as np
 
 from trigflow.errors import TrigflowError
-from trigflow.firmware.passes.onnx_graph import LOWERED, QONNX_DOMAIN, QUANT_OPS, attr, constants, copy, is_quantized
+from trigflow.firmware.passes.onnx_graph import (
+    LOWERED,
+    QONNX_DOMAIN,
+    QUANT_OPS,
+    attr,
+    constants,
+    copy,
+    is_quantized,
+)
 
 __all__ = ["LowerQuant"]
 
 
 class LowerQuant:
-    """``apply(proto) -> (proto, changed)``: a copy in which each Quant/IntQuant/BipolarQuant is standard ops."""
+    """``apply(proto) -> (proto, changed)``: a copy with each Quant/IntQuant/BipolarQuant as standard ops."""
 
     def apply(self, proto: Any) -> tuple[Any, bool]:
         if not is_quantized(proto):
@@ -43,12 +51,14 @@ class LowerQuant:
         del model.graph.node[:]
         model.graph.node.extend(nodes)
         model.graph.initializer.extend(extra_init)
-        keep = [o for o in model.opset_import if o.domain not in (QONNX_DOMAIN, "qonnx.custom_op.channels_last")]
+        qonnx_domains = (QONNX_DOMAIN, "qonnx.custom_op.channels_last")
+        keep = [o for o in model.opset_import if o.domain not in qonnx_domains]
         del model.opset_import[:]
         model.opset_import.extend(keep)
         for entry in model.opset_import:
             if entry.domain in ("", "ai.onnx") and entry.version < 13:
-                entry.version = 13  # Round needs ≥ 11; QONNX models are usually 11–13 and use no op changed since
+                # Round needs ≥ 11; QONNX models are usually 11–13 and use no op changed since
+                entry.version = 13
         return model, True
 
 
@@ -72,7 +82,9 @@ def _quant(node, p: str, const, consts: dict[str, np.ndarray]) -> list:
     x, out = node.input[0], node.output[0]
     scale, zeropt, bitwidth = node.input[1], node.input[2], node.input[3]
     if bitwidth not in consts:
-        raise TrigflowError(f"Quant node '{node.name}': the bit width must be a constant (hls4ml needs it too)")
+        raise TrigflowError(
+            f"Quant node '{node.name}': the bit width must be a constant (hls4ml needs it too)"
+        )
     bits = float(np.asarray(consts[bitwidth]).reshape(-1)[0])
     signed, narrow = bool(attr(node, "signed", 1)), bool(attr(node, "narrow", 0))
     mode = str(attr(node, "rounding_mode", "ROUND")).upper()

@@ -39,7 +39,9 @@ class QonnxClean:
         except TrigflowError:
             raise
         except Exception as exc:
-            raise TrigflowError(f"qonnx could not clean the model: {exc.__class__.__name__}: {first_line(exc)}") from None
+            raise TrigflowError(
+                f"qonnx could not clean the model: {exc.__class__.__name__}: {first_line(exc)}"
+            ) from None
         cleaned = wrapper.model
         if cleaned.SerializeToString(deterministic=True) == proto.SerializeToString(deterministic=True):
             return proto, False

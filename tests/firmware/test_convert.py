@@ -130,5 +130,5 @@ def test_a_failed_check_leaves_no_project(trained_mlp, tmp_path):
         raise TrigflowError("not what was asked for")
 
     with pytest.raises(TrigflowError, match="not what was asked for"):
-        convert(model, tmp_path / "prj", FirmwareSpec(input_type=spec.input_type), compile=False, check=refuse)
+        convert(model, tmp_path / "prj", FirmwareSpec(input_type=spec.input_type), check=refuse)
     assert not list(tmp_path.iterdir())

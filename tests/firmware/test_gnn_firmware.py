@@ -16,7 +16,11 @@ hls4ml = pytest.importorskip("hls4ml")
 from trigflow.errors import TrigflowError  # noqa: E402
 from trigflow.firmware.convert import FirmwareSpec  # noqa: E402
 from trigflow.firmware.csim import predict  # noqa: E402
-from trigflow.firmware.gnn import convert_graph_network, prepare_garnet_for_hls, prepare_gnn_for_hls  # noqa: E402
+from trigflow.firmware.gnn import (  # noqa: E402
+    convert_graph_network,
+    prepare_garnet_for_hls,
+    prepare_gnn_for_hls,
+)
 from trigflow.firmware.passes.garnet_weights import GarNetWeights  # noqa: E402
 from trigflow.models.gnn import (  # noqa: E402
     build_deepsets,

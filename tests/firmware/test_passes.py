@@ -45,8 +45,10 @@ def gemm_model():
 
 def quant_model():
     nodes = [
-        helper.make_node("Quant", ["x", "s", "z", "bits"], ["y"], name="q", domain=QDOMAIN, signed=1, narrow=0,
-                         rounding_mode="ROUND"),
+        helper.make_node(
+            "Quant", ["x", "s", "z", "bits"], ["y"], name="q", domain=QDOMAIN, signed=1, narrow=0,
+            rounding_mode="ROUND",
+        ),
     ]
     inits = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("s", 2.0**-4), ("z", 0.0),
                                                                               ("bits", 6.0))]

@@ -315,7 +315,8 @@ def convert(model, project_dir, spec, *, force: bool = False):
     from trigflow.firmware.gnn import convert_graph_network
 
     garnet = any(hasattr(layer, "layers") for layer in model.layers)  # the wrapped two-input GarNet model
-    hls_model, o = convert_graph_network(garnet_core(model) if garnet else model, project_dir, spec, force=force)
+    core = garnet_core(model) if garnet else model
+    hls_model, o = convert_graph_network(core, project_dir, spec, force=force)
     record = {
         "converted_model": o["converted_model"],
         "input_type": o["input_type"] or o["layer_precisions"][o["converted_input"]]["result"],
