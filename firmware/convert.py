@@ -1,8 +1,11 @@
-"""Firmware layer: hls4ml configuration and conversion of a Keras/QKeras model into a compiled project.
+"""Firmware layer: the one way into hls4ml — configuration, conversion and a compiled project.
 
-The project is written and compiled in a temporary folder beside its destination and renamed into place
-only when complete. Weights are compiled into the headers (``write_weights_txt=False``) so the C-simulation
-library does not depend on where the project was built, and the folder can be moved or archived as is.
+``convert(model, project_dir, FirmwareSpec)`` converts a Keras/QKeras model; the ONNX frontend
+(``onnx_frontend.convert_onnx``) goes through the same ``build_project``: hls4ml's frontends differ only in
+the configuration, the converter call and what the content stamp hashes (``Frontend``). The project is written
+and compiled in a temporary folder beside its destination and renamed into place only when complete. Weights
+are compiled into the headers (``write_weights_txt=False``) so the C-simulation library does not depend on
+where the project was built, and the folder can be moved or archived as is.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
-from trigflow.errors import TrigflowError
+from trigflow.errors import TrigflowError, first_line
+from trigflow.firmware.hls4ml_patches import fixed_stamp, python_bool_signedness
 from trigflow.fsio import DISK_FULL, NOT_WRITABLE, atomic_dir
 
 RESERVED_LAYER_NAMES = ("input",)
@@ -33,29 +38,35 @@ BUILD_TOOLS = {  # what hls4ml's build_lib.sh needs, and how to get it
 
 @dataclass(frozen=True)
 class FirmwareSpec:
+    """How hls4ml builds a project, for every frontend. The defaults are written here once; the ``firmware``
+    section of the run configuration (``trigflow.config.FirmwareConfig``) takes its defaults from this class
+    and maps onto it in ``from_config``."""
+
     backend: str = "Vitis"
     part: str = "xcu250-figd2104-2L-e"
-    clock_period: float = 5.0
+    clock_period: float = 5.0  # ns
     io_type: str = "io_parallel"
     strategy: str = "Latency"
     reuse_factor: int = 1
     project_name: str = "myproject"
     input_type: str | None = None  # fixed-point type that holds the input data exactly
-    bit_exact: bool = True
+    bit_exact: bool = True  # hls4ml's bit_exact flow (Keras frontend: types from the QKeras quantizers)
+    default_precision: str | None = None  # hls4ml's default type; None: hls4ml's own (fixed<16,6>)
+    # items per cycle of the per-item layers (affine layers on an (items, features) tensor, which hls4ml
+    # builds as pointwise Conv1D; it snaps the value to a divisor of the item count): 1 = one multiplier set
+    # shared by all items, items = fully parallel
+    parallelization_factor: int = 1
     layer_precisions: dict[str, dict[str, str]] = field(default_factory=dict)  # per-layer overrides
+    layer_parallelization: dict[str, int] = field(default_factory=dict)  # per-layer ParallelizationFactor
+
+    CONFIG_FIELDS: ClassVar[tuple[str, ...]] = (
+        "backend", "part", "clock_period", "io_type", "strategy", "reuse_factor", "project_name"
+    )
 
     @classmethod
     def from_config(cls, fw: Any, **extra: Any) -> FirmwareSpec:
-        return cls(
-            backend=fw.backend,
-            part=fw.part,
-            clock_period=fw.clock_period,
-            io_type=fw.io_type,
-            strategy=fw.strategy,
-            reuse_factor=fw.reuse_factor,
-            project_name=fw.project_name,
-            **extra,
-        )
+        """The spec of a run configuration's ``firmware`` section (``CONFIG_FIELDS``) plus ``extra``."""
+        return cls(**{name: getattr(fw, name) for name in cls.CONFIG_FIELDS}, **extra)
 
 
 def check_layer_names(model) -> None:
@@ -67,50 +78,60 @@ def check_layer_names(model) -> None:
 
 
 def hls_config(model, spec: FirmwareSpec) -> dict[str, Any]:
-    """Per-layer hls4ml configuration: input type, strategy and reuse factor, plus any overrides."""
+    """Per-layer hls4ml configuration of a Keras model: input type, strategy, reuse and parallelization
+    factors, plus any overrides."""
     import hls4ml
 
+    extra = {} if spec.default_precision is None else {"default_precision": spec.default_precision}
     with contextlib.redirect_stdout(io.StringIO()):
-        config = hls4ml.utils.config_from_keras_model(model, granularity="name", backend=spec.backend)
-    config["Model"]["Strategy"] = spec.strategy
-    config["Model"]["ReuseFactor"] = spec.reuse_factor
-    for layer in config["LayerName"].values():  # per-layer entries win over the model-level value in hls4ml
-        if "ReuseFactor" in layer:
-            layer["ReuseFactor"] = spec.reuse_factor
+        config = hls4ml.utils.config_from_keras_model(
+            model, granularity="name", backend=spec.backend, **extra
+        )
+    _apply_spec(config, spec)
     if spec.input_type is not None:
         for name in model.input_names:
             config["LayerName"][name]["Precision"]["result"] = spec.input_type
     for name, precisions in spec.layer_precisions.items():
         config["LayerName"].setdefault(name, {}).setdefault("Precision", {}).update(precisions)
+    for name, items in _per_item_layers(model).items():
+        factor = spec.layer_parallelization.get(name, min(spec.parallelization_factor, items))
+        config["LayerName"].setdefault(name, {})["ParallelizationFactor"] = int(factor)
     return config
 
 
-def content_stamp(model, config: dict[str, Any], spec: FirmwareSpec) -> str:
-    """A stamp derived from what the firmware computes (architecture, weights, configuration).
+def _apply_spec(config: dict[str, Any], spec: FirmwareSpec) -> None:
+    """Strategy and reuse factor, model-wide and on every layer (per-layer entries win in hls4ml)."""
+    config["Model"]["Strategy"] = spec.strategy
+    config["Model"]["ReuseFactor"] = spec.reuse_factor
+    for layer in config.get("LayerName", {}).values():
+        if "ReuseFactor" in layer:
+            layer["ReuseFactor"] = spec.reuse_factor
 
-    hls4ml names the C-sim library ``<project>-<stamp>.so`` with a random stamp; a content stamp keeps identical
-    runs identical, and a changed model still gets a fresh library name (no stale dlopen handle).
+
+def _per_item_layers(model) -> dict[str, int]:
+    """{layer: item count} of the affine layers applied to an (items, features) tensor."""
+    found = {}
+    for layer in model.layers:
+        if type(layer).__name__ not in ("Dense", "QDense", "Conv1D", "QConv1D"):
+            continue
+        shape = getattr(layer, "input_shape", None)
+        kernel = getattr(layer, "kernel_size", (1,))
+        if isinstance(shape, tuple) and len(shape) == 3 and shape[1] and tuple(kernel) == (1,):
+            found[layer.name] = int(shape[1])
+    return found
+
+
+def content_stamp(parts: Iterable[bytes], config: dict[str, Any], spec: FirmwareSpec) -> str:
+    """A stamp derived from what the firmware computes (the model's bytes, the configuration).
+
+    hls4ml names the C-sim library ``<project>-<stamp>.so`` with a random stamp; a content stamp keeps
+    identical runs identical, and a changed model still gets a fresh library name (no stale dlopen handle).
     """
-    digest = hashlib.sha256(model.to_json().encode())
-    for weight in model.get_weights():
-        digest.update(weight.tobytes())
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
     digest.update(json.dumps([config, spec.__dict__], sort_keys=True, default=str).encode())
     return digest.hexdigest()[:8]
-
-
-@contextlib.contextmanager
-def _fixed_stamp(stamp: str):
-    """hls4ml's MakeStamp pass draws ``str(uuid4())[-8:]``; make it draw ``stamp`` for this write."""
-    import types
-
-    from hls4ml.model.optimizer.passes import stamp as stamp_pass
-
-    real = stamp_pass.uuid
-    stamp_pass.uuid = types.SimpleNamespace(uuid4=lambda: stamp)
-    try:
-        yield
-    finally:
-        stamp_pass.uuid = real
 
 
 def _first_error(log: str) -> str:
@@ -197,37 +218,108 @@ def _relocate(project: Path, old: Path, hls_model) -> None:
     hls_model.config.config["OutputDir"] = str(project)
 
 
-def convert(model, project_dir: str | Path, spec: FirmwareSpec, *, force: bool = False, compile: bool = True):
-    """Convert ``model`` with hls4ml into ``project_dir``, compile the C-simulation and return the ModelGraph."""
-    import hls4ml
+class Frontend(NamedTuple):
+    """What differs between hls4ml's frontends: configuration, converter call, what the stamp hashes."""
 
-    check_layer_names(model)
+    what: str  # for error messages: "the model", "the ONNX model"
+    config: Callable[[FirmwareSpec], dict[str, Any]]
+    convert: Callable[[dict[str, Any], Path, FirmwareSpec], Any]  # (config, output dir, spec) -> ModelGraph
+    fingerprint: Callable[[], Iterable[bytes]]  # the model's bytes, for the content stamp
+
+
+def from_keras(model) -> Frontend:
+    """hls4ml's Keras frontend (``convert_from_keras_model``); the stamp hashes architecture and weights."""
+
+    def converter(config: dict[str, Any], out: Path, spec: FirmwareSpec):
+        import hls4ml
+
+        return hls4ml.converters.convert_from_keras_model(
+            model,
+            hls_config=config,
+            output_dir=str(out),
+            project_name=spec.project_name,
+            backend=spec.backend,
+            part=spec.part,
+            clock_period=spec.clock_period,
+            io_type=spec.io_type,
+            bit_exact=spec.bit_exact or None,
+            write_weights_txt=False,
+        )
+
+    def fingerprint() -> Iterable[bytes]:
+        yield model.to_json().encode()
+        for weight in model.get_weights():
+            yield weight.tobytes()
+
+    return Frontend("the model", lambda spec: hls_config(model, spec), converter, fingerprint)
+
+
+def from_onnx(cleaned) -> Frontend:
+    """hls4ml's ONNX frontend on a cleaned graph (``firmware.passes``); the stamp hashes the serialised graph.
+    hls4ml's ``bit_exact`` flow is not used: QONNX ``Quant`` nodes set their own types."""
+
+    def config(spec: FirmwareSpec) -> dict[str, Any]:
+        import hls4ml
+
+        config = hls4ml.utils.config_from_onnx_model(
+            cleaned, granularity="name", backend=spec.backend,
+            default_precision=spec.default_precision or "fixed<16,6>",
+        )
+        _apply_spec(config, spec)
+        for name, precisions in spec.layer_precisions.items():
+            config["LayerName"].setdefault(name, {}).setdefault("Precision", {}).update(precisions)
+        return config
+
+    def converter(config: dict[str, Any], out: Path, spec: FirmwareSpec):
+        import hls4ml
+
+        return hls4ml.converters.convert_from_onnx_model(
+            cleaned,
+            output_dir=str(out),
+            project_name=spec.project_name,
+            backend=spec.backend,
+            part=spec.part,
+            clock_period=spec.clock_period,
+            io_type=spec.io_type,
+            hls_config=config,
+            write_weights_txt=False,
+        )
+
+    return Frontend("the ONNX model", config, converter, lambda: [cleaned.SerializeToString()])
+
+
+def build_project(
+    frontend: Frontend,
+    project_dir: str | Path,
+    spec: FirmwareSpec,
+    *,
+    force: bool = False,
+    compile: bool = True,
+    check: Callable[[Any], None] | None = None,
+):
+    """The one way into hls4ml: configure and convert with ``frontend`` in a temporary folder beside
+    ``project_dir``, ``check`` the ModelGraph, write it with a content stamp, compile the C-simulation (with
+    the GCC-crash rebuild), rename into place and load the library. Returns the ModelGraph."""
     project_dir = Path(project_dir).resolve()
-    config = hls_config(model, spec)
     with atomic_dir(project_dir, force=force) as tmp:
         log = io.StringIO()
         try:
             with contextlib.redirect_stdout(log):
-                hls_model = hls4ml.converters.convert_from_keras_model(
-                    model,
-                    hls_config=config,
-                    output_dir=str(tmp),
-                    project_name=spec.project_name,
-                    backend=spec.backend,
-                    part=spec.part,
-                    clock_period=spec.clock_period,
-                    io_type=spec.io_type,
-                    bit_exact=spec.bit_exact or None,
-                    write_weights_txt=False,
-                )
-                with _fixed_stamp(content_stamp(model, config, spec)):
+                config = frontend.config(spec)
+                with python_bool_signedness():
+                    hls_model = frontend.convert(config, tmp, spec)
+                if check is not None:
+                    check(hls_model)
+                with fixed_stamp(content_stamp(frontend.fingerprint(), config, spec)):
                     hls_model.write()
         except TrigflowError:
             raise
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno in DISK_FULL + NOT_WRITABLE:
                 raise  # atomic_dir names the project folder and the fix
-            raise TrigflowError(f"hls4ml could not convert the model: {exc.__class__.__name__}: {exc}") from exc
+            raise TrigflowError(
+                f"hls4ml could not convert {frontend.what}: {exc.__class__.__name__}: {first_line(exc)}"
+            ) from exc
         (tmp / "convert.log").write_text(log.getvalue())
         with contextlib.redirect_stdout(io.StringIO()):
             hls_model.save(str(tmp / "model.fml"))  # the graph, for `trigflow estimate PROJECT`
@@ -236,3 +328,19 @@ def convert(model, project_dir: str | Path, spec: FirmwareSpec, *, force: bool =
     if library is not None:
         load_library(hls_model, project_dir / library.relative_to(tmp))
     return hls_model
+
+
+def convert(
+    model,
+    project_dir: str | Path,
+    spec: FirmwareSpec,
+    *,
+    force: bool = False,
+    compile: bool = True,
+    check: Callable[[Any], None] | None = None,
+):
+    """Convert the Keras/QKeras ``model`` with hls4ml into ``project_dir``, compile the C-simulation and
+    return the ModelGraph. ``check(hls_model)`` runs before anything is written (raise to refuse the
+    conversion)."""
+    check_layer_names(model)
+    return build_project(from_keras(model), project_dir, spec, force=force, compile=compile, check=check)

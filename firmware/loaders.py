@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from trigflow.errors import TrigflowError
+from trigflow.errors import TrigflowError, first_line
 
 SUFFIXES = (".h5", ".hdf5", ".keras", ".json")
 
@@ -250,7 +250,7 @@ def _load_weights(model, weights: Path) -> None:
             model.load_weights(weights)
     except Exception as exc:
         raise TrigflowError(
-            f"weights file {weights} does not fit the model architecture ({_first_line(exc)}); give the "
+            f"weights file {weights} does not fit the model architecture ({first_line(exc)}); give the "
             "weights "
             "saved from this same model"
         ) from None
@@ -275,11 +275,6 @@ def _check_h5(path: Path, *, need_model: bool) -> None:
         )
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else exc.__class__.__name__)[:200]
-
-
 def _load_error(path: Path, exc: Exception) -> TrigflowError:
     message = str(exc)
     unknown = re.search(r"Unknown (?:layer|object|class)[^'\"]*['\"]([^'\"]+)['\"]", message)
@@ -289,7 +284,7 @@ def _load_error(path: Path, exc: Exception) -> TrigflowError:
             f"model file {path} uses '{name}', which is neither a Keras nor a QKeras layer; rebuild that part "
             f"from the layers trigflow verify supports: {', '.join(SUPPORTED_LAYERS)}"
         )
-    return TrigflowError(f"model file {path} cannot be loaded ({exc.__class__.__name__}: {_first_line(exc)})")
+    return TrigflowError(f"model file {path} cannot be loaded ({exc.__class__.__name__}: {first_line(exc)})")
 
 
 def check_supported(model) -> None:

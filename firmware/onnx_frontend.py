@@ -29,28 +29,27 @@ and the ONNX branch of ``trigflow verify``). In order:
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
-import json
 import math
-import re
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from trigflow.errors import TrigflowError
-from trigflow.fsio import atomic_dir
+from trigflow.errors import TrigflowError, first_line
+from trigflow.firmware.convert import FirmwareSpec, build_project, from_onnx
+from trigflow.firmware.passes import apply_passes
+from trigflow.firmware.passes.onnx_as_double import AsDouble
+from trigflow.firmware.passes.onnx_builtin_clean import SKIPPED_OPS, BuiltinClean
+from trigflow.firmware.passes.onnx_explicit_pads import ExplicitPads
+from trigflow.firmware.passes.onnx_gemm_to_matmul import GemmToMatMul
+from trigflow.firmware.passes.onnx_graph import LOWERED, constants
+from trigflow.firmware.passes.onnx_lower_quant import LowerQuant
+from trigflow.firmware.passes.onnx_qonnx_clean import QonnxClean, qonnx_version
 
-QUANT_OPS = ("Quant", "IntQuant", "BipolarQuant")
-QONNX_DOMAIN = "qonnx.custom_op.general"
 LAYOUT_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Pad", "Resize")
-SKIPPED_OPS = ("Identity", "Dropout")  # hls4ml passes them through
 REWRITTEN_OPS = ("Gemm", "Constant")  # rewritten by the cleaning
 PROFILE_WIDTH = 32
-LOWERED = "trigflow_lower_"  # prefix of the tensors that stand in for a Quant node in the reference
 QONNX_HINT = "pip install 'trigflow[qonnx]'"
 
 FAKE_QUANT_HINT = (
@@ -133,7 +132,7 @@ def load_onnx(path: str | Path):
         onnx.checker.check_model(proto)
     except Exception as exc:
         raise TrigflowError(
-            f"ONNX file {path} is not a valid ONNX model ({_first_line(exc)}); re-export it"
+            f"ONNX file {path} is not a valid ONNX model ({first_line(exc)}); re-export it"
         ) from None
     if not len(proto.graph.node):
         raise TrigflowError(f"ONNX file {path} holds no graph (0 nodes); re-export it")
@@ -161,10 +160,6 @@ def graph_inputs(proto, path: Any = "the model") -> tuple[str, tuple[int, ...]]:
     return inputs[0].name, shape
 
 
-def is_quantized(proto) -> bool:
-    return any(node.op_type in QUANT_OPS for node in proto.graph.node)
-
-
 def supported_ops() -> tuple[str, ...]:
     """ONNX ops hls4ml 1.3's frontend reads, plus those the cleaning rewrites or drops."""
     import hls4ml.converters  # noqa: F401  (registers the ONNX handlers)
@@ -189,124 +184,6 @@ def check_ops(proto) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # reference: QONNX Quant nodes as standard ops, for onnxruntime
 # ---------------------------------------------------------------------------------------------------------
-def _constants(proto) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    values = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
-    for node in proto.graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    values[node.output[0]] = numpy_helper.to_array(attr.t)
-    return values
-
-
-def _attr(node, name: str, default: Any = None) -> Any:
-    from onnx import helper
-
-    for attr in node.attribute:
-        if attr.name == name:
-            value = helper.get_attribute_value(attr)
-            return value.decode() if isinstance(value, bytes) else value
-    return default
-
-
-def lower_quant(proto):
-    """A copy of ``proto`` onnxruntime runs: each QONNX quantizer becomes standard ops (same output name)."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    if not is_quantized(proto):
-        return proto
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    consts = _constants(model)
-    nodes = []
-    extra_init = []
-
-    def const(name: str, value: float) -> str:
-        extra_init.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
-        return name
-
-    for k, node in enumerate(model.graph.node):
-        if node.op_type not in QUANT_OPS:
-            nodes.append(node)
-            continue
-        p = f"{LOWERED}{k}"
-        x, out = node.input[0], node.output[0]
-        if node.op_type == "BipolarQuant":
-            scale = node.input[1]
-            nodes += [
-                helper.make_node("GreaterOrEqual", [x, const(f"{p}_zero", 0.0)], [f"{p}_ge"]),
-                helper.make_node("Cast", [f"{p}_ge"], [f"{p}_ge_f"], to=onnx.TensorProto.FLOAT),
-                helper.make_node("Mul", [f"{p}_ge_f", const(f"{p}_two", 2.0)], [f"{p}_twice"]),
-                helper.make_node("Sub", [f"{p}_twice", const(f"{p}_one", 1.0)], [f"{p}_sign"]),
-                helper.make_node("Mul", [f"{p}_sign", scale], [out]),
-            ]
-            continue
-        scale, zeropt, bitwidth = node.input[1], node.input[2], node.input[3]
-        if bitwidth not in consts:
-            raise TrigflowError(
-                f"Quant node '{node.name}': the bit width must be a constant (hls4ml needs it too)"
-            )
-        bits = float(np.asarray(consts[bitwidth]).reshape(-1)[0])
-        signed, narrow = bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0))
-        mode = str(_attr(node, "rounding_mode", "ROUND")).upper()
-        low = -(2 ** (bits - 1)) + narrow if signed else 0.0
-        high = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - narrow
-        rounding = {"ROUND": ["Round"], "FLOOR": ["Floor"], "CEIL": ["Ceil"]}.get(mode)
-        if rounding is None:
-            raise TrigflowError(
-                f"Quant node '{node.name}': rounding_mode {mode}; hls4ml supports ROUND and FLOOR, re-export "
-                "with one of those"
-            )
-        nodes += [
-            helper.make_node("Div", [x, scale], [f"{p}_scaled"]),
-            helper.make_node("Add", [f"{p}_scaled", zeropt], [f"{p}_shifted"]),
-            helper.make_node(rounding[0], [f"{p}_shifted"], [f"{p}_rounded"]),
-            helper.make_node("Min", [f"{p}_rounded", const(f"{p}_high", high)], [f"{p}_below"]),
-            helper.make_node("Max", [f"{p}_below", const(f"{p}_low", low)], [f"{p}_int"]),
-            helper.make_node("Sub", [f"{p}_int", zeropt], [f"{p}_centred"]),
-            helper.make_node("Mul", [f"{p}_centred", scale], [out]),
-        ]
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    model.graph.initializer.extend(extra_init)
-    keep = [o for o in model.opset_import if o.domain not in (QONNX_DOMAIN, "qonnx.custom_op.channels_last")]
-    del model.opset_import[:]
-    model.opset_import.extend(keep)
-    for entry in model.opset_import:
-        if entry.domain in ("", "ai.onnx") and entry.version < 13:
-            entry.version = 13  # Round needs ≥ 11; QONNX models are usually 11–13 and use no op changed since
-    return model
-
-
-def as_double(proto):
-    """A copy of ``proto`` computing in float64 (float initializers, constants, inputs, outputs, casts)."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = _copy(proto)
-    f32, f64 = onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE
-    for k, t in enumerate(model.graph.initializer):
-        if t.data_type == f32:
-            model.graph.initializer[k].CopyFrom(
-                numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name)
-            )
-    for value in (*model.graph.input, *model.graph.output, *model.graph.value_info):
-        if value.type.tensor_type.elem_type == f32:
-            value.type.tensor_type.elem_type = f64
-    for node in model.graph.node:
-        for attr in node.attribute:
-            if node.op_type == "Cast" and attr.name == "to" and attr.i == f32:
-                attr.i = f64
-            if node.op_type == "Constant" and attr.name == "value" and attr.t.data_type == f32:
-                attr.t.CopyFrom(
-                    numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float64), attr.t.name)
-                )
-    return model
-
-
 def run_reference(
     proto, x: np.ndarray, *, all_tensors: bool = False, double: bool = False
 ) -> dict[str, np.ndarray]:
@@ -316,18 +193,18 @@ def run_reference(
     """
     import onnxruntime as ort
 
-    model = lower_quant(proto)
+    model, _ = LowerQuant().apply(proto)
     if all_tensors:
         model = _expose_tensors(model)
     if double:
-        model = as_double(model)
+        model, _ = AsDouble().apply(model)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # compute as written
     try:
         sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise TrigflowError(f"onnxruntime cannot run the model: {_first_line(exc)}") from None
+        raise TrigflowError(f"onnxruntime cannot run the model: {first_line(exc)}") from None
     name = sess.get_inputs()[0].name
     outputs = sess.run(None, {name: np.asarray(x, np.float64 if double else np.float32)})
     return {o.name: np.asarray(v) for o, v in zip(sess.get_outputs(), outputs, strict=True)}
@@ -373,210 +250,21 @@ def qonnx_available() -> bool:
 
 
 def clean(proto, *, use_qonnx: bool | None = None) -> tuple[Any, str]:
-    """The graph hls4ml reads, and what cleaned it (``"qonnx <version>"`` or ``"trigflow (built-in)"``)."""
+    """The graph hls4ml reads, and what cleaned it (``"qonnx <version>"`` or ``"trigflow (built-in)"``): the
+    cleaning passes of ``trigflow.firmware.passes`` in order."""
     if use_qonnx is None:
         use_qonnx = qonnx_available()
     if use_qonnx:
-        return _clean_qonnx(proto)
+        cleaned, _ = apply_passes(proto, [ExplicitPads(), QonnxClean()])
+        return cleaned, f"qonnx {qonnx_version()}"
     layout = sorted({n.op_type for n in proto.graph.node if n.op_type in LAYOUT_OPS})
     if layout:
         raise TrigflowError(
             f"the model has {', '.join(layout)}: hls4ml needs it converted to channels-last by the qonnx "
             f"package, which is not installed; {QONNX_HINT}"
         )
-    return _clean_builtin(proto), "trigflow (built-in)"
-
-
-def _clean_qonnx(proto) -> tuple[Any, str]:
-    from importlib.metadata import version
-
-    import onnx
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
-    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
-    from qonnx.transformation.remove import RemoveIdentityOps
-    from qonnx.util.cleanup import cleanup_model
-
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    _explicit_pads(model)
-    try:
-        wrapper = cleanup_model(ModelWrapper(model))
-        wrapper = wrapper.transform(ConvertToChannelsLastAndClean())
-        wrapper = wrapper.transform(GemmToMatMul())
-        wrapper = wrapper.transform(RemoveIdentityOps())
-        wrapper = cleanup_model(wrapper)
-    except TrigflowError:
-        raise
-    except Exception as exc:
-        raise TrigflowError(
-            f"qonnx could not clean the model: {exc.__class__.__name__}: {_first_line(exc)}"
-        ) from None
-    return wrapper.model, f"qonnx {version('qonnx')}"
-
-
-def _explicit_pads(model) -> None:
-    """qonnx's channels-last conversion (and hls4ml's Conv handler) need ``pads``, ``strides``,
-    ``dilations`` and ``group`` written out on Conv and pooling nodes; ONNX lets exporters leave them at
-    their defaults."""
-    from onnx import helper
-
-    for node in model.graph.node:
-        kernel = _attr(node, "kernel_shape")
-        if node.op_type not in ("Conv", "MaxPool", "AveragePool") or kernel is None:
-            continue
-        defaults = {"strides": [1] * len(kernel), "dilations": [1] * len(kernel)}
-        if _attr(node, "auto_pad", "NOTSET") in ("NOTSET", "VALID"):
-            defaults["pads"] = [0] * (2 * len(kernel))
-        if node.op_type == "Conv":
-            defaults["group"] = 1  # hls4ml's Conv handler reads it without a default
-        if node.op_type == "AveragePool":
-            defaults.pop("dilations")  # not an AveragePool attribute before opset 19
-        for name, value in defaults.items():
-            if _attr(node, name) is None:
-                node.attribute.append(helper.make_attribute(name, value))
-
-
-def _identifier(name: str, taken: set[str]) -> str:
-    base = re.sub(r"\W", "_", name).strip("_") or "t"
-    if base[0].isdigit():
-        base = f"t_{base}"
-    candidate, k = base, 1
-    while candidate in taken:
-        candidate, k = f"{base}_{k}", k + 1
-    taken.add(candidate)
-    return candidate
-
-
-def _clean_builtin(proto):
-    """Constants folded in, Gemm → MatMul + Add, Identity/Dropout removed, unused initializers dropped,
-    C++-safe unique names, shapes inferred (also of initializers, which hls4ml looks up in ``value_info``)."""
-    from onnx import helper, numpy_helper
-
-    model = _copy(proto)
-    graph = model.graph
-    consts = _constants(model)
-    # protobuf ``extend`` copies: every edit is made on these copies; the graph is rebuilt from them
-    initializers = {t.name: _copy(t) for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output[0] not in initializers:
-            initializers[node.output[0]] = numpy_helper.from_array(consts[node.output[0]], node.output[0])
-    initializer_names = set(initializers)
-    inputs = [_copy(v) for v in graph.input if v.name not in initializer_names]
-    outputs = [_copy(v) for v in graph.output]
-    output_names = {o.name for o in outputs}
-    nodes: list = []
-    alias: dict[str, str] = {}
-    for k, node in enumerate(_copy(nd) for nd in graph.node):
-        node.input[:] = [alias.get(i, i) for i in node.input]
-        if node.op_type == "Constant":
-            continue
-        if node.op_type in SKIPPED_OPS:
-            source = node.input[0]
-            if node.output[0] in output_names:  # keep the graph output name: the producer writes it directly
-                for prev in nodes:
-                    prev.output[:] = [node.output[0] if o == source else o for o in prev.output]
-                    prev.input[:] = [node.output[0] if i == source else i for i in prev.input]
-            else:
-                alias[node.output[0]] = source
-            continue
-        if node.op_type == "Gemm":
-            nodes.extend(_gemm_to_matmul(node, k, initializers, consts))
-            continue
-        nodes.append(node)
-    used = {i for n in nodes for i in n.input}
-    kept = [t for name, t in initializers.items() if name in used]
-    # unique, C++-safe names for nodes and tensors (hls4ml turns them into C++ identifiers)
-    taken: set[str] = set()
-    rename: dict[str, str] = {}
-    for value in (*inputs, *outputs):
-        rename[value.name] = _identifier(value.name, taken)
-    for t in kept:
-        rename[t.name] = _identifier(t.name, taken)
-    for k, node in enumerate(nodes):
-        node.name = _identifier(f"{node.op_type}_{k}", taken)
-        for out in node.output:
-            if out not in rename:
-                rename[out] = _identifier(f"{node.name}_out", taken)
-    for node in nodes:
-        node.input[:] = [rename.get(i, i) for i in node.input]
-        node.output[:] = [rename.get(o, o) for o in node.output]
-    for value in (*inputs, *outputs, *kept):
-        value.name = rename[value.name]
-    for field, values in (
-        (graph.node, nodes),
-        (graph.initializer, kept),
-        (graph.input, inputs),
-        (graph.output, outputs),
-    ):
-        del field[:]
-        field.extend(values)
-    del graph.value_info[:]
-    model = infer_shapes(model)
-    model.graph.value_info.extend(
-        helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in model.graph.initializer
-    )
-    return model
-
-
-def _copy(message):
-    copy = type(message)()
-    copy.CopyFrom(message)
-    return copy
-
-
-def infer_shapes(model):
-    """ONNX shape inference, with QONNX quantizers (elementwise) standing in as Identity while it runs."""
-    import onnx
-    from onnx import helper
-
-    hidden = {}
-    work = _copy(model)
-    for k, node in enumerate(work.graph.node):
-        if node.op_type in QUANT_OPS:
-            hidden[k] = _copy(node)
-            work.graph.node[k].CopyFrom(
-                helper.make_node("Identity", [node.input[0]], [node.output[0]], name=node.name)
-            )
-    try:
-        work = onnx.shape_inference.infer_shapes(work, strict_mode=True)
-    except Exception as exc:
-        raise TrigflowError(f"ONNX shape inference failed on the model: {_first_line(exc)}") from None
-    for k, node in hidden.items():
-        work.graph.node[k].CopyFrom(node)
-    return work
-
-
-def _gemm_to_matmul(node, k: int, initializers: dict, consts: dict) -> list:
-    """``Gemm(A, B, C)`` = alpha·A·B' + beta·C as MatMul (+ Add); alpha·B', beta·C folded into constants."""
-    from onnx import helper, numpy_helper
-
-    if _attr(node, "transA", 0):
-        raise TrigflowError(
-            f"Gemm node '{node.name}' with transA=1: export the model without transposing the input"
-        )
-    b_name = node.input[1]
-    if b_name not in consts:
-        raise TrigflowError(f"Gemm node '{node.name}': the weight matrix must be a constant")
-    weight = np.asarray(consts[b_name], np.float32)
-    weight = weight.T if _attr(node, "transB", 0) else weight
-    weight = weight * np.float32(_attr(node, "alpha", 1.0))
-    w_name = f"{b_name}_trigflow_matmul_{k}"
-    initializers[w_name] = numpy_helper.from_array(np.ascontiguousarray(weight), w_name)
-    out = node.output[0]
-    if len(node.input) < 3 or not node.input[2]:
-        return [helper.make_node("MatMul", [node.input[0], w_name], [out], name=node.name)]
-    c_name = node.input[2]
-    if c_name not in consts:
-        raise TrigflowError(f"Gemm node '{node.name}': the bias must be a constant")
-    bias = np.asarray(consts[c_name], np.float32) * np.float32(_attr(node, "beta", 1.0))
-    bias_name = f"{c_name}_trigflow_bias_{k}"
-    initializers[bias_name] = numpy_helper.from_array(bias, bias_name)
-    mid = f"{out}_trigflow_matmul"
-    return [
-        helper.make_node("MatMul", [node.input[0], w_name], [mid], name=f"{node.name}_matmul"),
-        helper.make_node("Add", [mid, bias_name], [out], name=f"{node.name}_bias"),
-    ]
+    cleaned, _ = apply_passes(proto, [GemmToMatMul(), BuiltinClean()])
+    return cleaned, "trigflow (built-in)"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -591,7 +279,7 @@ def profile_precision(
     for value in tensors.values():
         if value.dtype.kind == "f" and value.size:
             largest = max(largest, float(np.nanmax(np.abs(value))))
-    for value in _constants(proto).values():
+    for value in constants(proto).values():
         if value.dtype.kind == "f" and value.size:
             largest = max(largest, float(np.max(np.abs(value))))
     integer = max(2, math.ceil(math.log2(largest)) + 2) if largest > 0 else 2
@@ -604,59 +292,16 @@ def profile_precision(
     }
 
 
-@dataclass(frozen=True)
-class OnnxFirmwareSpec:
-    backend: str = "Vitis"
-    part: str = "xcu250-figd2104-2L-e"
-    clock_period: float = 5.0
-    io_type: str = "io_parallel"
-    project_name: str = "myproject"
-
-
 def convert_onnx(
-    cleaned, project_dir: str | Path, spec: OnnxFirmwareSpec, precision: str, *, force: bool = False
+    cleaned, project_dir: str | Path, spec: FirmwareSpec, precision: str, *, force: bool = False
 ):
-    """hls4ml project of the cleaned ONNX graph in ``project_dir``, C-simulation compiled and loaded."""
-    import hls4ml
-    from trigflow.firmware.convert import _fixed_stamp, _relocate, compile_project, load_library
-
-    project_dir = Path(project_dir).resolve()
-    log = io.StringIO()
-    with atomic_dir(project_dir, force=force) as tmp:
-        try:
-            with contextlib.redirect_stdout(log):
-                config = hls4ml.utils.config_from_onnx_model(
-                    cleaned, granularity="name", backend=spec.backend, default_precision=precision
-                )
-                hls_model = hls4ml.converters.convert_from_onnx_model(
-                    cleaned,
-                    output_dir=str(tmp),
-                    project_name=spec.project_name,
-                    backend=spec.backend,
-                    part=spec.part,
-                    clock_period=spec.clock_period,
-                    io_type=spec.io_type,
-                    hls_config=config,
-                    write_weights_txt=False,
-                )
-                digest = hashlib.sha256(cleaned.SerializeToString())
-                digest.update(json.dumps([config, spec.__dict__], sort_keys=True, default=str).encode())
-                with _fixed_stamp(digest.hexdigest()[:8]):
-                    hls_model.write()
-        except TrigflowError:
-            raise
-        except Exception as exc:
-            raise TrigflowError(
-                f"hls4ml could not convert the ONNX model: {exc.__class__.__name__}: {_first_line(exc)}"
-            ) from None
-        (tmp / "convert.log").write_text(log.getvalue())
-        library = compile_project(hls_model)
-    _relocate(project_dir, tmp, hls_model)
-    load_library(hls_model, project_dir / library.relative_to(tmp))
-    return hls_model
+    """hls4ml project of the cleaned ONNX graph in ``project_dir`` (``precision``: the default type),
+    C-simulation compiled and loaded: ``firmware.convert.build_project`` with hls4ml's ONNX frontend."""
+    spec = replace(spec, default_precision=precision)
+    return build_project(from_onnx(cleaned), project_dir, spec, force=force)
 
 
-def _to_firmware_layout(x: np.ndarray, given: tuple[int, ...], cleaned_shape: tuple[int, ...]) -> np.ndarray:
+def to_firmware_layout(x: np.ndarray, given: tuple[int, ...], cleaned_shape: tuple[int, ...]) -> np.ndarray:
     """Inputs in the layout of the cleaned graph (channels-first → channels-last after qonnx's conversion)."""
     if tuple(given) == tuple(cleaned_shape):
         return x
@@ -666,8 +311,3 @@ def _to_firmware_layout(x: np.ndarray, given: tuple[int, ...], cleaned_shape: tu
     if int(np.prod(given)) == int(np.prod(cleaned_shape)):
         return x.reshape((len(x), *cleaned_shape))
     raise TrigflowError(f"the cleaned graph expects inputs {cleaned_shape}, the model {given}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else exc.__class__.__name__)[:300]

@@ -429,7 +429,7 @@ def firmware(
     io_type: Annotated[str, typer.Option(help="io_parallel or io_stream.")] = "io_parallel",
 ) -> None:
     """(Q)ONNX model → hls4ml project → C-sim proven against onnxruntime (QONNX: bit for bit)."""
-    from trigflow.firmware.onnx_frontend import OnnxFirmwareSpec
+    from trigflow.firmware.convert import FirmwareSpec
     from trigflow.verify_onnx import summary_rows, verify_onnx
     from trigflow.ui import StageUI
 
@@ -440,7 +440,7 @@ def firmware(
         out,
         project_dir,
         force,
-        spec=OnnxFirmwareSpec(backend=backend, io_type=io_type),
+        spec=FirmwareSpec(backend=backend, io_type=io_type),
         precision=precision,
         min_samples=min_samples,
         max_float_rel_diff=max_float_diff,

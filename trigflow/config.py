@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trigflow.errors import TrigflowError
+from trigflow.firmware.convert import FirmwareSpec
 
 KINDS = ("mlp", "cnn", "gnn", "ae")
 BACKENDS = ("Vitis", "Vivado", "Quartus")
@@ -82,15 +83,21 @@ class QuantConfig:
     patience: int = 5
 
 
+_FIRMWARE = FirmwareSpec()  # the firmware defaults are written once, in FirmwareSpec
+
+
 @dataclass
 class FirmwareConfig:
-    backend: str = "Vitis"
-    part: str = "xcu250-figd2104-2L-e"
-    clock_period: float = 5.0  # ns
-    io_type: str = "io_parallel"
-    strategy: str = "Latency"
-    reuse_factor: int = 1
-    project_name: str = "myproject"
+    """The run-configurable part of ``firmware.convert.FirmwareSpec`` (``FirmwareSpec.CONFIG_FIELDS``, mapped by
+    ``FirmwareSpec.from_config``), with its defaults."""
+
+    backend: str = _FIRMWARE.backend
+    part: str = _FIRMWARE.part
+    clock_period: float = _FIRMWARE.clock_period  # ns
+    io_type: str = _FIRMWARE.io_type
+    strategy: str = _FIRMWARE.strategy
+    reuse_factor: int = _FIRMWARE.reuse_factor
+    project_name: str = _FIRMWARE.project_name
 
 
 @dataclass

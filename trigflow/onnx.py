@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from trigflow.errors import TrigflowError
+from trigflow.errors import TrigflowError, first_line
 from trigflow.fsio import atomic_dir, atomic_file, exclusive, refuse_existing, write_text
 
 OPSET = 13
@@ -84,7 +84,7 @@ def export_onnx(
     except Exception as exc:
         raise TrigflowError(
             f"tf2onnx could not export model '{model.name}' at opset {opset}: {exc.__class__.__name__}: "
-            f"{_first_line(exc)}"
+            f"{first_line(exc)}"
         ) from None
     quantized = is_quantized(model)
     _name_batch_dimension(proto)
@@ -148,7 +148,7 @@ def session(path: str | Path):
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise TrigflowError(f"onnxruntime cannot load {path}: {_first_line(exc)}") from None
+        raise TrigflowError(f"onnxruntime cannot load {path}: {first_line(exc)}") from None
 
 
 def feeds(sess, x: Any) -> dict[str, np.ndarray]:
@@ -233,7 +233,7 @@ def load_keras(path: str | Path):
             return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
     except Exception as exc:
         raise TrigflowError(
-            f"model file {path} cannot be loaded ({exc.__class__.__name__}: {_first_line(exc)}); re-save it "
+            f"model file {path} cannot be loaded ({exc.__class__.__name__}: {first_line(exc)}); re-save it "
             "with model.save() (full model, not weights only)"
         ) from None
 
@@ -412,8 +412,3 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append((f"{role}: max |Δ| onnxruntime vs Keras", f"{m['max_abs_diff_vs_keras']:.3g}"))
     rows.append(("folder", report["out_dir"]))
     return rows
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else exc.__class__.__name__)[:300]

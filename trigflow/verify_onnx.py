@@ -22,7 +22,7 @@ from trigflow.proof.checks import Thresholds
 from trigflow.ui import StageUI
 
 if TYPE_CHECKING:
-    from trigflow.firmware.onnx_frontend import OnnxFirmwareSpec
+    from trigflow.firmware.convert import FirmwareSpec
 
 __all__ = ["OnnxFile", "draw_inputs", "summary_rows", "verify_onnx"]
 
@@ -35,17 +35,18 @@ DEFAULT_MAX_ONNX_DIFF = 1e-5
 def draw_inputs(proto, shape: tuple[int, ...], n: int, seed: int = 0) -> tuple[np.ndarray, str]:
     """Inputs without a data file: over the input quantizer's range (2 % beyond each end) when a Quant node
     reads the graph input; else N(0, 1) (inputs are usually standardised features)."""
-    from trigflow.firmware.onnx_frontend import _attr, _constants, graph_inputs
+    from trigflow.firmware.onnx_frontend import graph_inputs
+    from trigflow.firmware.passes.onnx_graph import attr, constants
 
     rng = np.random.default_rng(seed)
     name, _ = graph_inputs(proto)
-    consts = _constants(proto)
+    consts = constants(proto)
     quant = next((nd for nd in proto.graph.node if nd.op_type == "Quant" and nd.input[0] == name), None)
     if quant is not None and all(i in consts for i in quant.input[1:4]):
         scale = float(np.max(consts[quant.input[1]]))
         zero = float(np.max(consts[quant.input[2]]))
         bits = float(np.asarray(consts[quant.input[3]]).reshape(-1)[0])
-        signed = bool(_attr(quant, "signed", 1))
+        signed = bool(attr(quant, "signed", 1))
         low = (-(2 ** (bits - 1)) - zero) * scale if signed else -zero * scale
         high = (2 ** (bits - 1) - 1 - zero) * scale if signed else (2**bits - 1 - zero) * scale
         pad = 0.02 * (high - low)
@@ -67,7 +68,7 @@ def verify_onnx(
     project_dir: str | Path | None = None,
     force: bool = False,
     *,
-    spec: OnnxFirmwareSpec | None = None,
+    spec: FirmwareSpec | None = None,
     precision: str | None = None,
     min_samples: int = DEFAULT_MIN_SAMPLES,
     min_bit_exact_fraction: float = 1.0,
@@ -86,9 +87,9 @@ def verify_onnx(
     if n is not None and n < 1:
         raise TrigflowError(f"--n {n}: give a positive number of samples")
     if spec is None:
-        from trigflow.firmware.onnx_frontend import OnnxFirmwareSpec
+        from trigflow.firmware.convert import FirmwareSpec
 
-        spec = OnnxFirmwareSpec()
+        spec = FirmwareSpec()
     limits = Thresholds(min_samples, min_bit_exact_fraction, max_onnx_abs_diff, max_float_rel_diff)
     start = OnnxFile(
         Path(path), data, n, Path(out or "runs/onnx").resolve(), Path(project_dir or "hls_projects/onnx").resolve(),
@@ -107,7 +108,7 @@ class OnnxFile:
     out_dir: Path
     project: Path
     force: bool
-    spec: OnnxFirmwareSpec
+    spec: FirmwareSpec
     precision: str | None
     limits: Thresholds
     use_qonnx: bool | None
@@ -120,6 +121,7 @@ class OnnxFile:
 
         from trigflow.firmware import onnx_frontend as fe
         from trigflow.firmware.csim import predict
+        from trigflow.firmware.passes.onnx_graph import is_quantized
         from trigflow.proof import compare
         from trigflow.proof.checks import float_scale
         from trigflow.verify_model import load_data
@@ -128,7 +130,7 @@ class OnnxFile:
         with ui.stage("load ONNX model + inputs"):
             proto = fe.load_onnx(path)
             input_name, shape = fe.graph_inputs(proto, path)
-            quantized = fe.is_quantized(proto)
+            quantized = is_quantized(proto)
             if data is not None:
                 x, labels = load_data(data, shape, n)
                 source = str(Path(data).resolve())
@@ -150,7 +152,7 @@ class OnnxFile:
             hls_model = fe.convert_onnx(cleaned, self.project, self.spec, types["default"], force=self.force)
         with ui.stage("C-simulation"):
             _, fw_shape = fe.graph_inputs(cleaned)
-            y_fw = predict(hls_model, fe._to_firmware_layout(x, shape, fw_shape))
+            y_fw = predict(hls_model, fe.to_firmware_layout(x, shape, fw_shape))
         np.savez_compressed(tmp / "outputs.npz", x=x, onnxruntime=y_ref, firmware=y_fw)
         bits = compare.compare_bits(y_ref, y_fw)
         proof = {
@@ -220,12 +222,13 @@ class OnnxFile:
 def _cleaning_parity(cleaned, x: np.ndarray, y_ref: np.ndarray, shape: tuple[int, ...]) -> float | None:
     """max |Δ| of the cleaned graph vs the model as given in onnxruntime (None where qonnx's channels-last
     custom ops leave a graph onnxruntime cannot run)."""
-    from trigflow.firmware.onnx_frontend import _to_firmware_layout, graph_inputs, is_quantized, run_reference
+    from trigflow.firmware.onnx_frontend import to_firmware_layout, graph_inputs, run_reference
+    from trigflow.firmware.passes.onnx_graph import is_quantized
 
     if any(nd.domain.startswith("qonnx.custom_op.channels_last") for nd in cleaned.graph.node):
         return None
     _, clean_shape = graph_inputs(cleaned)
-    out = run_reference(cleaned, _to_firmware_layout(x, shape, clean_shape), double=is_quantized(cleaned))
+    out = run_reference(cleaned, to_firmware_layout(x, shape, clean_shape), double=is_quantized(cleaned))
     y = next(iter(out.values())).reshape(len(x), -1).astype(np.float64)
     return float(np.max(np.abs(y - y_ref))) if y.size else 0.0
 

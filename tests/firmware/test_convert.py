@@ -106,3 +106,29 @@ def test_compiler_crash_while_unrolling_is_rebuilt_without_unrolling(tmp_path, m
     assert library == project / "firmware" / "myproject-abc.so"
     assert UNROLL_CRASH_FLAGS in (project / "build_lib.sh").read_text()
     assert "rebuilt with" in (project / "build_lib.log").read_text()
+
+
+def test_run_config_maps_onto_firmware_spec_in_one_place():
+    """The firmware defaults are written once (FirmwareSpec); the config section holds exactly its
+    run-configurable fields."""
+    import dataclasses
+
+    from trigflow.config import FirmwareConfig
+
+    assert tuple(f.name for f in dataclasses.fields(FirmwareConfig)) == FirmwareSpec.CONFIG_FIELDS
+    assert FirmwareSpec.from_config(FirmwareConfig()) == FirmwareSpec()
+    custom = FirmwareConfig(reuse_factor=4, io_type="io_stream")
+    assert FirmwareSpec.from_config(custom, input_type="fixed<8,3>") == FirmwareSpec(
+        reuse_factor=4, io_type="io_stream", input_type="fixed<8,3>"
+    )
+
+
+def test_a_failed_check_leaves_no_project(trained_mlp, tmp_path):
+    model, spec, _ = trained_mlp
+
+    def refuse(hls_model):
+        raise TrigflowError("not what was asked for")
+
+    with pytest.raises(TrigflowError, match="not what was asked for"):
+        convert(model, tmp_path / "prj", FirmwareSpec(input_type=spec.input_type), check=refuse)
+    assert not list(tmp_path.iterdir())

@@ -1,5 +1,5 @@
 """GNN firmware: hls4ml C-simulation bit-exact with QKeras (Interaction Network, DeepSets) and with the
-GarNet mirror (GarNetHLS)."""
+GarNet mirror (GarNetHLS), through the path `trigflow run gnn` uses (firmware.gnn.convert_graph_network)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ tf = pytest.importorskip("tensorflow")
 hls4ml = pytest.importorskip("hls4ml")
 
 from trigflow.errors import TrigflowError  # noqa: E402
+from trigflow.firmware.convert import FirmwareSpec  # noqa: E402
+from trigflow.firmware.csim import predict  # noqa: E402
 from trigflow.firmware.gnn import (  # noqa: E402
-    convert_garnet,
-    convert_gnn,
-    garnet_for_hls,
-    predict_csim,
+    convert_graph_network,
+    prepare_garnet_for_hls,
     prepare_gnn_for_hls,
 )
+from trigflow.firmware.passes.garnet_weights import GarNetWeights  # noqa: E402
 from trigflow.models.gnn import (  # noqa: E402
     build_deepsets,
     build_garnet,
@@ -28,6 +29,11 @@ from trigflow.models.gnn import (  # noqa: E402
     garnet_hls_layer,
     garnet_types,
 )
+
+def convert_gnn(model, project_dir, **spec):
+    hls_model, _ = convert_graph_network(model, project_dir, FirmwareSpec(**spec))
+    return hls_model
+
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is needed for the C-simulation")
 N, F = 8, 3
@@ -51,7 +57,7 @@ def test_interaction_network_csim_is_bit_exact(tmp_path):
     x = _samples(model, 1000)
     reference = model.predict(x, verbose=0).astype(np.float64)
     assert len(np.unique(reference)) > 500  # non-trivial outputs
-    np.testing.assert_array_equal(predict_csim(hls_model, x), reference)
+    np.testing.assert_array_equal(predict(hls_model, x), reference)
 
 
 @needs_gxx
@@ -61,7 +67,7 @@ def test_deepsets_csim_is_bit_exact(tmp_path):
     x = _samples(model, 600, seed=1)
     reference = model.predict(x, verbose=0).astype(np.float64)
     assert len(np.unique(reference)) > 300
-    np.testing.assert_array_equal(predict_csim(hls_model, x), reference)
+    np.testing.assert_array_equal(predict(hls_model, x), reference)
 
 
 def _garnet_only(n: int, input_bits: int = 12, input_integer: int = 2, seed: int = 0):
@@ -95,12 +101,12 @@ def test_garnet_csim_is_bit_exact_with_the_mirror(tmp_path):
     """hls4ml's nnet::garnet (12-bit truncated distance, exp(-d²) table, contracted 10-bit transforms,
     internal types) == GarNetHLS, bit for bit, at the GarNet output."""
     model = _garnet_only(N)
-    hls_model = convert_garnet(model, tmp_path / "garnet")
+    hls_model = convert_gnn(model, tmp_path / "garnet")
     x = _garnet_samples(N, 1500, seed=2)
     reference = model.predict(x, verbose=0).astype(np.float64)
     assert len(np.unique(reference)) > 5000  # non-trivial outputs
     assert np.any(x[1] == 0) and np.any(x[1] == N)
-    np.testing.assert_array_equal(predict_csim(hls_model, x), reference)
+    np.testing.assert_array_equal(predict(hls_model, x), reference)
 
 
 @needs_gxx
@@ -115,17 +121,20 @@ def test_garnet_classifier_16_vertices_reuse_4_is_bit_exact(tmp_path):
         if layer.get_weights():
             layer.set_weights([(0.7 * rng.standard_normal(w.shape)).astype(np.float32)
                                for w in layer.get_weights()])
-    hls_model = convert_garnet(model, tmp_path / "garnet16", reuse_factor=4)
+    hls_model = convert_gnn(model, tmp_path / "garnet16", reuse_factor=4)
     x = _garnet_samples(n, 1500, seed=6)
     reference = model.predict(x, verbose=0).astype(np.float64)
-    np.testing.assert_array_equal(predict_csim(hls_model, x), reference)
+    np.testing.assert_array_equal(predict(hls_model, x), reference)
 
 
 def test_garnet_for_hls_hands_hls4ml_the_mirrors_weights():
     """The converted model's float GarNet holds FLR = [I | 0] (bias e_F) and Fout = the contracted transform,
     so hls4ml's own contraction gives back exactly the mirror's W, B (checked again after conversion)."""
     model = _garnet_only(N)
-    ready, precisions, weights = garnet_for_hls(model)
+    surgery = GarNetWeights()
+    ready, changed = surgery.apply(model)
+    precisions, weights = surgery.precisions, surgery.weights
+    assert changed
     assert type(ready.get_layer("garnet")).__name__ == "GarNet"
     flr_k, flr_b, _, _, fout_k, _ = (w.astype(np.float64) for w in ready.get_layer("garnet").get_weights())
     fw = weights["garnet"]
@@ -139,7 +148,9 @@ def test_garnet_for_hls_hands_hls4ml_the_mirrors_weights():
 
 def test_convert_garnet_refuses_hls4mls_float_garnet():
     with pytest.raises(TrigflowError, match="GarNetHLS"):
-        convert_garnet(build_garnet(N, F, 5, quantized=False), "unused")
+        prepare_garnet_for_hls(build_garnet(N, F, 5, quantized=False))
+    with pytest.raises(TrigflowError, match="GarNetHLS"):
+        convert_gnn(build_garnet(N, F, 5, quantized=False), "unused")
 
 
 def test_naive_conversion_drops_the_weight_quantizer_of_rank3_dense():
@@ -195,4 +206,4 @@ def test_interaction_network_16_particles_sum_pooling_is_bit_exact(tmp_path):
     hls_model = convert_gnn(model, tmp_path / "in16", parallelization_factor=4)
     rng = np.random.default_rng(4)
     x = rng.normal(0.0, 1.5, size=(500, n, F)).astype(np.float32)
-    np.testing.assert_array_equal(predict_csim(hls_model, x), model.predict(x, verbose=0).astype(np.float64))
+    np.testing.assert_array_equal(predict(hls_model, x), model.predict(x, verbose=0).astype(np.float64))

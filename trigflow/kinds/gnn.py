@@ -35,8 +35,6 @@ table, contracted transforms); the firmware is hls4ml's GarNet with the mirror's
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -311,40 +309,17 @@ class GarNetFirmware:
         return getattr(self.hls_model, name)
 
 
-def _precisions(model, arch: str) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
-    """(model to convert, {input_type, layer_precisions, warnings}, GarNet weights or None) for the standard
-    converter."""
-    if arch == "garnet":
-        from trigflow.firmware.gnn import prepare_garnet_for_hls
-
-        return prepare_garnet_for_hls(garnet_core(model))
-    from trigflow.firmware.gnn import prepare_gnn_for_hls
-
-    ready, overrides = prepare_gnn_for_hls(model)
-    return ready, overrides, None
-
-
 def convert(model, project_dir, spec, *, force: bool = False):
-    from trigflow.firmware.convert import convert as hls4ml_convert
-    from trigflow.firmware.gnn import check_garnet_conversion, python_bool_signedness
+    """``firmware.gnn.convert_graph_network`` (GarNet: on the inner two-input model), plus the record of the
+    per-layer types in the project."""
+    from trigflow.firmware.gnn import convert_graph_network
 
-    if spec.io_type != "io_parallel":
-        raise TrigflowError(
-            f"gnn firmware is implemented for io_type=io_parallel only, got {spec.io_type}; "
-            "use --set firmware.io_type=io_parallel"
-        )
     garnet = any(hasattr(layer, "layers") for layer in model.layers)  # the wrapped two-input GarNet model
-    ready, o, garnet_weights = _precisions(model, "garnet" if garnet else "in/deepsets")
-    fw_spec = dataclasses.replace(
-        spec, input_type=o["input_type"], layer_precisions=o["layer_precisions"], bit_exact=False
-    )
-    with python_bool_signedness() if garnet else contextlib.nullcontext():
-        hls_model = hls4ml_convert(ready, project_dir, fw_spec, force=force)
-    if garnet:
-        check_garnet_conversion(hls_model, ready, o, garnet_weights)
+    core = garnet_core(model) if garnet else model
+    hls_model, o = convert_graph_network(core, project_dir, spec, force=force)
     record = {
-        "converted_model": ready.name,
-        "input_type": o["input_type"] or o["layer_precisions"][ready.input_names[0]]["result"],
+        "converted_model": o["converted_model"],
+        "input_type": o["input_type"] or o["layer_precisions"][o["converted_input"]]["result"],
         "layer_precisions": o["layer_precisions"],
         "warnings": o["warnings"],
         "bit_exact_by_construction": True,
