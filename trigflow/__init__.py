@@ -6,39 +6,8 @@ packages (``trigflow.models``, ``trigflow.quantize``, ``trigflow.firmware``, ``t
 from the top-level folders. Importing it imports no TensorFlow.
 """
 
-from trigflow.api import (
-    Backend,
-    EstimateResult,
-    EvaluateResult,
-    ExportResult,
-    IoType,
-    Kind,
-    RunResult,
-    Strategy,
-    VerifyResult,
-    estimate,
-    evaluate,
-    export_onnx,
-    run,
-    verify,
-)
+from trigflow import api
+from trigflow.api import *  # noqa: F403  (the public API: api.__all__)
 
 __version__ = "0.1.0"
-__all__ = [
-    "Backend",
-    "EstimateResult",
-    "EvaluateResult",
-    "ExportResult",
-    "IoType",
-    "Kind",
-    "RunResult",
-    "Strategy",
-    "VerifyResult",
-    "__version__",
-    "estimate",
-    "evaluate",
-    "export_onnx",
-    "run",
-    "verify",
-]
-
+__all__ = [*api.__all__, "__version__"]

@@ -14,7 +14,7 @@ from trigflow.fsio import write_text
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
-    write_text(out / "report.json", json.dumps(report, indent=2, default=_jsonable) + "\n")
+    write_text(out / "report.json", json.dumps(report, indent=2, default=jsonable) + "\n")
     write_text(out / "junit.xml", junit_xml(report))
     write_index_page(report, out)
 
@@ -26,7 +26,7 @@ def write_index_page(report: dict[str, Any], out: Path) -> Path:
     return write_page(report, out)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -413,7 +413,9 @@ def _environment():
 
 def render_page(report: dict[str, Any], folder: str | os.PathLike) -> str:
     """The HTML of ``index.html`` for ``report`` in ``folder`` (the plots are looked up there)."""
-    report = json.loads(json.dumps(report, default=_jsonable))  # the same values report.json holds
+    from trigflow.report import jsonable
+
+    report = json.loads(json.dumps(report, default=jsonable))  # the same values report.json holds
     return _environment().get_template("report.html.j2").render(**context(report, Path(folder)))
 
 
@@ -477,13 +479,3 @@ def write_index(folder: str | os.PathLike) -> Path:
     """(Re)build ``index.html`` of an existing folder from its report; errors are raised (nothing to lose)."""
     folder = Path(folder)
     return write_text(folder / INDEX, render_page(load_report(folder), folder))
-
-
-def _jsonable(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

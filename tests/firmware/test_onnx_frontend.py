@@ -17,6 +17,18 @@ FLOAT_TOLERANCE = 1e-4  # profiled fixed<32,I,RND_CONV,SAT> types; measured ≈ 
 QDOMAIN = "qonnx.custom_op.general"
 
 
+def _qonnx_model(nodes, inits, x: tuple[str, int], y: tuple[str, int]):
+    """A one-input one-output graph with a dynamic batch, opset 13 plus the QONNX domain."""
+    graph = helper.make_graph(
+        nodes,
+        "qonnx_test",
+        [helper.make_tensor_value_info(x[0], TensorProto.FLOAT, ["N", x[1]])],
+        [helper.make_tensor_value_info(y[0], TensorProto.FLOAT, ["N", y[1]])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QDOMAIN, 1)])
+
+
 def _quant(name, x, scale, bits, *, signed=1, narrow=0, mode="ROUND"):
     node = helper.make_node(
         "Quant",
@@ -68,17 +80,7 @@ def qonnx_mlp(path, seed=0):
         helper.make_node("MatMul", ["q_r0_out", "q_w1_out"], ["mm1"], name="mm1"),
         helper.make_node("Add", ["mm1", "q_b1_out"], ["y"], name="a1"),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "qonnx_mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 10])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        inits,
-    )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QDOMAIN, 1)]
-    )
-    onnx.save(model, str(path))
+    onnx.save(_qonnx_model(nodes, inits, ("x", 10), ("y", 3)), str(path))
     return path
 
 
@@ -203,16 +205,7 @@ def test_quant_lowering_follows_the_qonnx_definition():
         (0, 0, "ROUND", 3, 0.5),
     ):
         node, params = _quant("q", "x", scale, bits, signed=signed, narrow=narrow, mode=mode)
-        graph = helper.make_graph(
-            [node],
-            "q",
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1])],
-            [helper.make_tensor_value_info("q_out", TensorProto.FLOAT, ["N", 1])],
-            params,
-        )
-        model = helper.make_model(
-            graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QDOMAIN, 1)]
-        )
+        model = _qonnx_model([node], params, ("x", 1), ("q_out", 1))
         low = -(2 ** (bits - 1)) + narrow if signed else 0
         high = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
         rounded = np.round(x / scale) if mode == "ROUND" else np.floor(x / scale)  # np.round: half to even

@@ -7,7 +7,8 @@ standardise on the training part, and put every input on the firmware input grid
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "Split",
     "Standardizer",
     "check_finite",
+    "grid_summary",
     "prepare",
     "split",
     "split_for_proof",
@@ -42,19 +44,6 @@ class Arrays:
     extra: dict[str, Any] = field(default_factory=dict)  # kind-specific arrays (e.g. anomaly process ids)
 
 
-@dataclass
-class Prepared:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    preprocessing: dict[str, Any]
-    class_names: tuple[str, ...]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class InputGrid(Protocol):
     """The firmware input format (``quantize.presets.QuantSpec`` is one)."""
 
@@ -65,6 +54,11 @@ class InputGrid(Protocol):
     def quantize_input(self, x: np.ndarray) -> np.ndarray: ...
 
 
+def grid_summary(grid: InputGrid) -> dict[str, Any]:
+    """The input grid as a run's ``preprocessing.json`` records it."""
+    return {"bits": grid.input_bits, "integer": grid.input_integer, "type": grid.input_type}
+
+
 @dataclass(frozen=True)
 class Split:
     x_train: np.ndarray
@@ -73,6 +67,24 @@ class Split:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+
+    def map_x(self, f: Callable[[np.ndarray], np.ndarray]) -> Split:
+        """The same split with ``f`` applied to the inputs of each part."""
+        return replace(self, x_train=f(self.x_train), x_val=f(self.x_val), x_test=f(self.x_test))
+
+
+@dataclass(frozen=True)
+class Prepared(Split):
+    """The split as the models see it, with the preprocessing that made it (saved with the run)."""
+
+    preprocessing: dict[str, Any]
+    class_names: tuple[str, ...]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, split: Split, preprocessing: dict[str, Any], class_names: tuple[str, ...]) -> Prepared:
+        parts = {f.name: getattr(split, f.name) for f in fields(Split)}
+        return cls(**parts, preprocessing=preprocessing, class_names=tuple(class_names))
 
 
 @dataclass(frozen=True)
@@ -142,15 +154,6 @@ def prepare(arrays: Arrays, config: RunConfig, grid: InputGrid) -> Prepared:
         "features": list(arrays.feature_names),
         "classes": list(arrays.class_names),
         "standardize": standardize.to_dict(),
-        "input_quantizer": {"bits": grid.input_bits, "integer": grid.input_integer, "type": grid.input_type},
+        "input_quantizer": grid_summary(grid),
     }
-    return Prepared(
-        to_grid(parts.x_train),
-        parts.y_train,
-        to_grid(parts.x_val),
-        parts.y_val,
-        to_grid(parts.x_test),
-        parts.y_test,
-        preprocessing,
-        arrays.class_names,
-    )
+    return Prepared.of(parts.map_x(to_grid), preprocessing, arrays.class_names)

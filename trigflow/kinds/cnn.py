@@ -52,8 +52,7 @@ def pixel_scale(spec) -> float:
 
 def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
     """Split, scale pixels by a fixed power of two, and put them on the firmware input grid."""
-    from trigflow.data.prepare import check_finite
-    from trigflow.data.prepare import split_for_proof
+    from trigflow.data.prepare import check_finite, grid_summary, split_for_proof
     from trigflow.quantize.presets import QuantSpec
 
     check_finite(arrays.x, f"data ({arrays.source})")
@@ -66,8 +65,8 @@ def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
     def to_grid(x: np.ndarray) -> np.ndarray:
         return spec.quantize_input(x * np.float32(scale))
 
-    x_train = to_grid(parts.x_train)
-    lost = float(np.mean(x_train[parts.x_train > 0] == 0)) if np.any(parts.x_train > 0) else 0.0
+    on_grid = parts.map_x(to_grid)
+    lost = float(np.mean(on_grid.x_train[parts.x_train > 0] == 0)) if np.any(parts.x_train > 0) else 0.0
     preprocessing = {
         "features": list(arrays.feature_names),
         "classes": list(arrays.class_names),
@@ -75,18 +74,9 @@ def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
         "pixel_scale": scale,
         "scaling": "x = pixel pT fraction × pixel_scale (a power of two: a binary-point shift), then input_quantizer",
         "nonzero_pixels_below_lsb": lost,  # training pixels > 0 that the input grid rounds to 0
-        "input_quantizer": {"bits": spec.input_bits, "integer": spec.input_integer, "type": spec.input_type},
+        "input_quantizer": grid_summary(spec),
     }
-    return Prepared(
-        x_train,
-        parts.y_train,
-        to_grid(parts.x_val),
-        parts.y_val,
-        to_grid(parts.x_test),
-        parts.y_test,
-        preprocessing,
-        arrays.class_names,
-    )
+    return Prepared.of(on_grid, preprocessing, arrays.class_names)
 
 
 ARCHS = ("default", "batchnorm")  # model.arch: plain convolutions, or batch norm folded into each convolution

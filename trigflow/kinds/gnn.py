@@ -169,8 +169,7 @@ def load(config: RunConfig) -> Arrays:
 
 def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
     """Raw constituents → features → split → per-feature scale (no shift) → input grid; all recorded."""
-    from trigflow.data.prepare import Standardizer
-    from trigflow.data.prepare import split_for_proof
+    from trigflow.data.prepare import Standardizer, grid_summary, split_for_proof
     from trigflow.quantize.presets import QuantSpec
 
     n = config.model.n_particles
@@ -200,12 +199,9 @@ def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
         "scaling": "x / scale per feature (scale = std over real training particles; no mean shift: padding "
         "stays 0), then input_quantizer",
         "padded_fraction_train": float(1 - real.mean()),
-        "input_quantizer": {"bits": spec.input_bits, "integer": spec.input_integer, "type": spec.input_type},
+        "input_quantizer": grid_summary(spec),
     }
-    return Prepared(
-        to_grid(parts.x_train), parts.y_train, to_grid(parts.x_val), parts.y_val, to_grid(parts.x_test),
-        parts.y_test, preprocessing, arrays.class_names,
-    )
+    return Prepared.of(parts.map_x(to_grid), preprocessing, arrays.class_names)
 
 
 # --- stage 2: models ---------------------------------------------------------------------------------------
