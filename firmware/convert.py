@@ -227,6 +227,19 @@ class Frontend(NamedTuple):
     fingerprint: Callable[[], Iterable[bytes]]  # the model's bytes, for the content stamp
 
 
+def _project_options(spec: FirmwareSpec, out: Path) -> dict[str, Any]:
+    """What every hls4ml frontend takes besides the model and its config; weights go into the headers."""
+    return {
+        "output_dir": str(out),
+        "project_name": spec.project_name,
+        "backend": spec.backend,
+        "part": spec.part,
+        "clock_period": spec.clock_period,
+        "io_type": spec.io_type,
+        "write_weights_txt": False,
+    }
+
+
 def from_keras(model) -> Frontend:
     """hls4ml's Keras frontend (``convert_from_keras_model``); the stamp hashes architecture and weights."""
 
@@ -234,16 +247,7 @@ def from_keras(model) -> Frontend:
         import hls4ml
 
         return hls4ml.converters.convert_from_keras_model(
-            model,
-            hls_config=config,
-            output_dir=str(out),
-            project_name=spec.project_name,
-            backend=spec.backend,
-            part=spec.part,
-            clock_period=spec.clock_period,
-            io_type=spec.io_type,
-            bit_exact=spec.bit_exact or None,
-            write_weights_txt=False,
+            model, hls_config=config, bit_exact=spec.bit_exact or None, **_project_options(spec, out)
         )
 
     def fingerprint() -> Iterable[bytes]:
@@ -273,17 +277,7 @@ def from_onnx(cleaned) -> Frontend:
     def converter(config: dict[str, Any], out: Path, spec: FirmwareSpec):
         import hls4ml
 
-        return hls4ml.converters.convert_from_onnx_model(
-            cleaned,
-            output_dir=str(out),
-            project_name=spec.project_name,
-            backend=spec.backend,
-            part=spec.part,
-            clock_period=spec.clock_period,
-            io_type=spec.io_type,
-            hls_config=config,
-            write_weights_txt=False,
-        )
+        return hls4ml.converters.convert_from_onnx_model(cleaned, hls_config=config, **_project_options(spec, out))
 
     return Frontend("the ONNX model", config, converter, lambda: [cleaned.SerializeToString()])
 
