@@ -1,8 +1,8 @@
 """Proof layer: the proof — firmware outputs compared bit for bit with QKeras, and against the float twin.
 
 Bits are compared on the model outputs before any softmax (softmax in firmware is a lookup table, so a
-trigger compares logits); softmax and argmax agreement are reported apart. ``weighted_auc`` is the ROC AUC with
-per-event weights (weighted background samples).
+trigger compares logits); softmax and argmax agreement are reported apart. ``weighted_auc`` is the ROC AUC
+with per-event weights (weighted background samples).
 """
 
 from __future__ import annotations

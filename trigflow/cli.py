@@ -200,8 +200,8 @@ def verify(
 
 
 _ADDRESS_HELP = (
-    "Ray cluster for the seeded chunks (auto, ray://HOST:10001, HOST:6379, or 'local'); same file for the same "
-    "seed. Default: local processes."
+    "Ray cluster for the seeded chunks (auto, ray://HOST:10001, HOST:6379, or 'local'); same file for "
+    "the same seed. Default: local processes."
 )
 
 

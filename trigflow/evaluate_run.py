@@ -156,12 +156,12 @@ def check_constituents(raw: np.ndarray, jet_pt: np.ndarray | None, n_particles: 
     angles = np.abs(raw[..., 1:][real]) if real.any() else np.zeros((0, 2))
     if angles.size and angles.max() > np.pi + 1e-3:
         raise TrigflowError(
-            f"constituent eta/phi (columns 1, 2) reach |{angles.max():.3g}|: they must be relative to the jet "
-            "axis (|eta_rel|, |phi_rel| <= pi), not absolute, and pT must be column 0"
+            f"constituent eta/phi (columns 1, 2) reach |{angles.max():.3g}|: they must be relative to the "
+            "jet axis (|eta_rel|, |phi_rel| <= pi), not absolute, and pT must be column 0"
         )
     n_real = real.sum(axis=1)
     pt_sum = pt.sum(axis=1, dtype=np.float64)
-    fractions = bool(np.all(pt <= 1 + 1e-6) and np.median(pt_sum[n_real > 0]) <= 1.05) if real.any() else False
+    fractions = real.any() and bool(np.all(pt <= 1 + 1e-6) and np.median(pt_sum[n_real > 0]) <= 1.05)
     info: dict[str, Any] = {
         "constituents_supplied": int(raw.shape[1]),
         "real_constituents": {

@@ -237,7 +237,8 @@ def test_weighted_threshold_and_efficiencies_by_hand():
     with pytest.raises(recipe.TrigflowError, match="non-negative|≥ 0"):
         recipe.rate_point(scores, 0.1, -weights)
     threshold = recipe.trigger_threshold(scores, 0.7 * 40e6, 0, weights=weights)
-    assert threshold["threshold"] == 3.0 and threshold["threshold_int"] == 3 and threshold["rate_hz"] == 0.7 * 40e6
+    assert threshold["threshold"] == 3.0 and threshold["threshold_int"] == 3
+    assert threshold["rate_hz"] == 0.7 * 40e6
 
 
 def test_evaluate_uses_event_weights(prepared):

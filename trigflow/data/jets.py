@@ -1,9 +1,10 @@
 """Data layer: boosted-jet data set (g, q, W, Z, t) generated with Pythia8 + FastJet, stored as HDF5.
 
 Physics (after the public hls4ml LHC jet data set, Duarte et al., JINST 13 (2018) P07027, arXiv:1804.06913):
-pp at 13 TeV, one set of Pythia8 hard processes per class with the hard-process pT in the recipe's window
-995 < pT-hat < 1005 GeV (its MadGraph run card: ΔpT/pT = 0.01 around 1 TeV for partons, W, Z and t), default
-tune (Monash) with ISR/FSR, MPI and hadronisation on. docs/jets.md compares the recipe point by point. Visible final-state particles (all but neutrinos) are
+pp at 13 TeV, one set of Pythia8 hard processes per class with the hard-process pT in the recipe's
+window 995 < pT-hat < 1005 GeV (its MadGraph run card: ΔpT/pT = 0.01 around 1 TeV for partons, W, Z and t),
+default tune (Monash) with ISR/FSR, MPI and hadronisation on. docs/jets.md compares the recipe point by
+point. Visible final-state particles (all but neutrinos) are
 clustered with anti-kt R = 0.8; jets with |η| < 2 and 800 < pT < 1200 GeV are kept when they match the
 class's truth object within ΔR < R: the outgoing hard gluon (g) or light u/d/s quark (q), or the W, Z or top
 whose decay quarks (for t: b, q, q') all lie within ΔR < R of the jet axis. At most one jet per truth object.
@@ -332,8 +333,8 @@ def generator_description() -> str:
     version = pythia8mc.Pythia("", False).parm("Pythia:versionNumber")
     return (
         f"Pythia {version:.3f} (pythia8mc) pp at {ECM_GEV / 1000:g} TeV, "
-        f"{PT_HAT_RANGE_GEV[0]:g} < pT-hat < {PT_HAT_RANGE_GEV[1]:g} GeV, default tune (Monash 2013) with ISR/FSR, MPI and "
-        "hadronisation on; processes per class in attribute 'processes'. "
+        f"{PT_HAT_RANGE_GEV[0]:g} < pT-hat < {PT_HAT_RANGE_GEV[1]:g} GeV, default tune (Monash 2013) with "
+        "ISR/FSR, MPI and hadronisation on; processes per class in attribute 'processes'. "
         f"FastJet {fastjet.__version__} anti-kt R = {JET_RADIUS} on visible final-state particles; "
         f"jets |eta| < {JET_ABS_ETA_MAX:g}, {JET_PT_RANGE_GEV[0]:g} < pT < {JET_PT_RANGE_GEV[1]:g} GeV, "
         f"matched within dR < {JET_RADIUS} to the hard gluon / light quark / W / Z / top (decay quarks "

@@ -189,8 +189,8 @@ def train(recipe: Recipe, prepared: Prepared, config: RunConfig, ui) -> Trained:
 
 
 # --- stage 4: metrics ----------------------------------------------------------------------------------------
-# Every figure takes per-event weights (cross-section × filter efficiency of a weighted sample); None = weight 1
-# (the public ADC2021 files carry none), which reproduces the unweighted figures exactly.
+# Every figure takes per-event weights (cross-section × filter efficiency of a weighted sample); None means
+# weight 1 (the public ADC2021 files carry none) and reproduces the unweighted figures exactly.
 def _weights(weights: np.ndarray | None, n: int) -> np.ndarray | None:
     """Checked float64 weights, or None when absent or all exactly 1 (the unweighted fast path)."""
     if weights is None:
@@ -236,7 +236,9 @@ def fpr_upper_limit(passing: float, n: float, cl: float = 0.95) -> float:
     return 1.0 if passing >= n else float(beta.ppf(cl, passing + 1, n - passing))
 
 
-def efficiency(scores: np.ndarray, threshold: float, weights: np.ndarray | None = None) -> tuple[float, float]:
+def efficiency(
+    scores: np.ndarray, threshold: float, weights: np.ndarray | None = None
+) -> tuple[float, float]:
     """(fraction of the weight with score > threshold, its statistical uncertainty): binomial √(ε(1−ε)/N)
     unweighted; weighted √((1−ε)² Σ_pass w² + ε² Σ_fail w²) / Σ w (which is the binomial one for w = 1)."""
     s = np.asarray(scores, np.float64).reshape(-1)
@@ -251,9 +253,13 @@ def efficiency(scores: np.ndarray, threshold: float, weights: np.ndarray | None 
 
 
 def rate_point(
-    background: np.ndarray, fpr: float, weights: np.ndarray | None = None, *, collision_hz: float = BUNCH_CROSSING_HZ
+    background: np.ndarray,
+    fpr: float,
+    weights: np.ndarray | None = None,
+    *,
+    collision_hz: float = BUNCH_CROSSING_HZ,
 ) -> dict[str, Any]:
-    """Threshold at ``fpr`` and what the background events (weighted: their effective number) can say about it."""
+    """Threshold at ``fpr`` and what the background events (weighted: their effective number) can say."""
     background = np.asarray(background, np.float64).reshape(-1)
     n = len(background)
     w = _weights(weights, n)
@@ -261,6 +267,7 @@ def rate_point(
     passing = int(np.sum(background > threshold))
     measured, error = efficiency(background, threshold, w)
     n_eff = n if w is None else float(w.sum() ** 2 / np.sum(w**2))  # Kish effective sample size
+    upper = fpr_upper_limit(passing, n) if w is None else fpr_upper_limit(measured * n_eff, n_eff)
     point = {
         "fpr": fpr,
         "rate_hz": fpr * collision_hz,
@@ -270,7 +277,7 @@ def rate_point(
         "expected_background_passing": fpr * n_eff,
         "fpr_measured": measured,
         "fpr_uncertainty": error,
-        "fpr_upper_95": fpr_upper_limit(passing, n) if w is None else fpr_upper_limit(measured * n_eff, n_eff),
+        "fpr_upper_95": upper,
         "resolved": fpr * n_eff >= RESOLVED_MIN_PASSING,
         "background_needed": int(np.ceil(RESOLVED_MIN_PASSING / fpr)),
         "weighted": w is not None,
@@ -316,14 +323,19 @@ def evaluate(outputs: dict[str, np.ndarray], prepared: Prepared) -> dict[str, An
         auc[name] = {m: _auc(y[sel] == i, scores[m][sel], w_of(sel)) for m in models}
     points = {key: rate_point(scores["firmware"][bg], fpr, w_of(bg)) for key, fpr in FPR_POINTS.items()}
     tpr_err = {
-        name: {key: efficiency(scores["firmware"][y == i], p["threshold"], w_of(y == i)) for key, p in points.items()}
+        name: {
+            key: efficiency(scores["firmware"][y == i], p["threshold"], w_of(y == i))
+            for key, p in points.items()
+        }
         for i, name in signals
     }
     tpr = {name: {key: v[0] for key, v in by_key.items()} for name, by_key in tpr_err.items()}
     tpr_all = {
         m: {
             name: {
-                key: efficiency(scores[m][y == i], threshold_at_fpr(scores[m][bg], fpr, w_of(bg)), w_of(y == i))[0]
+                key: efficiency(
+                    scores[m][y == i], threshold_at_fpr(scores[m][bg], fpr, w_of(bg)), w_of(y == i)
+                )[0]
                 for key, fpr in FPR_POINTS.items()
             }
             for i, name in signals
@@ -350,7 +362,9 @@ def evaluate(outputs: dict[str, np.ndarray], prepared: Prepared) -> dict[str, An
     return {
         "auc": auc,
         "tpr_at_fpr": tpr,
-        "tpr_at_fpr_uncertainty": {name: {key: v[1] for key, v in by_key.items()} for name, by_key in tpr_err.items()},
+        "tpr_at_fpr_uncertainty": {
+            name: {key: v[1] for key, v in by_key.items()} for name, by_key in tpr_err.items()
+        },
         "tpr_at_fpr_by_model": tpr_all,
         "rate_points": points,
         "background_test_events": n_bg,
