@@ -1,7 +1,8 @@
 """Proof layer: the proof — firmware outputs compared bit for bit with QKeras, and against the float twin.
 
 Bits are compared on the model outputs before any softmax (softmax in firmware is a lookup table, so a
-trigger compares logits); softmax and argmax agreement are reported apart.
+trigger compares logits); softmax and argmax agreement are reported apart. ``weighted_auc`` is the ROC AUC
+with per-event weights (weighted background samples).
 """
 
 from __future__ import annotations
@@ -66,3 +67,24 @@ def auc_per_class(logits: np.ndarray, labels: np.ndarray, class_names: tuple[str
         for i, name in enumerate(class_names)
         if 0 < np.sum(labels == i) < len(labels)
     }
+
+
+def weighted_auc(positive: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """ROC AUC of ``scores`` separating ``positive`` from the rest, each event counted with its weight (1 when
+    ``weights`` is None): the weighted probability that a positive outscores a negative, ties counting ½.
+    Equals ``sklearn.metrics.roc_auc_score(positive, scores, sample_weight=weights)``."""
+    positive = np.asarray(positive, bool).reshape(-1)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    w = np.ones(len(scores)) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    if not (len(positive) == len(scores) == len(w)):
+        raise ValueError("positive, scores and weights must have one entry per event")
+    if np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError("event weights must be finite and non-negative")
+    values, group = np.unique(scores, return_inverse=True)  # ascending score groups
+    w_pos = np.bincount(group, weights=w * positive, minlength=len(values))
+    w_neg = np.bincount(group, weights=w * ~positive, minlength=len(values))
+    total_pos, total_neg = w_pos.sum(), w_neg.sum()
+    if total_pos <= 0 or total_neg <= 0:
+        raise ValueError("AUC needs positive and negative events of non-zero weight")
+    neg_below = np.cumsum(w_neg) - w_neg
+    return float(np.sum(w_pos * (neg_below + 0.5 * w_neg)) / (total_pos * total_neg))

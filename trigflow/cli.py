@@ -199,6 +199,12 @@ def verify(
     _verdict(result.failures, "firmware verified against the model")
 
 
+_ADDRESS_HELP = (
+    "Ray cluster for the seeded chunks (auto, ray://HOST:10001, HOST:6379, or 'local'); same file for "
+    "the same seed. Default: local processes."
+)
+
+
 @data_app.command("jets")
 def data_jets(
     n: Annotated[int, typer.Option("--n", help="Number of jets (balanced over g, q, W, Z, t).")] = 5000,
@@ -208,13 +214,16 @@ def data_jets(
     constituents: Annotated[int, typer.Option(help="Constituents kept per jet.")] = 32,
     image_size: Annotated[int, typer.Option(help="Jet image size (pixels per side).")] = 16,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
 ) -> None:
     """Generate jets with Pythia8 + FastJet: 16 high-level features, constituents and images."""
     from trigflow.data.jets import generate_jets
+    from trigflow.data.parallel import cluster
 
-    path = generate_jets(
-        out, n, seed, workers=workers, n_constituents=constituents, image_size=image_size, force=force
-    )
+    with cluster(address):
+        path = generate_jets(
+            out, n, seed, workers=workers, n_constituents=constituents, image_size=image_size, force=force
+        )
     console.print(f"wrote {path}")
 
 
@@ -226,11 +235,15 @@ def data_anomaly(
     out: Annotated[Path, typer.Option(help="Output HDF5 file.")] = Path("anomaly.h5"),
     workers: Annotated[Optional[int], typer.Option(help="Processes (default: all cores).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
 ) -> None:
     """Generate L1 anomaly-detection events (ADC2021 layout): SM background + four BSM signals."""
     from trigflow.data.anomaly import generate_anomaly
+    from trigflow.data.parallel import cluster
 
-    console.print(f"wrote {generate_anomaly(out, n, n_signal, seed, workers=workers, force=force)}")
+    with cluster(address):
+        path = generate_anomaly(out, n, n_signal, seed, workers=workers, force=force)
+    console.print(f"wrote {path}")
 
 
 @app.command()

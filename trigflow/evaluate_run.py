@@ -11,8 +11,14 @@ writes the run's accuracy / AUC fields — plus the bit comparison firmware vs Q
 Raw inputs per kind:
 
 * ``gnn``: ``(jets, particles, 3)`` = (pT in GeV, η − η_jet, φ − φ_jet) per constituent, zero rows = padding,
-  any number of particles and any order, plus the jet pT per jet (default: the scalar pT sum of the supplied
-  constituents) (``trigflow.kinds.gnn.features_from_raw``).
+  any number of particles (8, 16, 32, 150, ...) and any order, plus the jet pT per jet (default: the scalar pT
+  sum of the supplied constituents). The constituents are sorted by pT, truncated or zero-padded to the run's
+  count and transformed as the run recorded (``trigflow.kinds.gnn.features_from_raw``); ``report["input"]``
+  states what was done. Public-format arrays are accepted too: the Zenodo hls4ml jet ``.h5`` files (data,
+  labels and jet pT from the same file), an ``.npz`` with ``constituents`` and ``particleFeatureNames``, or a
+  16-feature array in the Zenodo order (``trigflow.data.public.raw_constituents``). Units are checked:
+  constituent pT and jet pT must share a unit (GeV, MeV or fractions of the jet pT alike), η/φ must be
+  relative to the jet axis.
 * ``mlp``: ``(jets, 16)`` high-level features in the order of ``preprocessing.json["features"]``.
 
 Labels: class indices in the run's class order (``preprocessing.json["classes"]``), one-hot rows, or class
@@ -41,12 +47,34 @@ class EvaluateResult:
 
 
 # --- inputs ------------------------------------------------------------------------------------------------
+_FEATURE_NAME_KEYS = ("particleFeatureNames", "feature_names", "features")
+
+
+def _load_public_h5(path: Path, what: str) -> np.ndarray:
+    """data (raw constituents), labels (class names) or jet pT from a public hls4ml jet ``.h5`` file."""
+    from trigflow.data import JET_CLASSES
+    from trigflow.data.public import load_hls4ml_jets_h5, raw_constituents
+
+    jets = load_hls4ml_jets_h5(path)
+    if what == "labels":
+        return np.array(JET_CLASSES)[jets.label]
+    if what == "jet pT":
+        return np.asarray(jets.pt, np.float32)
+    if jets.constituents is None:
+        raise TrigflowError(f"{path} holds no jetConstituentList; use a file with constituents")
+    return raw_constituents(jets.constituents, jets.constituent_features or None)
+
+
 def load_array(path: str | Path, what: str = "data") -> np.ndarray:
     """One array from ``.npy``, or from ``.npz`` (its only array, or the one named ``x``/``constituents`` for
-    data, ``y`` for labels, ``jet_pt`` for jet pT)."""
+    data, ``y`` for labels, ``jet_pt`` for jet pT), or from a public hls4ml jet ``.h5`` file (constituents as
+    (pT, η_rel, φ_rel), labels as class names, ``j_pt``). An ``.npz`` whose data has named features
+    (``particleFeatureNames``) yields its (pT, η_rel, φ_rel) columns."""
     path = Path(path)
     if not path.is_file():
         raise TrigflowError(f"{what} file {path} not found")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        return _load_public_h5(path, what)
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -58,11 +86,17 @@ def load_array(path: str | Path, what: str = "data") -> np.ndarray:
     names = {"data": ("x", "constituents"), "labels": ("y", "labels", "label"), "jet pT": ("jet_pt",)}[what]
     with loaded:
         keys = list(loaded.keys())
-        key = next((k for k in names if k in keys), keys[0] if len(keys) == 1 else None)
+        name_key = next((k for k in _FEATURE_NAME_KEYS if k in keys), None) if what == "data" else None
+        candidates = [k for k in keys if k != name_key]
+        key = next((k for k in names if k in keys), candidates[0] if len(candidates) == 1 else None)
         if key is None:
             raise TrigflowError(
                 f"{what} file {path} holds arrays {keys}; name the one to use {' or '.join(names)}"
             )
+        if name_key is not None:
+            from trigflow.data.public import raw_constituents
+
+            return raw_constituents(loaded[key], [str(n) for n in loaded[name_key].tolist()])
         return loaded[key]
 
 
@@ -70,6 +104,8 @@ def load_jet_pt(data: str | Path, jet_pt: str | Path | None) -> np.ndarray | Non
     """The jet pT: from ``jet_pt`` if given, else the ``jet_pt`` array of an ``.npz`` data file, else None."""
     if jet_pt is not None:
         return load_array(jet_pt, "jet pT")
+    if Path(data).suffix.lower() in (".h5", ".hdf5"):
+        return load_array(data, "jet pT")
     if Path(data).suffix == ".npz":
         with np.load(data, allow_pickle=False) as loaded:
             if "jet_pt" in loaded:
@@ -102,6 +138,53 @@ def labels_to_indices(labels: np.ndarray, classes: list[str]) -> np.ndarray:
             f"got {labels.min()}..{labels.max()}"
         )
     return labels
+
+
+def check_constituents(raw: np.ndarray, jet_pt: np.ndarray | None, n_particles: int) -> dict[str, Any]:
+    """Check the physics units of raw (pT, η_rel, φ_rel) constituents and say what the run's transform will do
+    with them (sorted by pT, truncated or zero-padded to ``n_particles``). One-line errors on a mismatch."""
+    if raw.ndim != 3 or raw.shape[-1] != 3 or not np.all(np.isfinite(raw)):
+        return {}  # shape and NaN errors come from the transform itself
+    pt = raw[..., 0]
+    negative = np.any(pt < 0, axis=1)
+    if negative.any():
+        raise TrigflowError(
+            f"constituent pT (column 0) is negative in {int(negative.sum())} jet(s): raw columns must be "
+            "(pT, eta - eta_jet, phi - phi_jet); check the column order"
+        )
+    real = pt > 0
+    angles = np.abs(raw[..., 1:][real]) if real.any() else np.zeros((0, 2))
+    if angles.size and angles.max() > np.pi + 1e-3:
+        raise TrigflowError(
+            f"constituent eta/phi (columns 1, 2) reach |{angles.max():.3g}|: they must be relative to the "
+            "jet axis (|eta_rel|, |phi_rel| <= pi), not absolute, and pT must be column 0"
+        )
+    n_real = real.sum(axis=1)
+    pt_sum = pt.sum(axis=1, dtype=np.float64)
+    fractions = real.any() and bool(np.all(pt <= 1 + 1e-6) and np.median(pt_sum[n_real > 0]) <= 1.05)
+    info: dict[str, Any] = {
+        "constituents_supplied": int(raw.shape[1]),
+        "real_constituents": {
+            "min": int(n_real.min()), "median": float(np.median(n_real)), "max": int(n_real.max())
+        },
+        "n_particles": int(n_particles),
+        "order": "sorted by pT, highest first (supplied order ignored)",
+        "jets_truncated": int((n_real > n_particles).sum()),
+        "jets_zero_padded": int((n_real < n_particles).sum()),
+        "pt_unit": "fraction of the jet pT" if fractions else "absolute (GeV or any one unit)",
+    }
+    if jet_pt is not None:
+        jet_pt = np.asarray(jet_pt, np.float64).reshape(-1)
+        if jet_pt.shape == pt_sum.shape:
+            both = (jet_pt > 0) & (pt_sum > 0)
+            ratio = float(np.median(pt_sum[both] / jet_pt[both])) if both.any() else 1.0
+            info["median_sum_pt_over_jet_pt"] = ratio
+            if not 0.05 <= ratio <= 20:
+                raise TrigflowError(
+                    f"constituent pT and jet pT are in different units (median sum of constituent pT / jet "
+                    f"pT = {ratio:.3g}): give both in GeV (pT fractions need no --jet-pt)"
+                )
+    return info
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -249,6 +332,16 @@ def evaluate_run(
     if len(y) == 0:
         raise TrigflowError("no samples to evaluate")
 
+    input_info: dict[str, Any] = {}
+    if kind == "gnn":
+        raw = np.asarray(raw)
+        if raw.ndim == 3 and raw.shape[-1] == 16:  # public 16-feature constituents (Zenodo order)
+            from trigflow.data.public import raw_constituents
+
+            raw = raw_constituents(raw)
+            input_info["columns"] = "j1_pt, j1_etarel, j1_phirel of the 16 Zenodo particle features"
+        n_particles = int(preprocessing.get("raw", {}).get("n_particles", 0))
+        input_info |= check_constituents(raw, jet_pt, n_particles)
     with ui.stage("preprocess raw data"):
         x = model_inputs(raw, kind, preprocessing, jet_pt)
     with ui.stage("load models"):
@@ -277,6 +370,8 @@ def evaluate_run(
         "auc": {name: compare.auc_per_class(outputs[name], y, tuple(classes)) for name in names},
         "preprocessing": preprocessing.get("raw", {"features": preprocessing.get("features")}),
     }
+    if input_info:
+        report["input"] = input_info
     if firmware:
         from trigflow.proof.reference import exact_predict
 
@@ -310,6 +405,13 @@ def evaluate_run(
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     acc = report["accuracy"]
     rows = [("samples", f"{report['samples']:,}")]
+    given = report.get("input") or {}
+    if "n_particles" in given:
+        rows.append((
+            "constituents (sorted by pT)",
+            f"{given['constituents_supplied']} supplied -> {given['n_particles']} kept; "
+            f"{given['jets_truncated']:,} jets truncated, {given['jets_zero_padded']:,} zero-padded",
+        ))
     rows.append(("accuracy " + " / ".join(acc), " / ".join(f"{v:.4f}" for v in acc.values())))
     ref = (report.get("run_reference") or {}).get("accuracy") or {}
     if ref:

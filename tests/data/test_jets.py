@@ -85,7 +85,7 @@ def test_layout_and_attributes(small_file):
         assert f.attrs["trigflow_version"] == __version__
         assert f.attrs["n_constituents"] == N_CONSTITUENTS and f.attrs["image_size"] == 16
         assert not f.attrs["preprocess_images"]
-        assert f.attrs["format_version"] == 2 and "E_i / E_jet" in f.attrs["zlogz"]
+        assert f.attrs["format_version"] == 3 and "E_i / E_jet" in f.attrs["zlogz"]
         assert list(f.attrs["class_counts"]) == [PER_CLASS] * 5
     assert np.bincount(load_jets(small_file).label, minlength=5).tolist() == [PER_CLASS] * 5
 

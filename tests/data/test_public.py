@@ -244,3 +244,22 @@ def test_run_ae_reads_an_adc2021_folder(tmp_path):
     arrays = load(config)
     assert arrays.class_names == ("background", "lq_btau") and arrays.x.shape == (9, 57)
     np.testing.assert_array_equal(arrays.y, [0] * 5 + [1] * 4)
+
+
+def test_raw_constituents_picks_pt_etarel_phirel_by_name():
+    from trigflow.data.public import raw_constituents
+
+    rng = np.random.default_rng(5)
+    const = rng.normal(size=(3, 7, 16)).astype(np.float32)
+    names = ZENODO_PARTICLE_FEATURES  # 17 names (j1_pdgid has no column): the leading 16 are used
+    expected = const[..., [names.index("j1_pt"), names.index("j1_etarel"), names.index("j1_phirel")]]
+    np.testing.assert_array_equal(raw_constituents(const, names), expected)
+    np.testing.assert_array_equal(raw_constituents(const), expected)  # unnamed 16 features: Zenodo order
+    np.testing.assert_array_equal(raw_constituents(expected), expected)  # already (pT, eta_rel, phi_rel)
+    other = ["phi_rel", "e", "pt", "eta_rel"]
+    mixed = rng.normal(size=(2, 5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(raw_constituents(mixed, other), mixed[..., [2, 3, 0]])
+    with pytest.raises(TrigflowError, match="no eta_rel column"):
+        raw_constituents(mixed, ["phi_rel", "e", "pt", "eta"])
+    with pytest.raises(TrigflowError, match="no names"):
+        raw_constituents(mixed)

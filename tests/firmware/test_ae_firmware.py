@@ -188,3 +188,79 @@ def test_run_ae_end_to_end(tmp_path, arch):
     assert threshold["threshold"]["threshold_int"] == threshold["threshold"]["threshold"] * 2 ** threshold["threshold"]["fractional_bits"]
     assert (out / "score_distributions.png").stat().st_size > 0 and (out / "roc.png").stat().st_size > 0
 
+
+
+# --- weighted metrics (synthetic weighted events; no model) -------------------------------------------------
+def test_weighted_auc_matches_sklearn_sample_weight():
+    from sklearn.metrics import roc_auc_score
+
+    from trigflow.proof.compare import weighted_auc
+
+    rng = np.random.default_rng(7)
+    n = 4000
+    positive = rng.uniform(size=n) < 0.3
+    scores = np.round(rng.normal(positive * 0.8, 1.0), 2)  # rounded: many ties
+    weights = rng.exponential(1.0, n) * np.where(positive, 1.0, 50.0)
+    assert weighted_auc(positive, scores, weights) == pytest.approx(
+        roc_auc_score(positive, scores, sample_weight=weights), abs=1e-12
+    )
+    assert weighted_auc(positive, scores) == pytest.approx(roc_auc_score(positive, scores), abs=1e-12)
+    # an event of weight w counts as w copies of it
+    copies = np.repeat(np.arange(200), 3)
+    assert weighted_auc(positive[:200], scores[:200], np.full(200, 3.0)) == pytest.approx(
+        weighted_auc(positive[:200][copies], scores[:200][copies]), abs=1e-12
+    )
+
+
+def test_weighted_threshold_and_efficiencies_by_hand():
+    scores = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    weights = np.array([10.0, 10.0, 10.0, 60.0, 10.0])  # total 100
+    # FPR 0.1: only score 5 (weight 10) may pass -> threshold 4; FPR 0.7: 4 and 5 pass (70) -> threshold 3
+    assert recipe.threshold_at_fpr(scores, 0.1, weights) == 4.0
+    assert recipe.threshold_at_fpr(scores, 0.69, weights) == 4.0
+    assert recipe.threshold_at_fpr(scores, 0.7, weights) == 3.0
+    assert recipe.threshold_at_fpr(scores, 0.05, weights) == 5.0  # nothing may pass
+    # unit weights reproduce the unweighted rule exactly
+    bg = np.random.default_rng(1).normal(size=999)
+    for fpr in (1e-5, 0.003, 0.01, 0.5):
+        assert recipe.threshold_at_fpr(bg, fpr, np.ones(999)) == recipe.threshold_at_fpr(bg, fpr)
+        assert recipe.rate_point(bg, fpr, np.ones(999)) == recipe.rate_point(bg, fpr)
+    point = recipe.rate_point(scores, 0.7, weights)
+    assert point["fpr_measured"] == pytest.approx(0.7) and point["weighted"]
+    assert point["effective_background_events"] == pytest.approx(100**2 / (4 * 100 + 3600))
+    # weighted efficiency and its uncertainty: sqrt((1-e)^2 sum_pass w^2 + e^2 sum_fail w^2) / sum w
+    eff, err = recipe.efficiency(scores, 3.0, weights)
+    assert eff == pytest.approx(0.7)
+    assert err == pytest.approx(np.sqrt(0.3**2 * (3600 + 100) + 0.7**2 * 300) / 100)
+    eff, err = recipe.efficiency(np.arange(100.0), 79.5)  # unit weights: binomial
+    assert (eff, err) == (pytest.approx(0.2), pytest.approx(np.sqrt(0.2 * 0.8 / 100)))
+    with pytest.raises(recipe.TrigflowError, match="non-negative|≥ 0"):
+        recipe.rate_point(scores, 0.1, -weights)
+    threshold = recipe.trigger_threshold(scores, 0.7 * 40e6, 0, weights=weights)
+    assert threshold["threshold"] == 3.0 and threshold["threshold_int"] == 3
+    assert threshold["rate_hz"] == 0.7 * 40e6
+
+
+def test_evaluate_uses_event_weights(prepared):
+    """Weights 1 change nothing; weights that make the high-scoring background heavy lower the AUC and TPR."""
+    from dataclasses import replace
+
+    y = prepared.y_test
+    rng = np.random.default_rng(0)
+    score = rng.exponential(1.0, len(y)) + 3.0 * (y == 2)
+    outputs = {m: score[:, None] for m in ("float", "qkeras", "firmware")}
+    plain = recipe.evaluate(outputs, prepared)
+    ones = recipe.evaluate(outputs, replace(prepared, extra={"w_test": np.ones(len(y))}))
+    assert ones == plain and not plain["weighted"]
+    weights = np.where((y == 0) & (score > 2.0), 20.0, 1.0)
+    weighted = recipe.evaluate(outputs, replace(prepared, extra={"w_test": weights}))
+    from sklearn.metrics import roc_auc_score
+
+    sel = (y == 0) | (y == 2)
+    assert weighted["auc"]["a_4l"]["firmware"] == pytest.approx(
+        roc_auc_score(y[sel] == 2, score[sel], sample_weight=weights[sel]), abs=1e-12
+    )
+    assert weighted["auc"]["a_4l"]["firmware"] < plain["auc"]["a_4l"]["firmware"]
+    assert weighted["weighted"] and weighted["rate_points"]["1e-5"]["weighted"]
+    assert set(weighted["tpr_at_fpr_uncertainty"]["a_4l"]) == {"1e-5", "2.5e-5"}
+    assert weighted["rate_points"]["2.5e-5"]["rate_hz"] == pytest.approx(1000.0)

@@ -126,3 +126,83 @@ def test_evaluate_scores_an_mlp_run_on_raw_features(fake_jets, tmp_path):
     assert result.report["bit_exact_fraction"] == 1.0
     with pytest.raises(TrigflowError, match="gnn runs only"):
         evaluate_run(tmp_path / "out", parts.x_test, names, jet_pt=np.ones(len(names)), firmware=False)
+
+
+# --- public-format constituent arrays: no trained run needed ------------------------------------------------
+def _public_jets(n_jets: int, n_const: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(jets, n_const, 3) = (pT/GeV, η_rel, φ_rel) in random order, a few zero rows, and the jet pT (GeV)."""
+    rng = np.random.default_rng(seed)
+    pt = rng.exponential(40.0, (n_jets, n_const)).astype(np.float32) + 1
+    pt[:, -2:] = 0  # padding
+    raw = np.stack([pt, rng.uniform(-0.8, 0.8, pt.shape), rng.uniform(-0.8, 0.8, pt.shape)], axis=-1)
+    raw = (raw * (pt > 0)[..., None]).astype(np.float32)
+    return raw, pt.sum(axis=1) * np.float32(1.05)
+
+
+def test_check_constituents_states_sorting_truncation_and_padding():
+    from trigflow.evaluate_run import check_constituents
+
+    raw, jet_pt = _public_jets(6, 10)
+    info = check_constituents(raw, jet_pt, 16)  # 8 real constituents per jet, run takes 16
+    assert info["constituents_supplied"] == 10 and info["n_particles"] == 16
+    assert info["real_constituents"] == {"min": 8, "median": 8.0, "max": 8}
+    assert info["jets_zero_padded"] == 6 and info["jets_truncated"] == 0
+    assert info["pt_unit"].startswith("absolute") and "sorted by pT" in info["order"]
+    assert check_constituents(raw, jet_pt, 4)["jets_truncated"] == 6
+    # pT fractions with no jet pT are fine (z is scale free) and named as such
+    z = raw.copy()
+    z[..., 0] = raw[..., 0] / raw[..., 0].sum(axis=1, keepdims=True)
+    assert check_constituents(z, None, 8)["pt_unit"] == "fraction of the jet pT"
+
+
+def test_check_constituents_refuses_unit_mismatches():
+    from trigflow.evaluate_run import check_constituents
+
+    raw, jet_pt = _public_jets(5, 12)
+    z = raw.copy()
+    z[..., 0] = raw[..., 0] / jet_pt[:, None]
+    with pytest.raises(TrigflowError, match="different units"):
+        check_constituents(z, jet_pt, 8)  # fractions beside a jet pT in GeV
+    with pytest.raises(TrigflowError, match="different units"):
+        check_constituents(raw, jet_pt / 1000, 8)  # GeV beside TeV
+    check_constituents(raw * [1000, 1, 1], jet_pt * 1000, 8)  # MeV beside MeV: one unit, accepted
+    with pytest.raises(TrigflowError, match="column order"):
+        check_constituents(raw[..., [1, 0, 2]], None, 8)  # η first: negative "pT"
+    absolute = raw.copy()
+    absolute[..., 2] += 2.5 * (raw[..., 0] > 0)  # absolute φ instead of φ − φ_jet
+    with pytest.raises(TrigflowError, match="relative to the jet"):
+        check_constituents(absolute, None, 8)
+
+
+def test_public_constituent_files_load_as_raw_columns(tmp_path):
+    """Zenodo-style 16-feature constituents: .h5 (data, labels, jet pT from one file) and named .npz."""
+    import h5py
+
+    from trigflow.data.public import ZENODO_PARTICLE_FEATURES
+    from trigflow.evaluate_run import load_array, load_jet_pt
+
+    raw, jet_pt = _public_jets(4, 8, seed=3)
+    full = np.zeros((4, 8, 16), np.float32)
+    for column, name in zip(range(3), ("j1_pt", "j1_etarel", "j1_phirel")):
+        full[..., ZENODO_PARTICLE_FEATURES.index(name)] = raw[..., column]
+    names = [*ZENODO_PARTICLE_FEATURES, "j1_pdgid"]
+    np.savez(tmp_path / "c.npz", constituents=full, particleFeatureNames=np.array(names))
+    np.testing.assert_array_equal(load_array(tmp_path / "c.npz"), raw)
+
+    jet_names = ["j_pt", "j_eta", "j_mass", "j_g", "j_q", "j_w", "j_z", "j_t", "j_undef"]
+    from trigflow.data import HLF_NAMES
+
+    jet_names += [f"j_{n}" for n in HLF_NAMES]
+    jets = np.zeros((4, len(jet_names)), np.float32)
+    jets[:, 0] = jet_pt
+    labels = np.array([0, 4, 2, 1])
+    jets[np.arange(4), 3 + labels] = 1
+    with h5py.File(tmp_path / "jets.h5", "w") as f:
+        f["jets"] = jets
+        f["jetFeatureNames"] = np.array([n.encode() for n in jet_names])
+        f["jetConstituentList"] = full
+        f["particleFeatureNames"] = np.array([n.encode() for n in names])
+    path = tmp_path / "jets.h5"
+    np.testing.assert_array_equal(load_array(path, "data"), raw)
+    assert load_array(path, "labels").tolist() == ["g", "t", "w", "q"]
+    np.testing.assert_array_equal(load_jet_pt(path, None), jet_pt)

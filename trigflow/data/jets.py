@@ -1,8 +1,10 @@
 """Data layer: boosted-jet data set (g, q, W, Z, t) generated with Pythia8 + FastJet, stored as HDF5.
 
 Physics (after the public hls4ml LHC jet data set, Duarte et al., JINST 13 (2018) P07027, arXiv:1804.06913):
-pp at 13 TeV, one set of Pythia8 hard processes per class with PhaseSpace:pTHatMin = 1 TeV, default tune
-(Monash) with ISR/FSR, MPI and hadronisation on. Visible final-state particles (all but neutrinos) are
+pp at 13 TeV, one set of Pythia8 hard processes per class with the hard-process pT in the recipe's
+window 995 < pT-hat < 1005 GeV (its MadGraph run card: ΔpT/pT = 0.01 around 1 TeV for partons, W, Z and t),
+default tune (Monash) with ISR/FSR, MPI and hadronisation on. docs/jets.md compares the recipe point by
+point. Visible final-state particles (all but neutrinos) are
 clustered with anti-kt R = 0.8; jets with |η| < 2 and 800 < pT < 1200 GeV are kept when they match the
 class's truth object within ΔR < R: the outgoing hard gluon (g) or light u/d/s quark (q), or the W, Z or top
 whose decay quarks (for t: b, q, q') all lie within ΔR < R of the jet axis. At most one jet per truth object.
@@ -38,10 +40,10 @@ from trigflow.errors import TrigflowError
 
 CONSTITUENT_FEATURES: tuple[str, ...] = ("pt_fraction", "deta", "dphi", "energy", "delta_r")
 JET_PARTS: tuple[str, ...] = ("hlf", "constituents", "image")
-FORMAT_VERSION = 2  # 2: zlogz from energy fractions E_i / E_jet (1: pT fractions)
+FORMAT_VERSION = 3  # 3: pT-hat window 995-1005 GeV (2: pT-hat > 1 TeV); 2: zlogz from E_i / E_jet (1: pT)
 
 ECM_GEV = 13000.0
-PT_HAT_MIN_GEV = 1000.0
+PT_HAT_RANGE_GEV = (995.0, 1005.0)  # the recipe's parton / W / Z / t pT window (ptj, pt_min_pdg, pt_max_pdg)
 JET_RADIUS = 0.8
 JET_PT_RANGE_GEV = (800.0, 1200.0)
 JET_ABS_ETA_MAX = 2.0
@@ -122,7 +124,8 @@ def pythia_settings(jet_class: str, pythia_seed: int) -> list[str]:
     """All Pythia8 settings for one chunk of one class."""
     return [
         f"Beams:eCM = {ECM_GEV}",
-        f"PhaseSpace:pTHatMin = {PT_HAT_MIN_GEV}",
+        f"PhaseSpace:pTHatMin = {PT_HAT_RANGE_GEV[0]}",
+        f"PhaseSpace:pTHatMax = {PT_HAT_RANGE_GEV[1]}",
         *PYTHIA_PROCESSES[jet_class],
         "Random:setSeed = on",
         f"Random:seed = {pythia_seed}",
@@ -330,8 +333,8 @@ def generator_description() -> str:
     version = pythia8mc.Pythia("", False).parm("Pythia:versionNumber")
     return (
         f"Pythia {version:.3f} (pythia8mc) pp at {ECM_GEV / 1000:g} TeV, "
-        f"PhaseSpace:pTHatMin = {PT_HAT_MIN_GEV:g} GeV, default tune (Monash 2013) with ISR/FSR, MPI and "
-        "hadronisation on; processes per class in attribute 'processes'. "
+        f"{PT_HAT_RANGE_GEV[0]:g} < pT-hat < {PT_HAT_RANGE_GEV[1]:g} GeV, default tune (Monash 2013) with "
+        "ISR/FSR, MPI and hadronisation on; processes per class in attribute 'processes'. "
         f"FastJet {fastjet.__version__} anti-kt R = {JET_RADIUS} on visible final-state particles; "
         f"jets |eta| < {JET_ABS_ETA_MAX:g}, {JET_PT_RANGE_GEV[0]:g} < pT < {JET_PT_RANGE_GEV[1]:g} GeV, "
         f"matched within dR < {JET_RADIUS} to the hard gluon / light quark / W / Z / top (decay quarks "
@@ -460,7 +463,8 @@ def generate_jets(
                 "jet_radius": JET_RADIUS,
                 "jet_pt_range_gev": list(JET_PT_RANGE_GEV),
                 "jet_abs_eta_max": JET_ABS_ETA_MAX,
-                "pt_hat_min_gev": PT_HAT_MIN_GEV,
+                "pt_hat_min_gev": PT_HAT_RANGE_GEV[0],
+                "pt_hat_max_gev": PT_HAT_RANGE_GEV[1],
                 "ecm_gev": ECM_GEV,
                 "mmdt": "soft drop beta=0, z_cut=0.1, C/A reclustering",
                 "pt_fraction": "pT_i / sum_j pT_j over all jet constituents",

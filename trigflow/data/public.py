@@ -13,6 +13,10 @@ The layout assumed for each (from the data set papers and their Zenodo / OpenML 
   N x P x 16 with ``particleFeatureNames`` (whose list may hold one name more, j1_pdgid, than the array has
   features: the leading names are kept) and optional ``jetImage`` N x H x W. Jets without exactly one of the
   five labels are dropped.
+* Public constituent arrays for ``trigflow evaluate``: (jets, particles, F) with named features. The raw
+  (pT in GeV, η_rel, φ_rel) columns are taken by name (``j1_pt, j1_etarel, j1_phirel`` in the Zenodo files;
+  ``pt, eta_rel, phi_rel`` and similar spellings accepted); a 16-feature array without names is read in the
+  Zenodo ``particleFeatureNames`` order.
 * ADC2021 anomaly-detection challenge HDF5 (Govorkova et al. 2022): ``Particles`` N x 19 x 4 as
   (pT, eta, phi, class id) for MET, 4 electrons, 4 muons, 10 jets, zero-padded; flattened to the 57
   (pT, eta, phi) columns of ``trigflow.data.anomaly``. One file per process; ``load_adc2021_folder`` reads
@@ -56,6 +60,17 @@ CLASS_ALIASES: dict[str, str] = {
 CLASS_COLUMNS = ("class", "label", "target", "y", "jet_class")
 LABEL_COLUMNS: tuple[str, ...] = tuple(f"j_{c}" for c in JET_CLASSES)  # one-hot columns in the Zenodo files
 ADC_SHAPE = (19, 4)
+# The Zenodo 3602260 particle features, in file order (a 17th name, j1_pdgid, has no column in the array).
+ZENODO_PARTICLE_FEATURES: tuple[str, ...] = (
+    "j1_px", "j1_py", "j1_pz", "j1_e", "j1_erel", "j1_pt", "j1_ptrel", "j1_eta", "j1_etarel", "j1_etarot",
+    "j1_phi", "j1_phirel", "j1_phirot", "j1_deltar", "j1_costheta", "j1_costhetarel",
+)
+# Accepted spellings of the raw constituent columns (pT in GeV, η − η_jet, φ − φ_jet), lower case.
+RAW_COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "pt": ("j1_pt", "pt", "part_pt", "pt_gev"),
+    "eta_rel": ("j1_etarel", "eta_rel", "etarel", "deta", "part_deta"),
+    "phi_rel": ("j1_phirel", "phi_rel", "phirel", "dphi", "part_dphi"),
+}
 
 
 def _decode(names: Any) -> list[str]:
@@ -261,6 +276,40 @@ def _head(jets: JetSet, n: int) -> JetSet:
         if k != "attrs"
     }
     return type(jets)(**cut, attrs=jets.attrs)
+
+
+def raw_constituents(constituents: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+    """(jets, particles, F) public constituent array -> (jets, particles, 3) = (pT, η_rel, φ_rel), float32.
+
+    ``names``: the F feature names (e.g. the file's ``particleFeatureNames``; extra trailing names such as
+    j1_pdgid are ignored). Without names, F = 3 is taken as already (pT, η_rel, φ_rel) and F = 16 as the
+    Zenodo order. Padding rows stay zero rows.
+    """
+    c = np.asarray(constituents)
+    if c.ndim != 3:
+        raise TrigflowError(f"constituents must have shape (jets, particles, features); got {c.shape}")
+    n_feat = c.shape[-1]
+    if names is None:
+        if n_feat == 3:
+            return c.astype(np.float32)
+        if n_feat != len(ZENODO_PARTICLE_FEATURES):
+            raise TrigflowError(
+                f"constituents have {n_feat} features and no names; give (pT, eta_rel, phi_rel) or the "
+                f"16 Zenodo features, or name the columns (npz 'particleFeatureNames')"
+            )
+        names = ZENODO_PARTICLE_FEATURES
+    lower = [str(n).strip().lower() for n in names][:n_feat]
+    if len(lower) < n_feat:
+        raise TrigflowError(f"{len(lower)} feature names for {n_feat} constituent features")
+    index = []
+    for column, aliases in RAW_COLUMN_ALIASES.items():
+        found = next((lower.index(a) for a in aliases if a in lower), None)
+        if found is None:
+            raise TrigflowError(
+                f"no {column} column among constituent features {lower}; expected one of {', '.join(aliases)}"
+            )
+        index.append(found)
+    return np.ascontiguousarray(c[..., index], dtype=np.float32)
 
 
 def _read_adc(path: Path, max_events: int | None) -> np.ndarray:

@@ -72,7 +72,11 @@ def load(config: RunConfig) -> Arrays:
         if limit is not None:  # the file is mixed in blocks: a leading slice keeps its composition
             x, y = x[:limit], y[:limit]
     source = config.data.path or "embedded anomaly events (Pythia8 + FastJet, ADC2021 layout)"
-    return Arrays(x, y, tuple(data.names), tuple(data.processes), str(source), extra={"attrs": data.attrs})
+    extra = {"attrs": data.attrs}
+    weight = getattr(data, "weight", None)  # per-event weights of a weighted sample; none: weight 1
+    if weight is not None:
+        extra["weight"] = np.asarray(weight, np.float64)[: len(x)]
+    return Arrays(x, y, tuple(data.names), tuple(data.processes), str(source), extra=extra)
 
 
 def pt_columns(feature_names: tuple[str, ...]) -> np.ndarray:
@@ -150,6 +154,7 @@ def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
         y[test],
         preprocessing,
         tuple(arrays.class_names),
+        extra={"w_test": arrays.extra["weight"][test]} if arrays.extra.get("weight") is not None else {},
     )
 
 
@@ -184,54 +189,129 @@ def train(recipe: Recipe, prepared: Prepared, config: RunConfig, ui) -> Trained:
 
 
 # --- stage 4: metrics ----------------------------------------------------------------------------------------
-def threshold_at_fpr(background: np.ndarray, fpr: float) -> float:
+# Every figure takes per-event weights (cross-section × filter efficiency of a weighted sample); None means
+# weight 1 (the public ADC2021 files carry none) and reproduces the unweighted figures exactly.
+def _weights(weights: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Checked float64 weights, or None when absent or all exactly 1 (the unweighted fast path)."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, np.float64).reshape(-1)
+    if len(w) != n:
+        raise TrigflowError(f"{len(w)} event weights for {n} events; give one weight per event")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise TrigflowError("event weights must be finite and ≥ 0 (negative-weight events are not supported)")
+    if w.sum() <= 0:
+        raise TrigflowError("event weights sum to 0; nothing to measure a rate with")
+    return None if np.all(w == 1) else w
+
+
+def threshold_at_fpr(background: np.ndarray, fpr: float, weights: np.ndarray | None = None) -> float:
     """The lowest score threshold whose background pass fraction (score > threshold) is at most ``fpr``.
 
-    With ``k = ⌊fpr·N⌋`` this is the (k+1)-th highest background score; when ``fpr·N < 1`` it is the highest
-    background score (no background event passes), i.e. the rate is not resolved by ``N`` events.
+    Unweighted, with ``k = ⌊fpr·N⌋`` this is the (k+1)-th highest background score; when ``fpr·N < 1`` it is
+    the highest background score (no background event passes), i.e. the rate is not resolved by ``N`` events.
+    Weighted, the pass fraction is the weight above the threshold over the total weight.
     """
-    s = np.sort(np.asarray(background, np.float64).reshape(-1))[::-1]
+    s = np.asarray(background, np.float64).reshape(-1)
     if len(s) == 0:
         raise ValueError("no background scores")
-    k = int(np.floor(fpr * len(s) + 1e-9))
-    return float(s[min(k, len(s) - 1)])
+    w = _weights(weights, len(s))
+    if w is None:
+        s = np.sort(s)[::-1]
+        k = int(np.floor(fpr * len(s) + 1e-9))
+        return float(s[min(k, len(s) - 1)])
+    values, group = np.unique(s, return_inverse=True)
+    w_value = np.bincount(group, weights=w, minlength=len(values))[::-1]  # descending score values
+    above = np.cumsum(w_value) - w_value  # weight strictly above each value
+    allowed = fpr * w.sum() * (1 + 1e-12)
+    last = int(np.searchsorted(above, allowed, side="right")) - 1  # `above` is non-decreasing
+    return float(values[::-1][max(last, 0)])
 
 
-def fpr_upper_limit(passing: int, n: int, cl: float = 0.95) -> float:
-    """One-sided Clopper-Pearson upper limit on a background efficiency with ``passing`` of ``n`` events."""
+def fpr_upper_limit(passing: float, n: float, cl: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper limit on a background efficiency with ``passing`` of ``n`` events
+    (effective counts for weighted events)."""
     from scipy.stats import beta
 
     return 1.0 if passing >= n else float(beta.ppf(cl, passing + 1, n - passing))
 
 
-def rate_point(background: np.ndarray, fpr: float) -> dict[str, Any]:
-    """Threshold at ``fpr`` and what ``len(background)`` events can say about it."""
+def efficiency(
+    scores: np.ndarray, threshold: float, weights: np.ndarray | None = None
+) -> tuple[float, float]:
+    """(fraction of the weight with score > threshold, its statistical uncertainty): binomial √(ε(1−ε)/N)
+    unweighted; weighted √((1−ε)² Σ_pass w² + ε² Σ_fail w²) / Σ w (which is the binomial one for w = 1)."""
+    s = np.asarray(scores, np.float64).reshape(-1)
+    if len(s) == 0:
+        return float("nan"), float("nan")
+    w = np.ones(len(s)) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+    passed = s > threshold
+    total = w.sum()
+    eff = float(w[passed].sum() / total)
+    variance = ((1 - eff) ** 2 * np.sum(w[passed] ** 2) + eff**2 * np.sum(w[~passed] ** 2)) / total**2
+    return eff, float(np.sqrt(variance))
+
+
+def rate_point(
+    background: np.ndarray,
+    fpr: float,
+    weights: np.ndarray | None = None,
+    *,
+    collision_hz: float = BUNCH_CROSSING_HZ,
+) -> dict[str, Any]:
+    """Threshold at ``fpr`` and what the background events (weighted: their effective number) can say."""
     background = np.asarray(background, np.float64).reshape(-1)
     n = len(background)
-    threshold = threshold_at_fpr(background, fpr)
+    w = _weights(weights, n)
+    threshold = threshold_at_fpr(background, fpr, w)
     passing = int(np.sum(background > threshold))
-    return {
+    measured, error = efficiency(background, threshold, w)
+    n_eff = n if w is None else float(w.sum() ** 2 / np.sum(w**2))  # Kish effective sample size
+    upper = fpr_upper_limit(passing, n) if w is None else fpr_upper_limit(measured * n_eff, n_eff)
+    point = {
         "fpr": fpr,
+        "rate_hz": fpr * collision_hz,
         "threshold": threshold,
         "background_events": n,
         "background_passing": passing,
-        "expected_background_passing": fpr * n,
-        "fpr_measured": passing / n,
-        "fpr_upper_95": fpr_upper_limit(passing, n),
-        "resolved": fpr * n >= RESOLVED_MIN_PASSING,
+        "expected_background_passing": fpr * n_eff,
+        "fpr_measured": measured,
+        "fpr_uncertainty": error,
+        "fpr_upper_95": upper,
+        "resolved": fpr * n_eff >= RESOLVED_MIN_PASSING,
         "background_needed": int(np.ceil(RESOLVED_MIN_PASSING / fpr)),
+        "weighted": w is not None,
     }
+    if w is not None:
+        point |= {"background_weight_sum": float(w.sum()), "effective_background_events": n_eff}
+    return point
 
 
 def _scores(outputs: dict[str, np.ndarray], name: str) -> np.ndarray:
     return np.asarray(outputs[name], np.float64).reshape(len(outputs[name]), -1)[:, 0]
 
 
-def evaluate(outputs: dict[str, np.ndarray], prepared: Prepared) -> dict[str, Any]:
-    """AUC (background vs each signal) for float / QKeras / firmware; signal efficiency at trigger rates."""
-    from sklearn.metrics import roc_auc_score
+def _auc(positive: np.ndarray, scores: np.ndarray, weights: np.ndarray | None) -> float:
+    if weights is None:
+        from sklearn.metrics import roc_auc_score
 
+        return float(roc_auc_score(positive, scores))
+    from trigflow.proof.compare import weighted_auc
+
+    return weighted_auc(positive, scores, weights)
+
+
+def weights_of_test_events(prepared: Prepared) -> np.ndarray | None:
+    """Per-event weights of the test events (``prepared.extra["w_test"]``), None when all are 1."""
+    return _weights(prepared.extra.get("w_test"), len(prepared.y_test))
+
+
+def evaluate(outputs: dict[str, np.ndarray], prepared: Prepared) -> dict[str, Any]:
+    """AUC (background vs each signal) for float / QKeras / firmware; signal efficiency at trigger rates; all
+    with the events' weights when the data carry them."""
     y = np.asarray(prepared.y_test)
+    w = weights_of_test_events(prepared)
+    w_of = (lambda sel: None) if w is None else (lambda sel: w[sel])
     bg = y == 0
     n_bg = int(bg.sum())
     models = ("float", "qkeras", "firmware")
@@ -240,25 +320,35 @@ def evaluate(outputs: dict[str, np.ndarray], prepared: Prepared) -> dict[str, An
     auc: dict[str, dict[str, float]] = {}
     for i, name in signals:
         sel = bg | (y == i)
-        auc[name] = {m: float(roc_auc_score(y[sel] == i, scores[m][sel])) for m in models}
-    points = {key: rate_point(scores["firmware"][bg], fpr) for key, fpr in FPR_POINTS.items()}
-    tpr = {
-        name: {key: float(np.mean(scores["firmware"][y == i] > p["threshold"])) for key, p in points.items()}
+        auc[name] = {m: _auc(y[sel] == i, scores[m][sel], w_of(sel)) for m in models}
+    points = {key: rate_point(scores["firmware"][bg], fpr, w_of(bg)) for key, fpr in FPR_POINTS.items()}
+    tpr_err = {
+        name: {
+            key: efficiency(scores["firmware"][y == i], p["threshold"], w_of(y == i))
+            for key, p in points.items()
+        }
         for i, name in signals
     }
+    tpr = {name: {key: v[0] for key, v in by_key.items()} for name, by_key in tpr_err.items()}
     tpr_all = {
         m: {
             name: {
-                key: float(np.mean(scores[m][y == i] > threshold_at_fpr(scores[m][bg], fpr)))
+                key: efficiency(
+                    scores[m][y == i], threshold_at_fpr(scores[m][bg], fpr, w_of(bg)), w_of(y == i)
+                )[0]
                 for key, fpr in FPR_POINTS.items()
             }
             for i, name in signals
         }
         for m in models
     }
+    n_eff = points[next(iter(points))].get("effective_background_events", n_bg)
     unresolved = [key for key, p in points.items() if not p["resolved"]]
+    smallest = f"1/{n_bg} = {1 / n_bg:.2g}" if w is None else f"1/{n_eff:,.0f} = {1 / n_eff:.2g}"
     limit = (
-        f"{n_bg} background test events: a background efficiency of 1/{n_bg} = {1 / n_bg:.2g} is the smallest that "
+        f"{n_bg} background test events"
+        + (f" (weighted: {n_eff:,.0f} effective)" if w is not None else "")
+        + f": a background efficiency of {smallest} is the smallest that "
         f"one event can measure; FPR {', '.join(FPR_POINTS)} need 1/FPR = "
         f"{', '.join(f'{1 / f:,.0f}' for f in FPR_POINTS.values())} events for one expected passing event and "
         f"{RESOLVED_MIN_PASSING}× that for a ±{100 / np.sqrt(RESOLVED_MIN_PASSING):.0f} % rate. "
@@ -272,10 +362,14 @@ def evaluate(outputs: dict[str, np.ndarray], prepared: Prepared) -> dict[str, An
     return {
         "auc": auc,
         "tpr_at_fpr": tpr,
+        "tpr_at_fpr_uncertainty": {
+            name: {key: v[1] for key, v in by_key.items()} for name, by_key in tpr_err.items()
+        },
         "tpr_at_fpr_by_model": tpr_all,
         "rate_points": points,
         "background_test_events": n_bg,
         "signal_test_events": {name: int(np.sum(y == i)) for i, name in signals},
+        "weighted": w is not None,
         "statistical_limit": limit,
         "firmware_auc_equals_qkeras": all(a["firmware"] == a["qkeras"] for a in auc.values()),
     }
@@ -297,18 +391,24 @@ def firmware_output_type(project: Path, project_name: str) -> str | None:
 
 
 def trigger_threshold(
-    background: np.ndarray, rate_hz: float, fractional_bits: int, *, collision_hz: float = BUNCH_CROSSING_HZ
+    background: np.ndarray,
+    rate_hz: float,
+    fractional_bits: int,
+    *,
+    collision_hz: float = BUNCH_CROSSING_HZ,
+    weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Threshold for ``rate_hz`` (fire when score > threshold), as a value and as the firmware's integer."""
+    """Threshold for ``rate_hz`` (fire when score > threshold), as a value and as the firmware's integer; the
+    rate is the weighted background efficiency × ``collision_hz`` when ``weights`` are given."""
     fpr = rate_hz / collision_hz
-    point = rate_point(background, fpr)
+    point = rate_point(background, fpr, weights, collision_hz=collision_hz)
     scaled = point["threshold"] * 2.0**fractional_bits
     if scaled != np.round(scaled):
         raise ValueError(f"threshold {point['threshold']} is not on the firmware grid 2^-{fractional_bits}")
     return {
         "rate_hz": rate_hz,
         "collision_rate_hz": collision_hz,
-        **point,
+        **{k: v for k, v in point.items() if k != "rate_hz"},
         "threshold_int": int(np.round(scaled)),
         "fractional_bits": fractional_bits,
         "condition": "fire when score > threshold (equivalently score_int > threshold_int, "
@@ -351,12 +451,16 @@ def write_extras(report: dict, outputs: dict[str, np.ndarray], prepared: Prepare
     y = np.asarray(prepared.y_test)
     fw = _scores(outputs, "firmware")
     rate_hz, collision_hz = trigger_rates(config)
-    threshold = trigger_threshold(fw[y == 0], rate_hz, frac, collision_hz=collision_hz)
-    threshold["tpr"] = {
-        name: float(np.mean(fw[y == i] > threshold["threshold"]))
+    w = weights_of_test_events(prepared)
+    w_of = (lambda sel: None) if w is None else (lambda sel: w[sel])
+    threshold = trigger_threshold(fw[y == 0], rate_hz, frac, collision_hz=collision_hz, weights=w_of(y == 0))
+    tpr = {
+        name: efficiency(fw[y == i], threshold["threshold"], w_of(y == i))
         for i, name in enumerate(prepared.class_names)
         if i > 0 and np.any(y == i)
     }
+    threshold["tpr"] = {name: v[0] for name, v in tpr.items()}
+    threshold["tpr_uncertainty"] = {name: v[1] for name, v in tpr.items()}
     score_info = {
         "arch": arch,
         "score": "sum of squared latent means Σμ²" if score == "latent" else "reconstruction error Σ(x − x̂)²",
@@ -390,6 +494,7 @@ def write_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: d
     from sklearn.metrics import roc_curve
 
     y = np.asarray(prepared.y_test)
+    w = weights_of_test_events(prepared)
     names = prepared.class_names
     fw = _scores(outputs, "firmware")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -423,7 +528,9 @@ def write_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: d
             continue
         sel = bg | (y == i)
         for model, style in styles.items():
-            fpr, tpr, _ = roc_curve(y[sel] == i, _scores(outputs, model)[sel])
+            fpr, tpr, _ = roc_curve(
+                y[sel] == i, _scores(outputs, model)[sel], sample_weight=None if w is None else w[sel]
+            )
             ax.plot(np.maximum(fpr, 1e-6), tpr, style, color=colors[i % len(colors)],
                     label=f"{name}" if model == "firmware" else None)
     for fpr in FPR_POINTS.values():
