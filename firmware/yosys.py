@@ -1,7 +1,8 @@
 """Firmware layer: measured resources of an RTL project with the open synthesiser yosys (no vendor tools).
 
 ``synthesize_rtl(project_dir)`` reads the project's ``rtl/rtl_manifest.json`` (written by ``trigflow rtl``:
-``top``, ``sources`` relative to the manifest, ``clock_period_ns``, ``part``, ``latency_cycles``, ``ii``), runs
+``top``, ``sources`` relative to the manifest, ``clock_period_ns``, ``part``, ``latency_cycles``, ``ii``),
+runs
 
     read_verilog -sv -defer <sources>; synth_xilinx -family <family> -flatten -noiopad -noclkbuf -top <top>
 
@@ -26,10 +27,10 @@ Part -> ``synth_xilinx -family`` (``PART_FAMILIES``; first match wins):
 
 Counting (cells of the flattened netlist): LUT = LUT1..LUT6, INV (a LUT1 on the device) and LUT-based
 memories/shift registers (RAM*X*, RAM32M/64M, SRL*); FF = FDRE/FDSE/FDCE/FDPE and latches; DSP =
-DSP48E1/DSP48E2; CARRY = CARRY4 + CARRY8 (yosys 0.23 maps UltraScale+ carry logic to CARRY4 cells, 4 bits each,
-where Vivado would use CARRY8); BRAM in 18 kb units like the HLS reports (RAMB18 = 1, RAMB36 = 2). I/O and
-clock buffers are not inserted (``-noiopad -noclkbuf``): the design is a block inside a larger firmware, as
-the out-of-context HLS figures it is compared with.
+DSP48E1/DSP48E2; CARRY = CARRY4 + CARRY8 (yosys 0.23 maps UltraScale+ carry logic to CARRY4 cells, 4 bits
+each, where Vivado would use CARRY8); BRAM in 18 kb units like the HLS reports (RAMB18 = 1, RAMB36 = 2).
+I/O and clock buffers are not inserted (``-noiopad -noclkbuf``): the design is a block inside a larger
+firmware, like the out-of-context HLS figures it is compared with.
 
 Logic depth: yosys 0.23's ``ltp`` gives one longest path per module and, with ``-noff``, does not stop at
 the Xilinx flip-flops it mapped (FDRE), so it measures through the registers. Instead the synthesised
@@ -102,7 +103,9 @@ def family_for_part(part: str) -> str:
         if re.match(pattern, name):
             return family
     known = ", ".join(f"{family} ({devices})" for _, family, devices in PART_FAMILIES)
-    raise TrigflowError(f"part {part!r} is of no FPGA family yosys synth_xilinx supports here; use one of: {known}")
+    raise TrigflowError(
+        f"part {part!r} is of no FPGA family yosys synth_xilinx supports here; use one of: {known}"
+    )
 
 
 def find_yosys() -> str:
@@ -117,7 +120,7 @@ def find_yosys() -> str:
 
 
 def find_manifest(project_dir: str | Path) -> Path | None:
-    """``rtl_manifest.json`` of a project folder (``<project>/rtl/``) or of an RTL folder itself, else None."""
+    """``rtl_manifest.json`` of a project folder (``<project>/rtl/``) or of an RTL folder, else None."""
     root = Path(project_dir)
     for candidate in (root / "rtl" / MANIFEST, root / MANIFEST):
         if candidate.is_file():
@@ -146,7 +149,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     not_verilog = [s.name for s in sources if s.suffix.lower() not in (".v", ".sv", ".vh", ".svh")]
     if not_verilog:
         raise TrigflowError(
-            f"{path} lists non-Verilog sources ({not_verilog[0]}); yosys reads Verilog: write the RTL as Verilog"
+            f"{path} lists non-Verilog sources ({not_verilog[0]}); yosys reads Verilog: write the RTL "
+            "as Verilog"
         )
     return {**manifest, "sources": sources}
 
@@ -321,7 +325,9 @@ def synthesize_rtl(project_dir: str | Path) -> dict[str, Any]:
                 check=False,
             )
         except OSError as exc:
-            raise TrigflowError(f"yosys could not be started ({exc}); reinstall it with apt-get install yosys")
+            raise TrigflowError(
+                f"yosys could not be started ({exc}); reinstall it with apt-get install yosys"
+            ) from None
         seconds = round(time.monotonic() - start, 1)
         log_text = (work / LOG).read_text(errors="replace") if (work / LOG).is_file() else ""
         log_text += proc.stderr and f"\n{proc.stderr}"

@@ -397,7 +397,7 @@ def write_da4ml_rtl(
     relu_bits: int = 6,
     latency_cutoff: float = 2,
 ) -> Path:
-    """Trace a ReLU MLP with da4ml into a pipelined Verilog project + ``rtl_manifest.json``; return the manifest.
+    """Trace a ReLU MLP with da4ml into a pipelined Verilog project + ``rtl_manifest.json`` (returned).
 
     ``input_type`` is da4ml's (signed, integer bits without sign, fraction bits): ap_fixed<16,6> by default;
     hidden activations are quantized_relu(relu_bits) (unsigned, 0 integer bits); the last layer is linear.
@@ -416,7 +416,9 @@ def write_da4ml_rtl(
         if i < len(layers) - 1:
             x = relu(x, i=np.zeros(x.shape, int), f=np.full(x.shape, relu_bits), round_mode="RND")
     comb = comb_trace(inp, x)
-    model = VerilogModel(comb, top, rtl_dir, latency_cutoff=latency_cutoff, clock_period=CLOCK_NS, part_name=PART)
+    model = VerilogModel(
+        comb, top, rtl_dir, latency_cutoff=latency_cutoff, clock_period=CLOCK_NS, part_name=PART
+    )
     model.write()
     meta = json.loads((rtl_dir / "metadata.json").read_text())
     src = rtl_dir / "src"
@@ -489,7 +491,8 @@ def compare_rtl(designs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             unmodelled = [le.name for le in kept if "not modelled" in le.note]
             values = {k: sum(getattr(le, k) for le in kept) for k in ("dsp", "lut", "ff", "bram")}
             # io_parallel: one chain, so the dropped softmax's cycles come off the total
-            values["latency_cycles"] = est.latency_cycles - sum(le.latency_cycles for le in est.layers if le not in kept)
+            dropped = sum(le.latency_cycles for le in est.layers if le not in kept)
+            values["latency_cycles"] = est.latency_cycles - dropped
             for qty in RTL_QUANTITIES:
                 ref, value = flat.get(qty), values.get(qty)
                 rows.append(
@@ -500,7 +503,9 @@ def compare_rtl(designs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                         "yosys": ref,
                         "estimate": value,
                         "rel_error": (
-                            round((value - ref) / ref, 3) if value is not None and ref and not unmodelled else None
+                            round((value - ref) / ref, 3)
+                            if value is not None and ref and not unmodelled
+                            else None
                         ),
                         "not_modelled": unmodelled,
                     }
@@ -525,7 +530,9 @@ def compare_rtl(designs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def report_rtl(rows: list[dict[str, Any]]) -> None:
-    print(f"\n{'design':18s} {'HLS estimate':24s} {'quantity':15s} {'yosys':>8s} {'estimate':>9s} {'error':>7s}")
+    print(
+        f"\n{'design':18s} {'HLS estimate':24s} {'quantity':15s} {'yosys':>8s} {'estimate':>9s} {'error':>7s}"
+    )
     for r in rows:
         if "yosys_report" in r:
             y = r["yosys_report"]
@@ -594,7 +601,8 @@ def main(argv: list[str] | None = None) -> int:
         rtl_rows = compare_rtl(designs)
     report_rtl(rtl_rows)
     if args.seed == SEED:
-        write_text(RTL_RESULTS, json.dumps({"part": PART, "clock_ns": CLOCK_NS, "rows": rtl_rows}, indent=2) + "\n")
+        payload = {"part": PART, "clock_ns": CLOCK_NS, "rows": rtl_rows}
+        write_text(RTL_RESULTS, json.dumps(payload, indent=2) + "\n")
         print(f"wrote {RTL_RESULTS}")
     return 1 if outside else 0
 

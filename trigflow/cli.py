@@ -272,7 +272,9 @@ def synth(
     cosim: Annotated[bool, typer.Option("--cosim", help="Also run C/RTL co-simulation.")] = False,
     yosys: Annotated[
         bool,
-        typer.Option("--yosys", help="Synthesise the project's RTL (trigflow rtl) with yosys even if vendor HLS is on PATH."),
+        typer.Option(
+            "--yosys", help="Synthesise the project's RTL (trigflow rtl) with yosys even if vendor HLS is on PATH."
+        ),
     ] = False,
 ) -> None:
     """C-synthesis with vitis_hls / vivado_hls when on PATH; else yosys on the project's RTL (from trigflow rtl).
