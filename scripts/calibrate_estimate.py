@@ -543,6 +543,8 @@ def report_rtl(rows: list[dict[str, Any]]) -> None:
             continue
         est = "-" if r["estimate"] is None else f"{r['estimate']:.0f}"
         err = "-" if r["rel_error"] is None else f"{100 * r['rel_error']:+.0f}%"
+        if r["quantity"] == "latency_cycles" and r["rel_error"] is not None:
+            err = f"{r['estimate'] - r['yosys']:+d} cc"
         if r["not_modelled"]:
             err = "n/m (" + ", ".join(r["not_modelled"]) + " not modelled)"
         print(
