@@ -556,6 +556,7 @@ def report_rtl(rows: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     import shutil
 
+    from trigflow.errors import TrigflowError
     from trigflow.fsio import write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -600,7 +601,11 @@ def main(argv: list[str] | None = None) -> int:
         designs = {p.name: {"project": p} for p in args.rtl_project}
         if not (args.rtl_only and args.rtl_project):
             designs = {**build_rtl_designs(Path(tmp), args.seed), **designs}
-        rtl_rows = compare_rtl(designs)
+        try:
+            rtl_rows = compare_rtl(designs)
+        except TrigflowError as exc:
+            print(f"estimate vs yosys: {exc}", file=sys.stderr)
+            return 2
     report_rtl(rtl_rows)
     if args.seed == SEED:
         payload = {"part": PART, "clock_ns": CLOCK_NS, "rows": rtl_rows}
