@@ -1,9 +1,12 @@
-"""Firmware layer: synthesis hand-off to Vitis HLS / Vivado HLS and parsing of their reports.
+"""Firmware layer: synthesis hand-off to Vitis HLS / Vivado HLS or yosys, and parsing of their reports.
 
 ``synthesize(project_dir)`` runs the ``build_prj.tcl`` that hls4ml writes into a project folder with the
 vendor HLS tool found on PATH (C synthesis only, optionally co-simulation) and returns the report in the
 same keys as ``trigflow.firmware.estimate.Estimate.to_report()``: ``resources`` {dsp, lut, ff, bram},
 ``latency_cycles``, ``latency_ns``, ``ii`` and ``source`` ("vitis_hls" or "vivado_hls").
+Without a vendor tool (or with ``open_flow=True``) a project that holds an RTL project
+(``rtl/rtl_manifest.json``, written by ``trigflow rtl``) is synthesised with yosys instead
+(``trigflow.firmware.yosys``, ``source: "yosys"``, resources plus ``carry`` and logic levels).
 ``parse_vendor_report(path)`` reads a ``<top>_csynth.xml`` or ``<top>_csynth.rpt`` of either tool.
 
 Commands (as hls4ml 1.3 runs them): a Vitis-backend project reads its options from ``build_opt.tcl``
@@ -97,18 +100,31 @@ def _find_report(project_dir: Path, top: str, suffix: str) -> Path | None:
     return found[-1] if found else None
 
 
-def synthesize(project_dir: str | Path, *, cosim: bool = False) -> dict[str, Any]:
-    """Run C synthesis (and co-simulation if asked) of an hls4ml project; return the parsed report."""
+def synthesize(project_dir: str | Path, *, cosim: bool = False, open_flow: bool = False) -> dict[str, Any]:
+    """Run C synthesis (and co-simulation if asked) of an hls4ml project; return the parsed report.
+
+    ``open_flow=True``, or no vendor tool on PATH while the project holds ``rtl/rtl_manifest.json``: yosys
+    synthesis of the RTL project instead (``trigflow.firmware.yosys.synthesize_rtl``).
+    """
+    from trigflow.firmware.yosys import find_manifest, synthesize_rtl
+
     root = Path(project_dir)
+    if open_flow:
+        if cosim:
+            raise TrigflowError("--cosim needs a vendor HLS tool; drop it for the yosys path")
+        return synthesize_rtl(root)
+    info = _project_info(root)
+    tool = find_vendor_tool(info.get("backend") or None)
+    if tool is None and find_manifest(root) is not None and not cosim:
+        return synthesize_rtl(root)
     if not (root / "build_prj.tcl").is_file():
         raise TrigflowError(f"{root} has no build_prj.tcl; pass a project folder written by hls4ml (write())")
-    info = _project_info(root)
     backend = info.get("backend", "")
-    tool = find_vendor_tool(backend or None)
     if tool is None:
         raise VendorToolMissing(
             "vitis_hls/vivado_hls not found on PATH: source the Xilinx settings64.sh of a Vitis HLS or "
-            "Vivado HLS install first, or use the resource estimate, which needs no vendor tool"
+            "Vivado HLS install first, or use the resource estimate, which needs no vendor tool "
+            "(or `trigflow rtl RUN_DIR` then `trigflow synth --yosys` for measured resources with yosys)"
         )
     opts = _build_options(cosim)
     cmd = _command(tool, root, opts)

@@ -6,7 +6,15 @@ the estimate, its error, the stated error bound (``STATED_BOUNDS``, the same tab
 whether the point is within it.  Exits 1 if a bounded point is outside its bound.  Writes
 scripts/results/estimate_calibration.json (default seed only).
 
-    .venv/bin/python scripts/calibrate_estimate.py [--seed N]
+It also meets measurement: for designs with an RTL project (``rtl/rtl_manifest.json``, as ``trigflow rtl``
+writes it) it synthesises the RTL with yosys (``trigflow.firmware.yosys``) and compares the HLS estimate of
+the same model (Latency and distributed-arithmetic strategy) with the yosys LUT/FF/DSP/CARRY counts.  The
+built-in RTL design is the 6-bit jet MLP 16-64-32-32-5 traced with da4ml; ``--rtl-project DIR`` adds trigflow
+projects (an hls4ml folder holding ``model.fml`` and ``rtl/rtl_manifest.json``).  These rows are shown, not
+bounded: the HLS estimate imitates HLS C-synthesis, yosys counts a different netlist.  Writes
+scripts/results/estimate_vs_yosys.json.  Needs yosys on PATH (skipped with a note otherwise).
+
+    .venv/bin/python scripts/calibrate_estimate.py [--seed N] [--rtl-only] [--no-rtl] [--rtl-project DIR ...]
 
 The published numbers and their sources are listed in docs/estimate.md.
 """
@@ -32,6 +40,8 @@ PART = "xcu250-figd2104-2L-e"
 CLOCK_NS = 5
 SEED = 20240601
 RESULTS = Path(__file__).resolve().parent / "results" / "estimate_calibration.json"
+RTL_RESULTS = RESULTS.with_name("estimate_vs_yosys.json")
+RTL_QUANTITIES = ("lut", "ff", "dsp", "bram", "carry", "latency_cycles")  # the estimate has no carry: shown
 
 # Reference results: design -> reference -> quantity -> value.  Sources in docs/estimate.md.
 # "published" = the figures published for the design; "hls_csynth" = the HLS C-synthesis report of the run;
@@ -363,34 +373,244 @@ def report(rows: list[dict[str, Any]], layer_dsp: dict[str, dict[str, int]]) -> 
     return outside
 
 
+
+# ---------------------------------------------------------------------------------------------------------
+# Estimate vs yosys (RTL projects)
+# ---------------------------------------------------------------------------------------------------------
+def quantized_layers(model: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(kernel, bias) of every QDense as the quantizers make them (the values the firmware holds)."""
+    out = []
+    for layer in model.layers:
+        if type(layer).__name__ == "QDense":
+            kernel, bias = layer.get_weights()
+            kernel = np.asarray(layer.kernel_quantizer_internal(kernel), dtype=np.float64)
+            bias = np.asarray(layer.bias_quantizer_internal(bias), dtype=np.float64)
+            out.append((kernel, bias))
+    return out
+
+
+def write_da4ml_rtl(
+    layers: list[tuple[np.ndarray, np.ndarray]],
+    rtl_dir: Path,
+    top: str,
+    input_type: tuple[int, int, int] = (1, 5, 10),
+    relu_bits: int = 6,
+    latency_cutoff: float = 2,
+) -> Path:
+    """Trace a ReLU MLP with da4ml into a pipelined Verilog project + ``rtl_manifest.json`` (returned).
+
+    ``input_type`` is da4ml's (signed, integer bits without sign, fraction bits): ap_fixed<16,6> by default;
+    hidden activations are quantized_relu(relu_bits) (unsigned, 0 integer bits); the last layer is linear.
+    The manifest follows the ``trigflow rtl`` contract so the same synthesis and comparison code reads both.
+    """
+    from da4ml.codegen.rtl import VerilogModel
+    from da4ml.trace import FixedVariableArrayInput, comb_trace
+    from da4ml.trace.ops import quantize, relu
+
+    from trigflow.fsio import write_text
+
+    inp = FixedVariableArrayInput((layers[0][0].shape[0],))
+    x = quantize(inp, *input_type)
+    for i, (kernel, bias) in enumerate(layers):
+        x = x @ kernel + bias
+        if i < len(layers) - 1:
+            x = relu(x, i=np.zeros(x.shape, int), f=np.full(x.shape, relu_bits), round_mode="RND")
+    comb = comb_trace(inp, x)
+    model = VerilogModel(
+        comb, top, rtl_dir, latency_cutoff=latency_cutoff, clock_period=CLOCK_NS, part_name=PART
+    )
+    model.write()
+    meta = json.loads((rtl_dir / "metadata.json").read_text())
+    src = rtl_dir / "src"
+    sources = sorted(p.relative_to(rtl_dir).as_posix() for p in [*src.glob("*.v"), *src.glob("static/*.v")])
+    manifest = {
+        "top": top,
+        "sources": sources,
+        "clock_period_ns": float(CLOCK_NS),
+        "part": PART,
+        # da4ml's pipeline depth plus the output register (input register -> stages -> model_out)
+        "latency_cycles": int(meta["latency"]) + 1,
+        "ii": 1,
+    }
+    return write_text(rtl_dir / "rtl_manifest.json", json.dumps(manifest, indent=2) + "\n")
+
+
+def build_rtl_designs(tmp: Path, seed: int = SEED) -> dict[str, dict[str, Any]]:
+    """Built-in RTL design(s): the 6-bit jet MLP, estimated as HLS (Latency and DA) and traced with da4ml."""
+    rng = np.random.default_rng(seed + 1)
+    model = jet_mlp(True, 0.0, rng)
+    estimates = {}
+    for strategy in ("latency", "distributed_arithmetic"):
+        hls_model = convert_strategy(model, strategy, tmp / f"mlp_{strategy}")
+        estimates[strategy] = hls_model
+    prj = tmp / "mlp_rtl"
+    write_da4ml_rtl(quantized_layers(model), prj / "rtl", "jet_mlp")
+    return {"jet_mlp_qkeras6": {"project": prj, "hls": estimates}}
+
+
+def convert_strategy(model: Any, strategy: str, out_dir: Path) -> Any:
+    """hls4ml conversion of the QKeras jet MLP with one strategy on every Dense layer (io_parallel, RF 1)."""
+    import hls4ml
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        cfg = hls4ml.utils.config_from_keras_model(
+            model, granularity="name", backend="Vitis", default_precision="fixed<16,6>"
+        )
+        for name, layer_cfg in cfg["LayerName"].items():
+            if name.startswith(("fc", "output")):
+                layer_cfg["Strategy"] = strategy
+        return hls4ml.converters.convert_from_keras_model(
+            model, hls_config=cfg, output_dir=str(out_dir), backend="Vitis", part=PART,
+            clock_period=CLOCK_NS, io_type="io_parallel",
+        )
+
+
+def _flat(report: dict[str, Any]) -> dict[str, Any]:
+    return {**report["resources"], "latency_cycles": report["latency_cycles"], "ii": report["ii"]}
+
+
+def compare_rtl(designs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows: per design, HLS estimate (per strategy, the layers the RTL holds) vs the yosys counts.
+
+    Also da4ml's own cost figure (``metadata.json`` ``cost``, its LUT proxy) when the RTL folder has one.
+    An estimate with layers the estimate does not model (``note`` "not modelled") gets no error, only the
+    list of those layers: a missing cost is not an estimate error.
+    """
+    from trigflow.firmware.estimate import estimate, estimate_project
+    from trigflow.firmware.yosys import find_manifest, synthesize_rtl
+
+    rows = []
+    for name, design in designs.items():
+        measured = synthesize_rtl(design["project"])
+        flat = _flat(measured)
+        hls = design.get("hls") or {"project": estimate_project(design["project"])}
+        for strategy, hls_model in hls.items():
+            est = hls_model if strategy == "project" else estimate(hls_model)
+            # the RTL stops at the logits: leave the softmax out of the estimate
+            kept = [le for le in est.layers if "softmax" not in le.kind.lower() and "softmax" not in le.name]
+            unmodelled = [le.name for le in kept if "not modelled" in le.note]
+            values = {k: sum(getattr(le, k) for le in kept) for k in ("dsp", "lut", "ff", "bram")}
+            # io_parallel: one chain, so the dropped softmax's cycles come off the total
+            dropped = sum(le.latency_cycles for le in est.layers if le not in kept)
+            values["latency_cycles"] = est.latency_cycles - dropped
+            for qty in RTL_QUANTITIES:
+                ref, value = flat.get(qty), values.get(qty)
+                rows.append(
+                    {
+                        "design": name,
+                        "estimate_strategy": strategy,
+                        "quantity": qty,
+                        "yosys": ref,
+                        "estimate": value,
+                        "rel_error": (
+                            round((value - ref) / ref, 3)
+                            if value is not None and ref and not unmodelled
+                            else None
+                        ),
+                        "not_modelled": unmodelled,
+                    }
+                )
+        meta = find_manifest(design["project"]).parent / "metadata.json"
+        cost = json.loads(meta.read_text()).get("cost") if meta.is_file() else None
+        if cost is not None:
+            rows.append(
+                {
+                    "design": name,
+                    "estimate_strategy": "da4ml cost",
+                    "quantity": "lut",
+                    "yosys": flat["lut"],
+                    "estimate": cost,
+                    "rel_error": round((cost - flat["lut"]) / flat["lut"], 3) if flat["lut"] else None,
+                    "not_modelled": [],
+                }
+            )
+        # the log lives in the (temporary) project: keep the figures, not its path
+        rows.append({"design": name, "yosys_report": {k: v for k, v in measured.items() if k != "log"}})
+    return rows
+
+
+def report_rtl(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"\n{'design':18s} {'HLS estimate':24s} {'quantity':15s} {'yosys':>8s} {'estimate':>9s} {'error':>7s}"
+    )
+    for r in rows:
+        if "yosys_report" in r:
+            y = r["yosys_report"]
+            print(
+                f"{r['design']:18s} {y['yosys_version']}: {y['seconds']} s, family {y['family']}, "
+                f"cells {y['cells']}, logic levels per register {y['logic_levels']}"
+            )
+            continue
+        est = "-" if r["estimate"] is None else f"{r['estimate']:.0f}"
+        err = "-" if r["rel_error"] is None else f"{100 * r['rel_error']:+.0f}%"
+        if r["quantity"] == "latency_cycles" and r["rel_error"] is not None:
+            err = f"{r['estimate'] - r['yosys']:+d} cc"
+        if r["not_modelled"]:
+            err = "n/m (" + ", ".join(r["not_modelled"]) + " not modelled)"
+        print(
+            f"{r['design']:18s} {r['estimate_strategy']:24s} {r['quantity']:15s} {r['yosys'] or 0:>8.0f} "
+            f"{est:>9s} {err:>7s}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
+    import shutil
+
+    from trigflow.errors import TrigflowError
     from trigflow.fsio import write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--seed", type=int, default=SEED, help=f"weight seed (the JSON is written for the default, {SEED})"
     )
+    parser.add_argument("--rtl-only", action="store_true", help="only the estimate-vs-yosys comparison")
+    parser.add_argument("--no-rtl", action="store_true", help="skip the estimate-vs-yosys comparison")
+    parser.add_argument(
+        "--rtl-project", type=Path, action="append", default=[],
+        help="trigflow project with model.fml and rtl/rtl_manifest.json to compare too (repeatable)",
+    )
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="trigflow_cal_") as tmp:
-        rows, layer_dsp = compare(build_designs(Path(tmp), args.seed))
-    outside = report(rows, layer_dsp)
+    outside = 0
+    if not args.rtl_only:
+        with tempfile.TemporaryDirectory(prefix="trigflow_cal_") as tmp:
+            rows, layer_dsp = compare(build_designs(Path(tmp), args.seed))
+        outside = report(rows, layer_dsp)
+        if args.seed == SEED:
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            payload = {
+                "part": PART,
+                "clock_ns": CLOCK_NS,
+                "seed": args.seed,
+                "stated_bounds": {k: asdict(v) for k, v in STATED_BOUNDS.items()},
+                "dsp_rel_min_ref": DSP_REL_MIN_REF,
+                "rows": rows,
+                "svhn_layer_dsp": {
+                    k: {"reference": v, "estimate": layer_dsp["svhn_cnn_qkeras6_pruned50"].get(k, 0)}
+                    for k, v in SVHN_LAYER_DSP.items()
+                },
+                "points_outside_bound": outside,
+            }
+            write_text(RESULTS, json.dumps(payload, indent=2) + "\n")
+            print(f"wrote {RESULTS}")
+    if args.no_rtl:
+        return 1 if outside else 0
+    if shutil.which("yosys") is None:
+        print("\nestimate vs yosys: skipped (yosys not on PATH; apt-get install yosys)")
+        return 1 if outside else 0
+    with tempfile.TemporaryDirectory(prefix="trigflow_cal_rtl_") as tmp:
+        designs = {p.name: {"project": p} for p in args.rtl_project}
+        if not (args.rtl_only and args.rtl_project):
+            designs = {**build_rtl_designs(Path(tmp), args.seed), **designs}
+        try:
+            rtl_rows = compare_rtl(designs)
+        except TrigflowError as exc:
+            print(f"estimate vs yosys: {exc}", file=sys.stderr)
+            return 2
+    report_rtl(rtl_rows)
     if args.seed == SEED:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "part": PART,
-            "clock_ns": CLOCK_NS,
-            "seed": args.seed,
-            "stated_bounds": {k: asdict(v) for k, v in STATED_BOUNDS.items()},
-            "dsp_rel_min_ref": DSP_REL_MIN_REF,
-            "rows": rows,
-            "svhn_layer_dsp": {
-                k: {"reference": v, "estimate": layer_dsp["svhn_cnn_qkeras6_pruned50"].get(k, 0)}
-                for k, v in SVHN_LAYER_DSP.items()
-            },
-            "points_outside_bound": outside,
-        }
-        write_text(RESULTS, json.dumps(payload, indent=2) + "\n")
-        print(f"wrote {RESULTS}")
+        payload = {"part": PART, "clock_ns": CLOCK_NS, "rows": rtl_rows}
+        write_text(RTL_RESULTS, json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {RTL_RESULTS}")
     return 1 if outside else 0
 
 

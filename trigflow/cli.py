@@ -283,14 +283,23 @@ def report(
 def synth(
     path: Annotated[Path, typer.Argument(help="hls4ml project folder or trigflow run folder.")],
     cosim: Annotated[bool, typer.Option("--cosim", help="Also run C/RTL co-simulation.")] = False,
+    yosys: Annotated[
+        bool,
+        typer.Option(
+            "--yosys", help="Synthesise the project's RTL (trigflow rtl) with yosys even if vendor HLS is on PATH."
+        ),
+    ] = False,
 ) -> None:
-    """C-synthesis with vitis_hls / vivado_hls when on PATH (exit 3 when neither is)."""
+    """C-synthesis with vitis_hls / vivado_hls when on PATH; else yosys on the project's RTL (from trigflow rtl).
+
+    The yosys path writes rtl/yosys_report.json and rtl/yosys.log; exit 3 when no tool can run.
+    """
     import json
 
     from trigflow.api import project_dir_of
     from trigflow.firmware.synth import synthesize
 
-    console.print_json(json.dumps(synthesize(project_dir_of(path), cosim=cosim)))
+    console.print_json(json.dumps(synthesize(project_dir_of(path), cosim=cosim, open_flow=yosys)))
 
 
 @app.command()
