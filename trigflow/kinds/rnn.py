@@ -111,7 +111,15 @@ def convert(model, project_dir, spec, *, force: bool = False):
     layer = recurrent_layer(model)
     t = layer.hls_types
     precisions = {layer.name: {"accum": t.accum, "table": t.table, "result": t.result}}
-    if type(layer).__name__ == "QLSTMHLS":
+    if type(layer).__name__ == "QLSTMHLS":  # nnet::lstm needs input type == result type (see types_for)
+        grid = FixedType.from_quantizer(model.get_layer("input_quant").quantizer, "input_quant")
+        result = t.fixed("result")
+        if grid.frac > result.frac or grid.integer > result.integer:
+            raise TrigflowError(
+                f"arch=lstm: hls4ml's nnet::lstm reads its input as result_t={result}, which cannot hold the "
+                f"input grid {grid}; lower quant.input_bits to ≤ {result.width} with quant.input_integer ≤ "
+                f"{result.integer - 1}"
+            )
         precisions["input_quant"] = {"result": t.result}
     spec = replace(spec, bit_exact=False, layer_precisions={**spec.layer_precisions, **precisions})
 

@@ -1,0 +1,91 @@
+"""models/rnn.py: the QGRU/QLSTM builders, hls4ml's lookup tables, and the mirror layers (``QGRUHLS``/``QLSTMHLS``)
+against QKeras (training path) and against hls4ml's C simulation (slow: one compile each)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trigflow.models.rnn import RecurrentTypes, build_rnn, sigmoid_table, tanh_table
+from trigflow.quantize.fixed import FixedType
+
+T, F = 6, 3
+
+
+def _model(arch: str, types: RecurrentTypes | None = None, noise: float = 0.3):
+    model = build_rnn(T, F, 5, arch=arch, units=8, head_hidden=(8,), quantized=True, types=types, seed=1)
+    rng = np.random.default_rng(0)
+    model.set_weights([w + rng.normal(0, noise, w.shape) for w in model.get_weights()])
+    return model
+
+
+def _inputs(n: int = 300, seed: int = 1) -> np.ndarray:
+    x = np.round(np.random.default_rng(seed).normal(0, 1.5, (n, T, F)) * 128) / 128  # the input grid (1/128)
+    x[:, 4:] = 0  # padded tail, as short jets have
+    return x.astype(np.float32)
+
+
+def test_tables_are_hls4ml_formulas_on_table_t():
+    table = FixedType.parse("fixed<18,8>")
+    sig, tanh = sigmoid_table(1024, table), tanh_table(1024, table)
+    assert sig.shape == tanh.shape == (1024,) and table.holds(sig) and table.holds(tanh)
+    x_sig = 16.0 * (np.arange(1024) - 512) / 1024
+    np.testing.assert_allclose(sig, 1 / (1 + np.exp(-x_sig)), atol=table.lsb)
+    assert np.all(sig <= 1 / (1 + np.exp(-x_sig)) + 1e-7)  # truncation (TRN), never rounded up
+    np.testing.assert_allclose(tanh, np.tanh(8.0 * (np.arange(1024) - 512) / 1024), atol=table.lsb)
+
+
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_twins_share_shapes_and_the_mirror_tracks_qkeras(arch):
+    from trigflow.models.rnn import plain_recurrent, recurrent_layer
+
+    qmodel, fmodel = _model(arch), build_rnn(T, F, 5, arch=arch, units=8, head_hidden=(8,), quantized=False)
+    assert [w.shape for w in qmodel.get_weights()] == [w.shape for w in fmodel.get_weights()]
+    assert type(recurrent_layer(qmodel)).__name__ == f"Q{arch.upper()}HLS"
+    x = _inputs()
+    plain = plain_recurrent(qmodel)
+    assert type(plain.get_layer(arch)).__name__ == f"Q{arch.upper()}"
+    # the training path is QKeras' own layer (float sigmoid/tanh) ...
+    np.testing.assert_allclose(qmodel(x, training=True).numpy(), plain(x).numpy(), atol=1e-5)
+    # ... the inference path the firmware's: close to it, different in the low bits (tables, accum_t)
+    mirror = qmodel.predict(x, verbose=0)
+    assert not np.array_equal(mirror, plain(x).numpy())
+    assert np.max(np.abs(mirror - plain(x).numpy())) < 0.5
+
+
+def test_mirror_is_float32_exact_and_reloads(tmp_path):
+    import tensorflow as tf
+
+    from trigflow.models.rnn import custom_objects
+    from trigflow.proof.reference import exact_predict
+
+    model = _model("gru", RecurrentTypes(table="fixed<14,4>"))
+    x = _inputs()
+    np.testing.assert_array_equal(model.predict(x, verbose=0).astype(np.float64), exact_predict(model, x))
+    model.save(tmp_path / "m.h5")
+    again = tf.keras.models.load_model(tmp_path / "m.h5", custom_objects=custom_objects(), compile=False)
+    assert again.get_layer("gru").hls_types.table == "fixed<14,4>"
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_unknown_arch_is_refused():
+    from trigflow.errors import TrigflowError
+
+    with pytest.raises(TrigflowError, match="unknown model.arch 'rnn'"):
+        build_rnn(T, F, 5, arch="rnn")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_csim_equals_the_mirror_on_random_weights(tmp_path, arch):
+    """Untrained, widely spread weights (saturating gates, all table regions): the C-sim equals the mirror."""
+    from trigflow.firmware.convert import FirmwareSpec
+    from trigflow.kinds.rnn import convert, types_for
+    from trigflow.proof.reference import exact_predict
+
+    model = _model(arch, types_for(arch), noise=0.6)
+    x = _inputs(2000, seed=2)
+    spec = FirmwareSpec(input_type="fixed<16,6,RND_CONV,SAT>")
+    hls_model = convert(model, tmp_path / "prj", spec)
+    firmware = hls_model.predict(np.ascontiguousarray(x, dtype=np.float64)).reshape(len(x), -1)
+    np.testing.assert_array_equal(firmware, exact_predict(model, x))
