@@ -57,6 +57,9 @@ def test_run_proves_the_gru_firmware(gru_run):
     record = json.loads((gru_run["project"] / "trigflow_rnn.json").read_text())
     assert record["bit_exact_by_construction"] and record["types"]["table_size"] == 1024
     assert (gru_run["out"] / "roc.png").is_file()
+    # the GRU has a cost model (firmware/estimate_recurrent.py): T serial steps, well under 1 µs at 200 MHz
+    assert report["latency_cycles"] >= 4 * N_STEPS and report["latency_ns"] <= 1000
+    assert report["resources"]["dsp"] + report["resources"]["lut"] > 0
 
 
 def test_csim_equals_the_mirror_bit_for_bit(gru_run):
