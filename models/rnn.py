@@ -27,7 +27,8 @@ from trigflow.errors import TrigflowError
 from trigflow.quantize.fixed import FixedType
 
 __all__ = [
-    "ARCHS", "RecurrentTypes", "build_rnn", "custom_objects", "recurrent_hls_layer", "sigmoid_table", "tanh_table",
+    "ARCHS", "RecurrentTypes", "build_rnn", "custom_objects", "qkeras_recurrent_fix", "recurrent_hls_layer",
+    "recurrent_layer", "sigmoid_table", "tanh_table",
 ]
 
 ARCHS = ("gru", "lstm")
@@ -116,6 +117,10 @@ def _recurrent_hls_class(arch: str):
             return tf.cast(y, self.compute_dtype)
 
         # --- the firmware's arithmetic -------------------------------------------------------------------
+        def firmware_weights(self):
+            """(kernel, recurrent kernel, bias) on their quantizers' grids, float64: what the firmware holds."""
+            return self._weights()
+
         def _weights(self):
             cell = self.cell
             kq, rq, bq = cell.kernel_quantizer_internal, cell.recurrent_quantizer_internal, cell.bias_quantizer_internal
@@ -232,31 +237,6 @@ def build_rnn(
         out = tf.keras.layers.Dense(n_classes, kernel_initializer=next(init), name="output")(x)
     name = f"{'q' if quantized else 'float'}_{arch}"
     return tf.keras.Model(x_in, out, name=name)
-
-
-def plain_recurrent(model):
-    """The same model with ``Q*HLS`` layers as plain QKeras ``QGRU``/``QLSTM`` (what hls4ml converts)."""
-    import tensorflow as tf
-    from qkeras import QGRU, QLSTM
-
-    qkeras_recurrent_fix()
-
-    def clone(layer):
-        name = type(layer).__name__
-        if name in ("QGRUHLS", "QLSTMHLS"):
-            config = layer.get_config()
-            config.pop("hls_types")
-            return (QGRU if name == "QGRUHLS" else QLSTM).from_config(config)
-        return layer.__class__.from_config(layer.get_config())
-
-    plain = tf.keras.models.clone_model(model, clone_function=clone)
-    plain.set_weights(model.get_weights())
-    layer = recurrent_layer(model)
-    # hls4ml quantizes kernel, recurrent kernel and input bias with their quantizers but takes the GRU's
-    # recurrent bias raw: hand it every weight already on its grid (quantizing a grid value changes nothing)
-    kernel, recurrent, bias = (w.numpy().astype(np.float32) for w in layer._weights())
-    plain.get_layer(layer.name).set_weights([kernel, recurrent, bias])
-    return plain
 
 
 def recurrent_layer(model):

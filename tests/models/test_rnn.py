@@ -37,14 +37,20 @@ def test_tables_are_hls4ml_formulas_on_table_t():
 
 @pytest.mark.parametrize("arch", ["gru", "lstm"])
 def test_twins_share_shapes_and_the_mirror_tracks_qkeras(arch):
-    from trigflow.models.rnn import plain_recurrent, recurrent_layer
+    from trigflow.firmware.passes.recurrent_plain import RecurrentPlain
+    from trigflow.models.rnn import recurrent_layer
 
     qmodel, fmodel = _model(arch), build_rnn(T, F, 5, arch=arch, units=8, head_hidden=(8,), quantized=False)
     assert [w.shape for w in qmodel.get_weights()] == [w.shape for w in fmodel.get_weights()]
     assert type(recurrent_layer(qmodel)).__name__ == f"Q{arch.upper()}HLS"
     x = _inputs()
-    plain = plain_recurrent(qmodel)
-    assert type(plain.get_layer(arch)).__name__ == f"Q{arch.upper()}"
+    rewrite = RecurrentPlain()
+    plain, changed = rewrite.apply(qmodel)
+    assert changed and type(plain.get_layer(arch)).__name__ == f"Q{arch.upper()}"
+    assert rewrite.apply(plain) == (plain, False)  # nothing left to rewrite
+    assert rewrite.precisions[arch] == {"accum": recurrent_layer(qmodel).hls_types.accum,
+                                        "table": "fixed<18,8>", "result": "fixed<16,6,RND,SAT>"}
+    assert ("input_quant" in rewrite.precisions) == (arch == "lstm")
     # the training path is QKeras' own layer (float sigmoid/tanh) ...
     np.testing.assert_allclose(qmodel(x, training=True).numpy(), plain(x).numpy(), atol=1e-5)
     # ... the inference path the firmware's: close to it, different in the low bits (tables, accum_t)

@@ -105,12 +105,12 @@ def build(prepared: Prepared, config: RunConfig, quantized: bool):
 def convert(model, project_dir, spec, *, force: bool = False):
     """hls4ml from the plain QGRU/QLSTM twin of the mirror model, with the mirror's types in the project."""
     from trigflow.firmware.convert import convert as hls_convert
-    from trigflow.models.rnn import plain_recurrent, recurrent_layer
+    from trigflow.firmware.passes.recurrent_plain import RecurrentPlain
+    from trigflow.models.rnn import recurrent_layer
     from trigflow.quantize.fixed import FixedType
 
     layer = recurrent_layer(model)
     t = layer.hls_types
-    precisions = {layer.name: {"accum": t.accum, "table": t.table, "result": t.result}}
     if type(layer).__name__ == "QLSTMHLS":  # nnet::lstm needs input type == result type (see types_for)
         grid = FixedType.from_quantizer(model.get_layer("input_quant").quantizer, "input_quant")
         result = t.fixed("result")
@@ -120,8 +120,9 @@ def convert(model, project_dir, spec, *, force: bool = False):
                 f"input grid {grid}; lower quant.input_bits to ≤ {result.width} with quant.input_integer ≤ "
                 f"{result.integer - 1}"
             )
-        precisions["input_quant"] = {"result": t.result}
-    spec = replace(spec, bit_exact=False, layer_precisions={**spec.layer_precisions, **precisions})
+    rewrite = RecurrentPlain()
+    plain, _ = rewrite.apply(model)
+    spec = replace(spec, bit_exact=False, layer_precisions={**spec.layer_precisions, **rewrite.precisions})
 
     def check(hls_model) -> None:
         node = next(n for n in hls_model.get_layers() if n.name == layer.name)
@@ -135,7 +136,7 @@ def convert(model, project_dir, spec, *, force: bool = False):
         if int(node.get_attr("table_size", 1024)) != t.table_size:
             raise TrigflowError(f"hls4ml table_size {node.get_attr('table_size')} != mirror {t.table_size}")
 
-    hls_model = hls_convert(plain_recurrent(model), project_dir, spec, force=force, check=check)
+    hls_model = hls_convert(plain, project_dir, spec, force=force, check=check)
     record = {"recurrent_layer": layer.name, "types": t.to_dict(), "bit_exact_by_construction": True}
     (Path(project_dir) / PRECISION_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return hls_model
