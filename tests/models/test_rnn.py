@@ -95,3 +95,48 @@ def test_csim_equals_the_mirror_on_random_weights(tmp_path, arch):
     hls_model = convert(model, tmp_path / "prj", spec)
     firmware = hls_model.predict(np.ascontiguousarray(x, dtype=np.float64)).reshape(len(x), -1)
     np.testing.assert_array_equal(firmware, exact_predict(model, x))
+
+
+def _user_gru(**options):
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, QGRU, quantized_bits
+
+    from trigflow.models.rnn import qkeras_recurrent_fix
+
+    qkeras_recurrent_fix()
+    q = {k: quantized_bits(6, 0, alpha=1) for k in ("kernel_quantizer", "recurrent_quantizer", "bias_quantizer")}
+    gru = {"activation": "tanh", "recurrent_activation": "sigmoid", "reset_after": True, **q, **options}
+    x_in = tf.keras.Input((T, F))
+    x = QActivation(quantized_bits(12, 4, alpha=1), name="input_quant")(x_in)
+    x = QGRU(8, name="user_gru", **gru)(x)
+    return tf.keras.Model(x_in, QDense(5, kernel_quantizer=quantized_bits(6, 0, alpha=1), name="out")(x))
+
+
+def test_a_users_qgru_becomes_its_mirror():
+    from trigflow.firmware.passes.recurrent_mirror import RecurrentMirror
+
+    user = _user_gru()
+    mirror, changed = RecurrentMirror().apply(user)
+    assert changed and type(mirror.get_layer("user_gru")).__name__ == "QGRUHLS"
+    assert RecurrentMirror().apply(mirror)[1] is False  # a mirror is left as it is
+    x = _inputs()
+    np.testing.assert_allclose(mirror(x, training=True).numpy(), user(x).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"return_sequences": True}, "return_sequences=True"),
+        ({"reset_after": False}, "reset_after=False"),
+        ({"activation": "relu"}, "activation='relu'"),
+        ({"recurrent_activation": "hard_sigmoid"}, "recurrent_activation='hard_sigmoid'"),
+        ({"kernel_quantizer": None}, "no kernel_quantizer"),
+    ],
+)
+def test_unmirrorable_recurrent_options_are_refused_in_one_line(options, match):
+    from trigflow.errors import TrigflowError
+    from trigflow.firmware.passes.recurrent_mirror import RecurrentMirror
+
+    with pytest.raises(TrigflowError, match=match) as info:
+        RecurrentMirror().apply(_user_gru(**options))
+    assert "\n" not in str(info.value) and "user_gru" in str(info.value)
