@@ -26,8 +26,7 @@ def _table_reads(kind: str, n: int) -> tuple[int, int]:
 
 @est.layer_cost("GRU", "LSTM")
 def recurrent_cost(layer: Any, io_stream: bool) -> est.LayerCost:
-    kind = type(layer).__name__ if type(layer).__name__ in ("GRU", "LSTM") else str(layer.class_name)
-    kind = "GRU" if "GRU" in kind.upper() else "LSTM"
+    kind = "GRU" if "GRU" in f"{layer.class_name}{type(layer).__name__}".upper() else "LSTM"
     w, wn = est._weights(layer, "weight")
     u, un = est._weights(layer, "recurrent_weight")
     if w is None or u is None:

@@ -214,8 +214,6 @@ def build_rnn(
         wq = {"kernel_quantizer": _weight_quantizer(bits, integer),
               "recurrent_quantizer": _weight_quantizer(bits, integer),
               "bias_quantizer": _weight_quantizer(bits, integer)}
-        if arch == "lstm":
-            common["use_bias"] = True
         layer = recurrent_hls_layer(arch)(
             activation="tanh", recurrent_activation="sigmoid", hls_types=(types or RecurrentTypes()).to_dict(),
             **wq, **common,
