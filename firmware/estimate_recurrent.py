@@ -1,5 +1,5 @@
-"""Firmware layer: the estimate's cost model of hls4ml's recurrent layers (``nnet::gru_stack`` / ``lstm_stack``,
-io_parallel, Latency strategy), registered with ``trigflow.firmware.estimate.layer_cost``.
+"""Firmware layer: the estimate's cost model of hls4ml's recurrent layers (``nnet::gru_stack`` /
+``lstm_stack``, io_parallel, Latency strategy), registered with ``trigflow.firmware.estimate.layer_cost``.
 
 In io_parallel the top function is pipelined, so HLS unrolls the loop over the T time steps: T copies of one
 step's hardware, II 1. Per step: the input product x·W (n_in × G·n constants; off the recurrence, so it is

@@ -1,9 +1,10 @@
-"""Models layer: recurrent jet taggers — a QGRU (or QLSTM) over the pT-ordered constituents, a small QDense head.
+"""Models layer: recurrent jet taggers — a QGRU (or QLSTM) over the pT-ordered constituents, a small QDense
+head.
 
-``build_rnn`` is the one builder (``quantized=False``: the float twin with Keras' GRU/LSTM). The quantized model's
-recurrent layer is ``QGRUHLS`` / ``QLSTMHLS``: a QKeras ``QGRU``/``QLSTM`` that trains as QKeras does (quantized
-weights, float sigmoid/tanh) and *predicts* what hls4ml's ``nnet::gru`` / ``nnet::lstm`` (io_parallel) compute,
-step by step, in float64:
+``build_rnn`` is the one builder (``quantized=False``: the float twin with Keras' GRU/LSTM). The quantized
+model's recurrent layer is ``QGRUHLS`` / ``QLSTMHLS``: a QKeras ``QGRU``/``QLSTM`` that trains as QKeras does
+(quantized weights, float sigmoid/tanh) and *predicts* what hls4ml's ``nnet::gru`` / ``nnet::lstm``
+(io_parallel) compute, step by step, in float64:
 
 * ``x·W + b`` and ``h·U + b_r`` exactly, then assigned to ``accum_t``;
 * sigmoid / tanh as hls4ml's lookup tables: ``table_size`` entries over [-8, 8) (sigmoid) / [-4, 4) (tanh),
@@ -51,7 +52,7 @@ class RecurrentTypes:
 
 
 def sigmoid_table(size: int, table: FixedType) -> np.ndarray:
-    """hls4ml's ``init_sigmoid_table``: 1/(1+exp(-x)) at x = 16·(i − size/2)/size (float), assigned to table_t."""
+    """hls4ml's ``init_sigmoid_table``: 1/(1+exp(-x)) at x = 16·(i − size/2)/size (float) on table_t."""
     i = np.arange(size, dtype=np.float64)
     x = (2 * 8.0 * (i - size / 2.0) / size).astype(np.float32)
     e = np.exp(-x).astype(np.float32)
@@ -70,7 +71,7 @@ _CLASSES: dict[str, Any] = {}
 
 
 def recurrent_hls_layer(arch: str):
-    """The ``QGRUHLS`` / ``QLSTMHLS`` Keras class (created on first use, so importing this module needs no TF)."""
+    """The ``QGRUHLS`` / ``QLSTMHLS`` Keras class (made on first use: importing this module needs no TF)."""
     if arch not in ARCHS:
         raise TrigflowError(f"unknown recurrent arch '{arch}': choose one of {', '.join(ARCHS)}")
     if arch not in _CLASSES:
@@ -101,7 +102,7 @@ def _recurrent_hls_class(arch: str):
     base = QGRU if arch == "gru" else QLSTM
 
     class RecurrentHLS(base):  # type: ignore[misc, valid-type]
-        """``base`` whose inference is hls4ml's fixed-point recurrent arithmetic (see the module docstring)."""
+        """``base`` predicting with hls4ml's fixed-point recurrent arithmetic (see the module docstring)."""
 
         def __init__(self, *args, hls_types: dict | None = None, **kwargs):
             super().__init__(*args, **kwargs)
@@ -118,12 +119,13 @@ def _recurrent_hls_class(arch: str):
 
         # --- the firmware's arithmetic -------------------------------------------------------------------
         def firmware_weights(self):
-            """(kernel, recurrent kernel, bias) on their quantizers' grids, float64: what the firmware holds."""
+            """(kernel, recurrent kernel, bias) on their quantizers' grids (float64): the firmware's."""
             return self._weights()
 
         def _weights(self):
             cell = self.cell
-            kq, rq, bq = cell.kernel_quantizer_internal, cell.recurrent_quantizer_internal, cell.bias_quantizer_internal
+            kq = cell.kernel_quantizer_internal
+            rq, bq = cell.recurrent_quantizer_internal, cell.bias_quantizer_internal
 
             def q(quantizer, w):
                 w = tf.cast(w, tf.float64)
@@ -215,7 +217,8 @@ def build_rnn(
               "recurrent_quantizer": _weight_quantizer(bits, integer),
               "bias_quantizer": _weight_quantizer(bits, integer)}
         layer = recurrent_hls_layer(arch)(
-            activation="tanh", recurrent_activation="sigmoid", hls_types=(types or RecurrentTypes()).to_dict(),
+            activation="tanh", recurrent_activation="sigmoid",
+            hls_types=(types or RecurrentTypes()).to_dict(),
             **wq, **common,
         )
         x = layer(x)
@@ -225,7 +228,8 @@ def build_rnn(
                        name=f"head_dense_{k}")(x)
             x = QActivation(quantized_relu(bits, integer + 2), name=f"head_relu_{k}")(x)
         out = QDense(n_classes, kernel_quantizer=_weight_quantizer(bits, integer),
-                     bias_quantizer=_weight_quantizer(bits, integer), kernel_initializer=next(init), name="output")(x)
+                     bias_quantizer=_weight_quantizer(bits, integer), kernel_initializer=next(init),
+                     name="output")(x)
     else:
         base = tf.keras.layers.GRU if arch == "gru" else tf.keras.layers.LSTM
         x = base(activation="tanh", recurrent_activation="sigmoid", **common)(x_in)

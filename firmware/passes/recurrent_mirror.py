@@ -1,9 +1,10 @@
-"""Firmware layer: pass — a user's QKeras ``QGRU``/``QLSTM`` becomes its firmware mirror ``QGRUHLS``/``QLSTMHLS``
-(``trigflow.models.rnn``: hls4ml's ``nnet::gru``/``lstm`` arithmetic with its lookup tables), same config and
-weights, so the mirror model is the exact reference of the firmware ``RecurrentPlain`` + hls4ml build from it.
+"""Firmware layer: pass — a user's QKeras ``QGRU``/``QLSTM`` becomes its firmware mirror
+``QGRUHLS``/``QLSTMHLS`` (``trigflow.models.rnn``: hls4ml's ``nnet::gru``/``lstm`` arithmetic with its lookup
+tables), same config and weights, so the mirror model is the exact reference of the firmware
+``RecurrentPlain`` + hls4ml build from it.
 
-The mirror differs from the user's model by the tables and ``accum_t`` (that is what the firmware computes);
-a proof reports both: firmware vs mirror (bits) and mirror vs the user's model (|Δ|). Layers or options the
+The mirror differs from the user's model by the tables and ``accum_t`` (that is what the firmware computes); a
+proof reports both: firmware vs mirror (bits) and mirror vs the user's model (|Δ|). Layers or options the
 mirror does not cover are refused with one line naming them (``check_recurrent``).
 """
 
@@ -23,14 +24,18 @@ def check_recurrent(layer: Any) -> str:
     name, where = type(layer).__name__, f"layer '{layer.name}'"
     config = layer.get_config()
     if "SimpleRNN" in name:
-        raise TrigflowError(f"{where} ({name}): hls4ml 1.3's Vivado/Vitis backend has no SimpleRNN template; use QGRU")
+        raise TrigflowError(
+            f"{where} ({name}): hls4ml 1.3's Vivado/Vitis backend has no SimpleRNN template; use QGRU"
+        )
     if not name.startswith("Q"):
         raise TrigflowError(f"{where} ({name}): a float {name[:4]} has no exact firmware; use QKeras Q{name}")
     for option, why in (("return_sequences", "the mirror covers the last state only"),
                         ("return_state", "hls4ml 1.3 does not support it"), ("go_backwards", "not mirrored"),
                         ("stateful", "not mirrored"), ("time_major", "hls4ml 1.3 does not support it")):
         if config.get(option):
-            raise TrigflowError(f"{where} ({name}): {option}=True cannot be proven ({why}); set {option}=False")
+            raise TrigflowError(
+                f"{where} ({name}): {option}=True cannot be proven ({why}); set {option}=False"
+            )
     if name == "QGRU" and not config.get("reset_after"):
         raise TrigflowError(
             f"{where} (QGRU): reset_after=False (QKeras' default) is not what hls4ml's nnet::gru computes; "
@@ -51,8 +56,9 @@ def check_recurrent(layer: Any) -> str:
 
 
 class RecurrentMirror:
-    """``apply(model) -> (model, changed)``: every QGRU/QLSTM (checked by ``check_recurrent``) → its mirror with
-    ``types`` (default: ``RecurrentTypes()``; an LSTM gets accum = result, as ``nnet::lstm`` needs)."""
+    """``apply(model) -> (model, changed)``: every QGRU/QLSTM (checked by ``check_recurrent``) → its
+    mirror with ``types`` (default: ``RecurrentTypes()``; an LSTM gets accum = result, as ``nnet::lstm``
+    needs)."""
 
     def __init__(self, types: Any = None) -> None:
         self.types = types

@@ -1,6 +1,6 @@
 """Firmware layer: pass — every ``QGRUHLS``/``QLSTMHLS`` layer (the Keras mirror of hls4ml's ``nnet::gru`` /
-``nnet::lstm``, ``trigflow.models.rnn``) becomes the plain QKeras ``QGRU``/``QLSTM`` hls4ml converts, with every
-weight already on its quantizer's grid, and the mirror's types recorded for the hls4ml configuration.
+``nnet::lstm``, ``trigflow.models.rnn``) becomes the plain QKeras ``QGRU``/``QLSTM`` hls4ml converts, with
+every weight already on its quantizer's grid, and the mirror's types recorded for the hls4ml configuration.
 
 hls4ml quantizes kernel, recurrent kernel and input bias with their quantizers but takes a GRU's recurrent
 bias raw, so the weights handed over are the quantized ones (quantizing a grid value changes nothing). The
@@ -19,9 +19,9 @@ MIRRORS = ("QGRUHLS", "QLSTMHLS")
 
 
 class RecurrentPlain:
-    """``apply(model) -> (model, changed)``. After a change, ``precisions`` holds {layer: hls4ml Precision dict}:
-    the mirror's accum/table/result types, and for an LSTM its input layer's result type (``nnet::lstm`` needs
-    input type == result type)."""
+    """``apply(model) -> (model, changed)``. After a change, ``precisions`` holds {layer: hls4ml
+    Precision dict}: the mirror's accum/table/result types, and for an LSTM its input layer's result type
+    (``nnet::lstm`` needs input type == result type)."""
 
     def __init__(self) -> None:
         self.precisions: dict[str, dict[str, str]] = {}

@@ -1,4 +1,5 @@
-"""models/rnn.py: the QGRU/QLSTM builders, hls4ml's lookup tables, and the mirror layers (``QGRUHLS``/``QLSTMHLS``)
+"""models/rnn.py: the QGRU/QLSTM builders, hls4ml's lookup tables, and the mirror layers
+(``QGRUHLS``/``QLSTMHLS``)
 against QKeras (training path) and against hls4ml's C simulation (slow: one compile each)."""
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def _user_gru(**options):
     from trigflow.models.rnn import qkeras_recurrent_fix
 
     qkeras_recurrent_fix()
-    q = {k: quantized_bits(6, 0, alpha=1) for k in ("kernel_quantizer", "recurrent_quantizer", "bias_quantizer")}
+    names = ("kernel_quantizer", "recurrent_quantizer", "bias_quantizer")
+    q = {k: quantized_bits(6, 0, alpha=1) for k in names}
     gru = {"activation": "tanh", "recurrent_activation": "sigmoid", "reset_after": True, **q, **options}
     x_in = tf.keras.Input((T, F))
     x = QActivation(quantized_bits(12, 4, alpha=1), name="input_quant")(x_in)

@@ -63,7 +63,8 @@ def test_run_proves_the_gru_firmware(gru_run):
 
 
 def test_csim_equals_the_mirror_bit_for_bit(gru_run):
-    """Reload the saved QKeras model; its float64 reference equals the compiled firmware on every output bit."""
+    """Reload the saved QKeras model; its float64 reference equals the compiled firmware on every output
+    bit."""
     import tensorflow as tf
 
     from trigflow.evaluate_run import link_firmware

@@ -1,4 +1,5 @@
-"""Spine layer: the recurrent jet tagger recipe — pT-ordered constituent sequence → QGRU/QLSTM → 5 class logits.
+"""Spine layer: the recurrent jet tagger recipe — pT-ordered constituent sequence → QGRU/QLSTM → 5 class
+logits.
 
 The jets and input features are the gnn kind's (``trigflow.kinds.gnn``: the ``model.n_particles`` highest-pT
 constituents as (z, Δη, Δφ), scaled without a mean shift, zero-padded): here they are a sequence, highest pT
@@ -6,10 +7,10 @@ first, of length ``model.n_particles``. ``model.arch``: ``gru`` (default) or ``l
 (recurrent units, head widths...).
 
 Exactness: hls4ml computes sigmoid/tanh as lookup tables. The QKeras model's recurrent layer
-(``trigflow.models.rnn.QGRUHLS`` / ``QLSTMHLS``) trains as a QKeras QGRU/QLSTM (float activations) and predicts
-with the firmware's arithmetic — its tables, its accum/table/result types — so the proof compares bits; the
-project gets exactly those types. What the tables cost is reported as the accuracy of the training path
-(float sigmoid/tanh) beside the mirror's.
+(``trigflow.models.rnn.QGRUHLS`` / ``QLSTMHLS``) trains as a QKeras QGRU/QLSTM (float activations) and
+predicts with the firmware's arithmetic — its tables, its accum/table/result types — so the proof compares
+bits; the project gets exactly those types. What the tables cost is reported as the accuracy of the training
+path (float sigmoid/tanh) beside the mirror's.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ PRECISION_FILE = "trigflow_rnn.json"
 
 EXACTNESS = (
     "bit-exact by construction (mirror): the QKeras model's recurrent layer predicts what hls4ml's "
-    "nnet::{arch} computes, step by step in float64 — products and sums assigned to accum_t, sigmoid/tanh read "
+    "nnet::{arch} computes, step by step in float64 — products and sums assigned to accum_t, sigmoid/tanh "
+    "read "
     "from hls4ml's {size}-entry tables (values on table_t, index truncated), the state assigned to result_t; "
     "training uses QKeras' float sigmoid/tanh (straight-through), so the tables cost "
     "accuracy_float_activations - accuracy_qkeras"
@@ -98,7 +100,8 @@ def build(prepared: Prepared, config: RunConfig, quantized: bool):
     units, *head = config.model.hidden
     return build_rnn(
         int(n), int(f), len(prepared.class_names), arch=arch, units=int(units), head_hidden=tuple(head),
-        quantized=quantized, spec=QuantSpec.from_config(config.quant), types=types_for(arch), seed=config.seed,
+        quantized=quantized, spec=QuantSpec.from_config(config.quant), types=types_for(arch),
+        seed=config.seed,
     )
 
 
@@ -151,10 +154,14 @@ def write_extras(report: dict, outputs: dict, prepared: Prepared, config: RunCon
 
     reporting.write_plots({**outputs, "labels": prepared.y_test}, prepared.class_names, out)
     arch = arch_of(config)
-    qmodel = tf.keras.models.load_model(out / "qkeras_model.h5", custom_objects=custom_objects(), compile=False)
+    qmodel = tf.keras.models.load_model(
+        out / "qkeras_model.h5", custom_objects=custom_objects(), compile=False
+    )
     layer = recurrent_layer(qmodel)
     x, y = prepared.x_test, prepared.y_test
-    trained_path = np.concatenate([qmodel(x[i : i + 4096], training=True).numpy() for i in range(0, len(x), 4096)])
+    trained_path = np.concatenate(
+        [qmodel(x[i : i + 4096], training=True).numpy() for i in range(0, len(x), 4096)]
+    )
     units, *head = config.model.hidden
     report["rnn"] = {
         "arch": arch,
