@@ -1021,3 +1021,6 @@ def estimate_project(path: str | Path) -> Estimate:
             f"cannot read {fml}: {type(exc).__name__}: {exc}; write it with hls4ml 1.3 ModelGraph.save"
         ) from exc
     return estimate(model)
+
+
+from trigflow.firmware import estimate_recurrent  # noqa: E402,F401 - registers the GRU/LSTM cost model

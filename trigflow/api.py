@@ -47,7 +47,7 @@ __all__ = [
     "verify",
 ]
 
-Kind = Literal["mlp", "cnn", "gnn", "ae"]  # = trigflow.config.KINDS
+Kind = Literal["mlp", "cnn", "gnn", "ae", "rnn"]  # = trigflow.config.KINDS
 Backend = Literal["Vitis", "Vivado", "Quartus"]  # = trigflow.config.BACKENDS
 IoType = Literal["io_parallel", "io_stream"]  # = trigflow.config.IO_TYPES
 Strategy = Literal["Latency", "Resource"]  # = trigflow.config.STRATEGIES

@@ -20,7 +20,7 @@ from typing import Any
 from trigflow.errors import TrigflowError
 from trigflow.firmware.convert import FirmwareSpec
 
-KINDS = ("mlp", "cnn", "gnn", "ae")
+KINDS = ("mlp", "cnn", "gnn", "ae", "rnn")
 BACKENDS = ("Vitis", "Vivado", "Quartus")
 IO_TYPES = ("io_parallel", "io_stream")
 STRATEGIES = ("Latency", "Resource")
@@ -59,6 +59,12 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "gnn": {"model": {"arch": "in", "hidden": (32, 32)}, "quant": {"bits": 8}, "verify": {"min_samples": 5000}},
     "ae": {"model": {"arch": "ae", "hidden": (32, 16)}, "verify": {"min_samples": 10_000}},
+    # rnn: hidden = (recurrent units, head widths...); n_particles = sequence length
+    "rnn": {
+        "model": {"arch": "gru", "hidden": (16, 16), "n_particles": 16},
+        "quant": {"bits": 8},
+        "verify": {"min_samples": 10_000},
+    },
 }
 
 

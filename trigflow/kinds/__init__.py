@@ -32,7 +32,7 @@ class Recipe:
     write_extras: Callable[..., None] | None = None  # (report, outputs, prepared, config, out) -> None
 
 
-_MODULES = {"mlp": "trigflow.kinds.mlp", "cnn": "trigflow.kinds.cnn", "gnn": "trigflow.kinds.gnn", "ae": "trigflow.kinds.ae"}
+_MODULES = {"mlp": "trigflow.kinds.mlp", "cnn": "trigflow.kinds.cnn", "gnn": "trigflow.kinds.gnn", "ae": "trigflow.kinds.ae", "rnn": "trigflow.kinds.rnn"}
 
 
 def recipe_for(kind: str) -> Recipe:
