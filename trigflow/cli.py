@@ -94,7 +94,7 @@ def _print_report(report: dict[str, Any]) -> None:
 
 @app.command()
 def run(
-    kind: Annotated[str, typer.Argument(help="Model kind: mlp, cnn, gnn or ae.")] = "mlp",
+    kind: Annotated[str, typer.Argument(help="Model kind: mlp, cnn, gnn, ae or rnn.")] = "mlp",
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/TOML/JSON run config.")] = None,
     out: Annotated[Optional[str], typer.Option(help="Run folder (default runs/<kind>/).")] = None,
     project_dir: Annotated[Optional[str], typer.Option(help="hls4ml project (default hls_projects/<kind>/).")] = None,
@@ -304,7 +304,7 @@ def synth(
 
 @app.command()
 def scan(
-    kind: Annotated[str, typer.Argument(help="Model kind: mlp, cnn, gnn or ae.")] = "mlp",
+    kind: Annotated[str, typer.Argument(help="Model kind: mlp, cnn, gnn, ae or rnn.")] = "mlp",
     bits: Annotated[str, typer.Option(help="Bit widths, comma-separated.")] = "4,6,8",
     sparsity: Annotated[str, typer.Option(help="Pruned-weight fractions, comma-separated.")] = "0,0.5,0.75",
     reuse: Annotated[str, typer.Option(help="Reuse factors, comma-separated.")] = "1,2,4",
