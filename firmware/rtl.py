@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,9 @@ def _apply_quantizer(x, quantizer, where: str):
                                 "only alpha=1, non-symmetric quantizers can be traced")
         return _round_half_even_sat(x, *_kif_of_bits(quantizer))
     if name == "quantized_relu":
-        from trigflow.proof.reference import _Float64Relu
-
-        if not _Float64Relu.supports(quantizer):
+        plain = (float(quantizer.negative_slope) == 0.0 and not quantizer.use_sigmoid
+                 and not quantizer.use_stochastic_rounding)
+        if not plain:
             raise TrigflowError(f"RTL backend: {where} uses a quantized_relu variant (slope/sigmoid/stochastic) "
                                 "the tracer cannot express")
         bits, integer = int(quantizer.bits), int(quantizer.integer)
@@ -219,9 +220,12 @@ def build_rtl(
     part: str = "xcvu13p-flga2577-2-e",
     force: bool = False,
     compile: bool = True,
+    check: Callable[[RtlProject], None] | None = None,
 ) -> RtlProject:
     """Trace ``model`` (input on the grid ``input_kif`` = (sign, integer, fraction) bits), pipeline it to
-    ``clock_period`` ns, write the Verilog project into ``folder`` and compile its Verilator emulator."""
+    ``clock_period`` ns, write the Verilog project into ``folder`` and compile its Verilator emulator.
+    ``check(project)`` runs on the finished project before it is renamed into place (it may add files to
+    ``project.path``; raise to leave nothing behind)."""
     from da4ml.codegen.rtl import VerilogModel
     from da4ml.trace import comb_trace
 
@@ -255,6 +259,8 @@ def build_rtl(
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         if compile:
             _compile(rtl, tmp)
+        if check is not None:
+            check(RtlProject(tmp, manifest, rtl))
     rtl._path = folder
     if compile:
         rtl._load_lib(rtl._uuid)

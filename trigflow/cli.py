@@ -251,6 +251,30 @@ def estimate(
 
 
 @app.command()
+def rtl(
+    run_dir: Annotated[Path, typer.Argument(help="A finished trigflow run folder.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing <project>/rtl/ folder.")] = False,
+) -> None:
+    """Trace the run's proven model into pipelined Verilog (da4ml), compile it with Verilator and prove the
+    RTL simulation bit-exact on the run's test set; writes <project>/rtl/ and rtl_report.json."""
+    from trigflow import api
+    from trigflow.ui import StageUI
+
+    result = api.rtl(run_dir, force=force, progress=StageUI(err_console))
+    proof, manifest = result.report["proof"], result.report["rtl"]
+    rows = [
+        ("RTL project", str(result.rtl_dir)),
+        ("top / part", f"{manifest['top']} / {manifest['part']}"),
+        ("latency", f"{manifest['latency_cycles']} cycles at {manifest['clock_period_ns']} ns, II {manifest['ii']}"),
+        ("da4ml cost", f"{manifest['da4ml_cost_lut']:,.0f} LUT, {manifest['reg_bits']:,} FF bits, 0 DSP"),
+        ("bit-exact (Verilator)", f"{proof['bit_exact_fraction']:.6f} of {proof['samples']} samples"),
+        ("da4ml interpreter = RTL", f"{proof['interpreter_bit_exact_fraction']:.6f}"),
+    ]
+    _print_rows("trigflow rtl", rows)
+    _verdict(result.failures, "RTL simulation proven against QKeras")
+
+
+@app.command()
 def report(
     folder: Annotated[Path, typer.Argument(help="Folder written by trigflow run/verify/firmware/scan.")],
     open_: Annotated[bool, typer.Option("--open", help="Open the page in your web browser.")] = False,
