@@ -52,7 +52,7 @@ __all__ = [
 Kind = Literal["mlp", "cnn", "gnn", "ae"]  # = trigflow.config.KINDS
 Backend = Literal["Vitis", "Vivado", "Quartus"]  # = trigflow.config.BACKENDS
 IoType = Literal["io_parallel", "io_stream"]  # = trigflow.config.IO_TYPES
-Strategy = Literal["Latency", "Resource"]  # = trigflow.config.STRATEGIES
+Strategy = Literal["Latency", "Resource", "distributed_arithmetic"]  # = trigflow.config.STRATEGIES
 PathLike = str | os.PathLike[str]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ notices, as in the CLI; set it to see them
 

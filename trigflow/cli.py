@@ -108,6 +108,9 @@ def run(
     part: Annotated[Optional[str], typer.Option(help="FPGA part.")] = None,
     clock: Annotated[Optional[float], typer.Option(help="Clock period in ns.")] = None,
     reuse: Annotated[Optional[int], typer.Option(help="Reuse factor.")] = None,
+    strategy: Annotated[
+        Optional[str], typer.Option(help="Latency, Resource or distributed_arithmetic (Dense/Conv as shift-adds).")
+    ] = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Any config key, e.g. --set quant.input_bits=18.")
     ] = None,
@@ -135,6 +138,7 @@ def run(
             "firmware.part": part,
             "firmware.clock_period": clock,
             "firmware.reuse_factor": reuse,
+            "firmware.strategy": strategy,
         }
     )
     overrides = _dotted(_merge(parse_overrides(set_ or []), flags))
@@ -161,6 +165,9 @@ def verify(
     ] = 0.01,
     backend: Annotated[Optional[str], typer.Option(help="Vitis, Vivado or Quartus.")] = None,
     io_type: Annotated[Optional[str], typer.Option(help="io_parallel or io_stream.")] = None,
+    strategy: Annotated[
+        Optional[str], typer.Option(help="Latency, Resource or distributed_arithmetic (Dense/Conv as shift-adds).")
+    ] = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Any config key, e.g. --set verify.min_samples=500.")
     ] = None,
@@ -182,6 +189,7 @@ def verify(
             "verify.min_samples": min_samples,
             "firmware.backend": backend,
             "firmware.io_type": io_type,
+            "firmware.strategy": strategy,
         }
     )
     result = api.verify(
