@@ -62,9 +62,10 @@ class FirmwareSpec:
     parallelization_factor: int = 1
     layer_precisions: dict[str, dict[str, str]] = field(default_factory=dict)  # per-layer overrides
     layer_parallelization: dict[str, int] = field(default_factory=dict)  # per-layer ParallelizationFactor
+    rtl: bool = False  # a run also builds and proves the RTL backend (`trigflow rtl`); hls4ml ignores it
 
     CONFIG_FIELDS: ClassVar[tuple[str, ...]] = (
-        "backend", "part", "clock_period", "io_type", "strategy", "reuse_factor", "project_name"
+        "backend", "part", "clock_period", "io_type", "strategy", "reuse_factor", "project_name", "rtl"
     )
 
     @classmethod
@@ -139,7 +140,8 @@ def content_stamp(parts: Iterable[bytes], config: dict[str, Any], spec: Firmware
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part)
-    digest.update(json.dumps([config, spec.__dict__], sort_keys=True, default=str).encode())
+    hls = {k: v for k, v in spec.__dict__.items() if k != "rtl"}  # what hls4ml builds, not what runs after
+    digest.update(json.dumps([config, hls], sort_keys=True, default=str).encode())
     return digest.hexdigest()[:8]
 
 

@@ -209,7 +209,8 @@ def run(
     kind: Kind = "mlp", /, *, config: PathLike | None = None, progress: bool | StageUI = False, **overrides: Any
 ) -> RunResult:
     """Train the QKeras model and its float twin, build and compile the hls4ml project, prove it bit-exact
-    against QKeras and estimate its cost: ``trigflow run KIND``.
+    against QKeras and estimate its cost: ``trigflow run KIND``. With ``firmware.rtl`` true, a passed run
+    then goes through ``rtl`` (its failures join the run's; its proof is ``rtl_report.json``).
 
     ``config``: a YAML/TOML/JSON run config; ``overrides``: config keys (module docstring), e.g.
     ``quant={"epochs": 2}``; ``data`` may also be a file path (= ``data={"path": ...}``). ``progress``: show
@@ -222,13 +223,17 @@ def run(
     if isinstance(overrides.get("data"), str | os.PathLike):
         overrides["data"] = {"path": str(overrides["data"])}
     cfg = load_config(kind, config, nested_overrides(overrides))
-    result = run_pipeline(cfg, _ui(progress))
+    ui = _ui(progress)
+    result = run_pipeline(cfg, ui)
+    failures = list(result.failures)
+    if cfg.firmware.rtl and not failures:  # firmware.rtl: also the RTL backend, proven on the same test set
+        failures += rtl(result.out_dir, force=cfg.force, progress=ui).failures
     return RunResult(
         report=result.report,
         run_dir=result.out_dir,
         project_dir=Path(result.report["project_dir"]),
         config=cfg,
-        failures=list(result.failures),
+        failures=failures,
     )
 
 
@@ -260,6 +265,11 @@ def verify(
         )
     firmware = {"backend": backend, "io_type": io_type, "strategy": strategy}
     cfg = verify_config(config, nested_overrides({**{f"firmware.{k}": v for k, v in firmware.items()}, **overrides}))
+    if cfg.firmware.rtl:
+        raise TrigflowError(
+            "firmware.rtl is not available in verify yet (it needs a run folder's test set); use `trigflow run` "
+            "with --set firmware.rtl=true, or `trigflow rtl RUN_DIR`"
+        )
     result = verify_model(
         model,
         cfg,

@@ -98,6 +98,7 @@ class FirmwareConfig:
     strategy: str = _FIRMWARE.strategy
     reuse_factor: int = _FIRMWARE.reuse_factor
     project_name: str = _FIRMWARE.project_name
+    rtl: bool = _FIRMWARE.rtl  # also `trigflow rtl` after a passed run (da4ml Verilog, Verilator proof)
 
 
 @dataclass

@@ -92,3 +92,39 @@ def test_a_verilator_failure_names_its_log_and_leaves_nothing(tmp_path, monkeypa
 def test_default_mlp_rtl_is_bit_exact(tmp_path):
     """The default jet MLP, 16-64-32-32-5 at 6 bits."""
     _assert_rtl_exact(_mlp((64, 32, 32)), tmp_path / "rtl", 20000)
+
+
+def _trigflow(*args):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "from trigflow.cli import main; main()", *args]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def test_rtl_command_on_a_folder_that_is_no_run(tmp_path):
+    result = _trigflow("rtl", str(tmp_path))
+    assert result.returncode == 2
+    assert "config.json not found" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_run_with_firmware_rtl_proves_the_rtl_too(fake_jets, tmp_path):
+    """`trigflow run mlp --set firmware.rtl=true` on a 16-8-5 MLP: the C-sim and the RTL proofs pass."""
+    out, prj = tmp_path / "out", tmp_path / "prj"
+    result = _trigflow(
+        "run", "mlp", "--data", str(fake_jets), "--out", str(out), "--project-dir", str(prj), "--epochs", "2",
+        "--set", "verify.min_samples=1000", "--set", "model.hidden=8", "--set", "firmware.rtl=true",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "rtl_report.json").read_text())
+    assert report == json.loads((prj / "rtl" / "rtl_report.json").read_text())
+    proof = report["proof"]
+    assert proof["source"] == "rtl" and proof["bit_exact_fraction"] == 1.0 and proof["samples"] == 1500
+    assert proof["interpreter_bit_exact_fraction"] == 1.0 and report["passed"]
+    c_sim = json.loads((out / "report.json").read_text())
+    assert {k for k in c_sim if k in proof} >= {"samples", "bit_exact_fraction", "mismatched_samples",
+                                                "first_mismatch", "max_abs_diff_vs_qkeras", "max_abs_diff_vs_float"}
+    again = _trigflow("rtl", str(out))  # the RTL folder exists: refused without --force, left as it was
+    assert again.returncode == 2 and "--force" in again.stderr
