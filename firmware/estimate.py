@@ -621,8 +621,8 @@ def _distributed_arithmetic(layer: Any, n_in: int) -> LayerCost | None:
     _, out = _io_operands(layer)
     lut = int(round(float(cost)))
     width = out.type.width
-    ops = [_Op(_t_add(width)) for _ in range(_log2c(max(n_in, 1)) + 1)]
-    ops[-1].live_bits = int(_attr(layer, "n_out", 1)) * width
+    live = int(_attr(layer, "n_out", 1)) * width  # registers at a cycle boundary: the outputs' width
+    ops = [_Op(_t_add(width), live) for _ in range(_log2c(max(n_in, 1)) + 1)]
     note = f"distributed arithmetic (da4ml cost {lut})"
     return LayerCost(LayerEstimate(layer.name, layer.class_name, 0, lut, 0, 0, ii=1, mults=0, note=note), ops)
 
