@@ -128,3 +128,20 @@ def test_run_with_firmware_rtl_proves_the_rtl_too(fake_jets, tmp_path):
                                                 "first_mismatch", "max_abs_diff_vs_qkeras", "max_abs_diff_vs_float"}
     again = _trigflow("rtl", str(out))  # the RTL folder exists: refused without --force, left as it was
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+@pytest.mark.slow
+def test_autoencoder_with_its_on_chip_score_rtl_is_bit_exact(tmp_path):
+    """The default AE (57-32-16-3-16-32-57, 6 bits) with the reconstruction score Σ (x − x̂)² on chip."""
+    from trigflow.models.autoencoder import build_autoencoder, build_deployed
+    from trigflow.proof.reference import exact_predict
+
+    model = build_autoencoder(57, (32, 16), 3, spec=SPEC, seed=1)
+    rng = np.random.default_rng(1)
+    model.set_weights([rng.laplace(0, 0.3, w.shape).astype(np.float32) for w in model.get_weights()])
+    deployed = build_deployed(model, quantized=True, spec=SPEC)
+    x = SPEC.quantize_input(np.random.default_rng(0).normal(0, 3, (5000, 57)))
+    project = build_rtl(deployed, INPUT_KIF, tmp_path / "rtl")
+    reference = exact_predict(deployed, x)
+    np.testing.assert_array_equal(project.predict(x), reference)
+    np.testing.assert_array_equal(project.interpret(x), reference)
