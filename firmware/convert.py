@@ -30,6 +30,10 @@ from trigflow.firmware.hls4ml_patches import fixed_stamp, python_bool_signedness
 from trigflow.fsio import DISK_FULL, NOT_WRITABLE, atomic_dir
 
 RESERVED_LAYER_NAMES = ("input",)
+DISTRIBUTED_ARITHMETIC = "distributed_arithmetic"
+# Keras layers hls4ml 1.3 builds with distributed arithmetic (da4ml) when their LayerName entry asks for it;
+# the model-wide strategy stays Latency (hls4ml refuses DA on the input layer).
+DA_LAYERS = ("Dense", "QDense", "Conv1D", "QConv1D", "Conv2D", "QConv2D")
 BUILD_TOOLS = {  # what hls4ml's build_lib.sh needs, and how to get it
     "g++": "install a C++ compiler (e.g. `apt-get install g++`) or put it on PATH",
     "bash": "put bash on PATH (hls4ml's build_lib.sh is a bash script)",
@@ -58,9 +62,10 @@ class FirmwareSpec:
     parallelization_factor: int = 1
     layer_precisions: dict[str, dict[str, str]] = field(default_factory=dict)  # per-layer overrides
     layer_parallelization: dict[str, int] = field(default_factory=dict)  # per-layer ParallelizationFactor
+    rtl: bool = False  # a run also builds and proves the RTL backend (`trigflow rtl`); hls4ml ignores it
 
     CONFIG_FIELDS: ClassVar[tuple[str, ...]] = (
-        "backend", "part", "clock_period", "io_type", "strategy", "reuse_factor", "project_name"
+        "backend", "part", "clock_period", "io_type", "strategy", "reuse_factor", "project_name", "rtl"
     )
 
     @classmethod
@@ -88,6 +93,10 @@ def hls_config(model, spec: FirmwareSpec) -> dict[str, Any]:
             model, granularity="name", backend=spec.backend, **extra
         )
     _apply_spec(config, spec)
+    if spec.strategy == DISTRIBUTED_ARITHMETIC:
+        for layer in model.layers:
+            if type(layer).__name__ in DA_LAYERS:
+                config["LayerName"].setdefault(layer.name, {})["Strategy"] = DISTRIBUTED_ARITHMETIC
     if spec.input_type is not None:
         for name in model.input_names:
             config["LayerName"][name]["Precision"]["result"] = spec.input_type
@@ -100,8 +109,9 @@ def hls_config(model, spec: FirmwareSpec) -> dict[str, Any]:
 
 
 def _apply_spec(config: dict[str, Any], spec: FirmwareSpec) -> None:
-    """Strategy and reuse factor, model-wide and on every layer (per-layer entries win in hls4ml)."""
-    config["Model"]["Strategy"] = spec.strategy
+    """Strategy and reuse factor, model-wide and on every layer (per-layer entries win in hls4ml).
+    Distributed arithmetic is set per layer (``hls_config``); the model-wide strategy is then Latency."""
+    config["Model"]["Strategy"] = "Latency" if spec.strategy == DISTRIBUTED_ARITHMETIC else spec.strategy
     config["Model"]["ReuseFactor"] = spec.reuse_factor
     for layer in config.get("LayerName", {}).values():
         if "ReuseFactor" in layer:
@@ -130,7 +140,8 @@ def content_stamp(parts: Iterable[bytes], config: dict[str, Any], spec: Firmware
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part)
-    digest.update(json.dumps([config, spec.__dict__], sort_keys=True, default=str).encode())
+    hls = {k: v for k, v in spec.__dict__.items() if k != "rtl"}  # what hls4ml builds, not what runs after
+    digest.update(json.dumps([config, hls], sort_keys=True, default=str).encode())
     return digest.hexdigest()[:8]
 
 

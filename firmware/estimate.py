@@ -26,7 +26,13 @@ compile-time constants, so HLS specialises every product ``x * w``:
   width, no constant specialisation) fed by RF:1 multiplexers; II = RF, latency grows by RF - 1.
 * Resource strategy: ``ceil(n_in * n_out / RF)`` general multipliers (zeros are not skipped: the weights
   live in a ROM of depth RF, BRAM when deep), sequential accumulation, II = RF, latency ~ RF + pipeline.
-* Distributed arithmetic: like RF = 1 but every product is shift-add logic (no DSP).
+* Distributed arithmetic (``strategy=distributed_arithmetic``, hls4ml's da4ml pass): no DSP.  The LUT count
+  of the whole constant matrix-vector product (products and adder tree, with da4ml's shared subexpressions)
+  is da4ml's own cost figure, which hls4ml records as ``da_kernel_cost`` (about 1 LUT per adder bit; on a
+  6-bit 16-64-32-32-5 MLP da4ml said 37.3k where yosys synth_xilinx counted 37.5k LUT, docs/rtl.md).  Before
+  hls4ml's DA pass ran (no ``da_kernel_cost``), the products are the Latency model's fabric products
+  with no DSP binding (no shared terms: an upper bound).  Latency: an adder tree of ``ceil(log2 n_in) + 1``
+  levels of the output width.
 
 Adder trees.  Output ``j`` sums its ``k_j`` non-zero products (and the bias when non-zero) in a balanced
 tree: ``k_j - 1`` adders of the accumulator width (clipped to the product width), depth
@@ -606,8 +612,25 @@ def _kernel_operands(layer: Any) -> tuple[Operand, Operand, np.ndarray, Operand,
     return x, out, w, wn, b
 
 
+def _distributed_arithmetic(layer: Any, n_in: int) -> LayerCost | None:
+    """A Dense/Conv kernel hls4ml built with distributed arithmetic (its weights now live in generated
+    logic): da4ml's LUT figure, no DSP, an adder tree of ``ceil(log2 n_in) + 1`` levels; None otherwise."""
+    cost = _attr(layer, "da_kernel_cost")
+    if cost is None or str(_attr(layer, "strategy", "")).lower() != "distributed_arithmetic":
+        return None
+    _, out = _io_operands(layer)
+    lut = int(round(float(cost)))
+    width = out.type.width
+    live = int(_attr(layer, "n_out", 1)) * width  # registers at a cycle boundary: the outputs' width
+    ops = [_Op(_t_add(width), live) for _ in range(_log2c(max(n_in, 1)) + 1)]
+    note = f"distributed arithmetic (da4ml cost {lut})"
+    return LayerCost(LayerEstimate(layer.name, layer.class_name, 0, lut, 0, 0, ii=1, mults=0, note=note), ops)
+
+
 @layer_cost("Dense", "QDense", "BinaryDense", "TernaryDense", "EinsumDense")
 def _dense(layer: Any, io_stream: bool) -> LayerCost:
+    if (da := _distributed_arithmetic(layer, int(_attr(layer, "n_in", 1)))) is not None:
+        return da
     if (operands := _kernel_operands(layer)) is None:
         return _not_modelled(layer, "no weights found")
     x, out, w, wn, b = operands
@@ -630,6 +653,10 @@ def _dense(layer: Any, io_stream: bool) -> LayerCost:
     "Conv2DBatchnorm", "QConv2DBatchnorm",
 )
 def _conv(layer: Any, io_stream: bool) -> LayerCost:
+    n_window = int(_attr(layer, "n_chan", 1)) * int(_attr(layer, "filt_height", 1))
+    n_window *= int(_attr(layer, "filt_width", 1))
+    if (da := _distributed_arithmetic(layer, n_window)) is not None:
+        return da
     if (operands := _kernel_operands(layer)) is None:
         return _not_modelled(layer, "no weights found")
     x, out, w, wn, b = operands

@@ -108,6 +108,9 @@ def run(
     part: Annotated[Optional[str], typer.Option(help="FPGA part.")] = None,
     clock: Annotated[Optional[float], typer.Option(help="Clock period in ns.")] = None,
     reuse: Annotated[Optional[int], typer.Option(help="Reuse factor.")] = None,
+    strategy: Annotated[
+        Optional[str], typer.Option(help="Latency, Resource or distributed_arithmetic (Dense/Conv as shift-adds).")
+    ] = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Any config key, e.g. --set quant.input_bits=18.")
     ] = None,
@@ -135,6 +138,7 @@ def run(
             "firmware.part": part,
             "firmware.clock_period": clock,
             "firmware.reuse_factor": reuse,
+            "firmware.strategy": strategy,
         }
     )
     overrides = _dotted(_merge(parse_overrides(set_ or []), flags))
@@ -161,6 +165,9 @@ def verify(
     ] = 0.01,
     backend: Annotated[Optional[str], typer.Option(help="Vitis, Vivado or Quartus.")] = None,
     io_type: Annotated[Optional[str], typer.Option(help="io_parallel or io_stream.")] = None,
+    strategy: Annotated[
+        Optional[str], typer.Option(help="Latency, Resource or distributed_arithmetic (Dense/Conv as shift-adds).")
+    ] = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Any config key, e.g. --set verify.min_samples=500.")
     ] = None,
@@ -182,6 +189,7 @@ def verify(
             "verify.min_samples": min_samples,
             "firmware.backend": backend,
             "firmware.io_type": io_type,
+            "firmware.strategy": strategy,
         }
     )
     result = api.verify(
@@ -261,6 +269,30 @@ def estimate(
     for row in rows:
         table.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in row.values()))
     console.print(table)
+
+
+@app.command()
+def rtl(
+    run_dir: Annotated[Path, typer.Argument(help="A finished trigflow run folder.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing <project>/rtl/ folder.")] = False,
+) -> None:
+    """Trace the run's proven model into pipelined Verilog (da4ml), compile it with Verilator and prove the
+    RTL simulation bit-exact on the run's test set; writes <project>/rtl/ and rtl_report.json."""
+    from trigflow import api
+    from trigflow.ui import StageUI
+
+    result = api.rtl(run_dir, force=force, progress=StageUI(err_console))
+    proof, manifest = result.report["proof"], result.report["rtl"]
+    rows = [
+        ("RTL project", str(result.rtl_dir)),
+        ("top / part", f"{manifest['top']} / {manifest['part']}"),
+        ("latency", f"{manifest['latency_cycles']} cycles at {manifest['clock_period_ns']} ns, II {manifest['ii']}"),
+        ("da4ml cost", f"{manifest['da4ml_cost_lut']:,.0f} LUT, {manifest['reg_bits']:,} FF bits, 0 DSP"),
+        ("bit-exact (Verilator)", f"{proof['bit_exact_fraction']:.6f} of {proof['samples']} samples"),
+        ("da4ml interpreter = RTL", f"{proof['interpreter_bit_exact_fraction']:.6f}"),
+    ]
+    _print_rows("trigflow rtl", rows)
+    _verdict(result.failures, "RTL simulation proven against QKeras")
 
 
 @app.command()

@@ -23,7 +23,7 @@ from trigflow.firmware.convert import FirmwareSpec
 KINDS = ("mlp", "cnn", "gnn", "ae", "rnn")
 BACKENDS = ("Vitis", "Vivado", "Quartus")
 IO_TYPES = ("io_parallel", "io_stream")
-STRATEGIES = ("Latency", "Resource")
+STRATEGIES = ("Latency", "Resource", "distributed_arithmetic")  # the last: hls4ml DA on Dense/Conv (da4ml)
 PER_LAYER = ("none", "sensitivity")
 PROJECT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Xilinx part names (xc<family><size>-<package>-<speed>...) and Intel ones (e.g. 10AX115S2F45I1SG, 1SG280...).
@@ -104,6 +104,7 @@ class FirmwareConfig:
     strategy: str = _FIRMWARE.strategy
     reuse_factor: int = _FIRMWARE.reuse_factor
     project_name: str = _FIRMWARE.project_name
+    rtl: bool = _FIRMWARE.rtl  # also `trigflow rtl` after a passed run (da4ml Verilog, Verilator proof)
 
 
 @dataclass
@@ -244,6 +245,11 @@ def validate(config: RunConfig) -> RunConfig:
         ),
         (0 < fw.clock_period <= 1000, f"invalid clock period {fw.clock_period} ns: give a value in (0, 1000]"),
         (fw.reuse_factor >= 1, f"invalid reuse factor {fw.reuse_factor}: must be ≥ 1"),
+        (
+            fw.strategy != "distributed_arithmetic" or (fw.reuse_factor == 1 and fw.backend in ("Vitis", "Vivado")),
+            f"strategy distributed_arithmetic needs reuse_factor 1 and backend Vitis or Vivado "
+            f"(got reuse_factor {fw.reuse_factor}, backend {fw.backend})",
+        ),
         (
             bool(PROJECT_NAME.match(fw.project_name)),
             f"invalid project name '{fw.project_name}': use letters, digits and _ only (no path separators or ..)",
