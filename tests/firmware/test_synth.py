@@ -281,7 +281,7 @@ def test_no_vendor_tool_falls_back_to_yosys(tmp_path, monkeypatch):
 
 def test_yosys_failure_names_cause_and_log(tmp_path):
     prj = _rtl_project(tmp_path)
-    stage = prj / "rtl" / "src" / "dense84_stage1.v"
+    stage = prj / "rtl" / "vendor" / "da4ml" / "dense84_stage1.v"
     stage.write_text(stage.read_text().replace("endmodule", "wire oops = ;\nendmodule"))
     with pytest.raises(TrigflowError) as info:
         synthesize(prj, open_flow=True)
