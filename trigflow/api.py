@@ -388,76 +388,13 @@ class RtlResult:
         return not self.failures
 
 
-RTL_REPORT = "rtl_report.json"
-
-
 def rtl(run_dir: PathLike, *, force: bool = False, progress: StageUI | None = None) -> RtlResult:
     """Trace a finished run's proven QKeras model into pipelined Verilog (da4ml) in ``<project>/rtl/``, compile
     it with Verilator and prove the RTL simulation bit-exact against the exact QKeras reference on the run's
     whole test set: ``trigflow rtl RUN_DIR``. The proof (C-sim proof keys plus ``source: "rtl"``) is written
     as ``rtl_report.json`` into the RTL folder and the run folder."""
-    import numpy as np
-
-    from trigflow.evaluate_run import _read_json, load_models
-    from trigflow.firmware.rtl import RtlProject, build_rtl
-    from trigflow.fsio import write_text
-    from trigflow.proof.checks import Thresholds, check_thresholds, failures_of, prove, versions
-    from trigflow.proof.reference import exact_predict
+    from trigflow.rtl_run import prove_rtl
     from trigflow.ui import StageUI
 
-    ui = progress or StageUI(quiet=True)
-    run_dir = Path(run_dir).resolve()
-    if not run_dir.is_dir():
-        raise TrigflowError(f"run folder {run_dir} not found")
-    config = _read_json(run_dir / "config.json", "config.json")
-    preprocessing = _read_json(run_dir / "preprocessing.json", "preprocessing.json")
-    project = Path(_read_json(run_dir / "report.json", "report.json")["project_dir"])
-    if not project.is_dir():
-        raise TrigflowError(f"project folder {project} named by {run_dir / 'report.json'} not found")
-    data = run_dir / "test_data.npz"
-    if not data.is_file():
-        raise TrigflowError(f"{data} not found; the run folder is incomplete")
-    with np.load(data) as arrays:
-        x = np.asarray(arrays["x"])
-    kind, fw, verify_cfg = config["kind"], config["firmware"], config["verify"]
-    iq = preprocessing["input_quantizer"]
-    input_kif = (1, int(iq["integer"]), int(iq["bits"]) - 1 - int(iq["integer"]))
-    with ui.stage("load models"):
-        models = load_models(run_dir, kind, x, list(preprocessing["classes"]))
-    with ui.stage("QKeras reference"):
-        qmodel = models["qkeras"]
-        outputs = {
-            "reference": exact_predict(qmodel, x),
-            "qkeras": qmodel.predict(x, batch_size=4096, verbose=0).reshape(len(x), -1).astype(np.float64),
-            "float": models["float"].predict(x, batch_size=4096, verbose=0).reshape(len(x), -1).astype(np.float64),
-        }
-    limits = Thresholds(
-        min_samples=int(verify_cfg["min_samples"]),
-        min_bit_exact_fraction=float(verify_cfg["min_bit_exact_fraction"]),
-    )
-    report: dict[str, Any] = {}
-
-    def prove_rtl(built: RtlProject) -> None:
-        with ui.stage("RTL simulation (Verilator)"):
-            y_rtl = built.predict(x)
-        with ui.stage("da4ml interpreter"):
-            y_interp = built.interpret(x)
-        proof = {"source": "rtl", "engine": "verilator", **prove({**outputs, "firmware": y_rtl})}
-        proof["interpreter_bit_exact_fraction"] = float(np.mean(np.all(y_interp == y_rtl, axis=1)))
-        checks = check_thresholds(proof, limits, versus=" (RTL simulation vs exact QKeras)")
-        failures = failures_of(checks)
-        report.update(
-            kind=kind, run_dir=str(run_dir), rtl_dir=str(project / "rtl"), proof=proof, rtl=built.manifest,
-            checks=checks, passed=not failures, failures=failures, versions=versions("da4ml", "verilator"),
-        )
-        write_text(built.path / RTL_REPORT, json.dumps(report, indent=2, default=float))
-
-    with ui.stage("trace + Verilog + Verilator build"):
-        build_rtl(
-            qmodel, input_kif, project / "rtl", clock_period=float(fw["clock_period"]), part=str(fw["part"]),
-            force=force, check=prove_rtl,
-        )
-    report["timings_s"] = {k: round(v, 3) for k, v in ui.timings.items()}
-    write_text(project / "rtl" / RTL_REPORT, json.dumps(report, indent=2, default=float))
-    write_text(run_dir / RTL_REPORT, json.dumps(report, indent=2, default=float))
-    return RtlResult(report=report, rtl_dir=project / "rtl", failures=list(report["failures"]))
+    report = prove_rtl(run_dir, force=force, ui=progress or StageUI(quiet=True))
+    return RtlResult(report=report, rtl_dir=Path(report["rtl_dir"]), failures=list(report["failures"]))

@@ -193,6 +193,13 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(config, preprocessing, report)`` of a finished run folder; one-line errors for anything missing."""
+    if not run_dir.is_dir():
+        raise TrigflowError(f"run folder {run_dir} not found")
+    return tuple(_read_json(run_dir / f"{name}.json", f"{name}.json") for name in ("config", "preprocessing", "report"))
+
+
 def model_inputs(
     raw: np.ndarray, kind: str, preprocessing: dict[str, Any], jet_pt: np.ndarray | None = None
 ) -> np.ndarray:
@@ -315,11 +322,7 @@ def evaluate_run(
 
     ui = ui or StageUI(quiet=True)
     run_dir = Path(run_dir).resolve()
-    if not run_dir.is_dir():
-        raise TrigflowError(f"run folder {run_dir} not found")
-    config = _read_json(run_dir / "config.json", "config.json")
-    preprocessing = _read_json(run_dir / "preprocessing.json", "preprocessing.json")
-    run_report = _read_json(run_dir / "report.json", "report.json")
+    config, preprocessing, run_report = read_run(run_dir)
     kind, arch = config["kind"], config.get("model", {}).get("arch", "default")
     if kind not in SUPPORTED_KINDS:
         raise TrigflowError(

@@ -1,0 +1,84 @@
+"""Spine layer: ``trigflow rtl RUN_DIR`` — a finished run's proven QKeras model as pipelined Verilog, proven.
+
+The run folder is the starting point: its deployed QKeras model is traced with da4ml into Verilog under
+``<project>/rtl/`` (``firmware.rtl``), compiled with Verilator, and the RTL simulation is compared bit for bit with
+the exact QKeras reference on the run's whole test set, judged by the run's thresholds. The proof (the C-sim
+proof's keys plus ``source: "rtl"``) is ``rtl_report.json`` in the RTL folder and in the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trigflow.errors import TrigflowError
+from trigflow.ui import StageUI
+
+__all__ = ["RTL_REPORT", "prove_rtl"]
+
+RTL_REPORT = "rtl_report.json"
+
+
+def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[str, Any]:
+    """Trace, build and prove the RTL of the run in ``run_dir``; return the written report."""
+    import numpy as np
+
+    from trigflow.evaluate_run import load_models, read_run
+    from trigflow.firmware.rtl import RtlProject, build_rtl
+    from trigflow.fsio import write_text
+    from trigflow.proof.checks import Thresholds, check_thresholds, failures_of, prove, versions
+    from trigflow.proof.reference import exact_predict
+
+    run_dir = Path(run_dir).resolve()
+    config, preprocessing, run_report = read_run(run_dir)
+    project = Path(run_report["project_dir"])
+    if not project.is_dir():
+        raise TrigflowError(f"project folder {project} named by {run_dir / 'report.json'} not found")
+    data = run_dir / "test_data.npz"
+    if not data.is_file():
+        raise TrigflowError(f"{data} not found; the run folder is incomplete")
+    with np.load(data) as arrays:
+        x = np.asarray(arrays["x"])
+    kind, fw, verify_cfg = config["kind"], config["firmware"], config["verify"]
+    iq = preprocessing["input_quantizer"]
+    input_kif = (1, int(iq["integer"]), int(iq["bits"]) - 1 - int(iq["integer"]))
+    with ui.stage("load models"):
+        models = load_models(run_dir, kind, x, list(preprocessing["classes"]))
+    with ui.stage("QKeras reference"):
+        qmodel = models["qkeras"]
+        outputs = {
+            "reference": exact_predict(qmodel, x),
+            "qkeras": qmodel.predict(x, batch_size=4096, verbose=0).reshape(len(x), -1).astype(np.float64),
+            "float": models["float"].predict(x, batch_size=4096, verbose=0).reshape(len(x), -1).astype(np.float64),
+        }
+    limits = Thresholds(
+        min_samples=int(verify_cfg["min_samples"]),
+        min_bit_exact_fraction=float(verify_cfg["min_bit_exact_fraction"]),
+    )
+    report: dict[str, Any] = {}
+
+    def prove_rtl(built: RtlProject) -> None:
+        with ui.stage("RTL simulation (Verilator)"):
+            y_rtl = built.predict(x)
+        with ui.stage("da4ml interpreter"):
+            y_interp = built.interpret(x)
+        proof = {"source": "rtl", "engine": "verilator", **prove({**outputs, "firmware": y_rtl})}
+        proof["interpreter_bit_exact_fraction"] = float(np.mean(np.all(y_interp == y_rtl, axis=1)))
+        checks = check_thresholds(proof, limits, versus=" (RTL simulation vs exact QKeras)")
+        failures = failures_of(checks)
+        report.update(
+            kind=kind, run_dir=str(run_dir), rtl_dir=str(project / "rtl"), proof=proof, rtl=built.manifest,
+            checks=checks, passed=not failures, failures=failures, versions=versions("da4ml", "verilator"),
+        )
+        write_text(built.path / RTL_REPORT, json.dumps(report, indent=2, default=float))
+
+    with ui.stage("trace + Verilog + Verilator build"):
+        build_rtl(
+            qmodel, input_kif, project / "rtl", clock_period=float(fw["clock_period"]), part=str(fw["part"]),
+            force=force, check=prove_rtl,
+        )
+    report["timings_s"] = {k: round(v, 3) for k, v in ui.timings.items()}
+    write_text(project / "rtl" / RTL_REPORT, json.dumps(report, indent=2, default=float))
+    write_text(run_dir / RTL_REPORT, json.dumps(report, indent=2, default=float))
+    return report
