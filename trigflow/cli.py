@@ -72,6 +72,13 @@ def _dotted(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+BackendOption = Annotated[Optional[str], typer.Option(help="Vitis, Vivado or Quartus.")]
+IoTypeOption = Annotated[Optional[str], typer.Option(help="io_parallel or io_stream.")]
+StrategyOption = Annotated[
+    Optional[str], typer.Option(help="Latency, Resource or distributed_arithmetic (Dense/Conv as shift-adds).")
+]
+
+
 def _verdict(failures: list[str], passed: str) -> None:
     """FAIL lines and exit code 1, or one PASS line."""
     if failures:
@@ -104,13 +111,11 @@ def run(
     epochs: Annotated[Optional[int], typer.Option(help="Maximum training epochs.")] = None,
     bits: Annotated[Optional[int], typer.Option(help="Bit width of weights and activations.")] = None,
     sparsity: Annotated[Optional[float], typer.Option(help="Target pruned-weight fraction.")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="Vitis, Vivado or Quartus.")] = None,
+    backend: BackendOption = None,
     part: Annotated[Optional[str], typer.Option(help="FPGA part.")] = None,
     clock: Annotated[Optional[float], typer.Option(help="Clock period in ns.")] = None,
     reuse: Annotated[Optional[int], typer.Option(help="Reuse factor.")] = None,
-    strategy: Annotated[
-        Optional[str], typer.Option(help="Latency, Resource or distributed_arithmetic (Dense/Conv as shift-adds).")
-    ] = None,
+    strategy: StrategyOption = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Any config key, e.g. --set quant.input_bits=18.")
     ] = None,
@@ -163,11 +168,9 @@ def verify(
     max_float_diff: Annotated[
         float, typer.Option(help="Float models: allowed max |Δ| relative to max(1, max |output|).")
     ] = 0.01,
-    backend: Annotated[Optional[str], typer.Option(help="Vitis, Vivado or Quartus.")] = None,
-    io_type: Annotated[Optional[str], typer.Option(help="io_parallel or io_stream.")] = None,
-    strategy: Annotated[
-        Optional[str], typer.Option(help="Latency, Resource or distributed_arithmetic (Dense/Conv as shift-adds).")
-    ] = None,
+    backend: BackendOption = None,
+    io_type: IoTypeOption = None,
+    strategy: StrategyOption = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Any config key, e.g. --set verify.min_samples=500.")
     ] = None,
@@ -175,7 +178,7 @@ def verify(
     """Prove any model's firmware: pick a bit-exact configuration, compare bits, localise, count overflows."""
     if model.suffix.lower() == ".onnx":  # ONNX models take hls4ml's ONNX frontend, proven against onnxruntime
         return firmware(model, data=data, n=n, out=out, project_dir=project_dir, force=bool(force),
-                        max_float_diff=max_float_diff, backend=backend or "Vitis", io_type=io_type or "io_parallel")
+                        max_float_diff=max_float_diff, backend=backend, io_type=io_type)
     from trigflow import api
     from trigflow.config import parse_overrides
     from trigflow.ui import StageUI
@@ -479,8 +482,8 @@ def firmware(
     max_float_diff: Annotated[
         float, typer.Option(help="Float models: allowed max |Δ| relative to max(1, max |output|).")
     ] = 0.01,
-    backend: Annotated[str, typer.Option(help="Vitis, Vivado or Quartus.")] = "Vitis",
-    io_type: Annotated[str, typer.Option(help="io_parallel or io_stream.")] = "io_parallel",
+    backend: BackendOption = None,
+    io_type: IoTypeOption = None,
 ) -> None:
     """(Q)ONNX model → hls4ml project → C-sim proven against onnxruntime (QONNX: bit for bit)."""
     from trigflow.firmware.convert import FirmwareSpec
@@ -494,7 +497,7 @@ def firmware(
         out,
         project_dir,
         force,
-        spec=FirmwareSpec(backend=backend, io_type=io_type),
+        spec=FirmwareSpec(**{k: v for k, v in {"backend": backend, "io_type": io_type}.items() if v is not None}),
         precision=precision,
         min_samples=min_samples,
         max_float_rel_diff=max_float_diff,
