@@ -154,16 +154,25 @@ def _publish_mode(path: Path, mode: int) -> None:
     os.chmod(path, mode & ~_umask())
 
 
+def _temp_beside(path: Path, force: bool, what: str, *, folder: bool) -> Path:
+    """Refuse an existing ``path`` (unless ``force``), check its folder is writable, and create a private
+    temporary file or folder beside it (same file system, so the final rename is atomic)."""
+    refuse_existing(path, force, what)
+    check_writable_parent(path)
+    options = {"prefix": f".{path.name}.", "suffix": ".part", "dir": path.parent}
+    with disk_errors(path):
+        if folder:
+            return Path(tempfile.mkdtemp(**options))
+        fd, tmp = tempfile.mkstemp(**options)
+    os.close(fd)
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, *, force: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it into place, on failure delete it."""
     path = Path(path)
-    refuse_existing(path, force, "file")
-    check_writable_parent(path)
-    with disk_errors(path):
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temp_beside(path, force, "file", folder=False)
     try:
         with disk_errors(path):
             yield tmp_path
@@ -178,10 +187,7 @@ def atomic_file(path: str | os.PathLike, *, force: bool = True) -> Iterator[Path
 def atomic_dir(path: str | os.PathLike, *, force: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; on success it replaces ``path`` in one rename."""
     path = Path(path)
-    refuse_existing(path, force, "folder")
-    check_writable_parent(path)
-    with disk_errors(path):
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    tmp = _temp_beside(path, force, "folder", folder=True)
     try:
         with disk_errors(path):
             yield tmp
