@@ -57,6 +57,7 @@ from trigflow.errors import TrigflowError
 HEADS = ("softmax", "sigmoid")
 DEFAULT_INPUT_BITS, DEFAULT_INPUT_INTEGER = 16, 5  # quantized_bits(16, 5) == fixed<16,6,RND_CONV,SAT>
 MAX_EXACT_INPUT_BITS = 24  # float32 mantissa: wider grids are not exact in Keras
+MAX_DATA_INPUT_BITS = 40  # widest input type chosen for float data (float32 data on the grid stay exact)
 PROFILE_RESULT_BITS, PROFILE_WEIGHT_BITS, PROFILE_ACCUM_BITS = 18, 16, 24
 PLACEHOLDER_TYPE = "fixed<32,16>"  # overwritten by bit_exact; only keeps BatchNormalization unfused
 
@@ -133,6 +134,39 @@ def data_format(x: np.ndarray, *, source: str = "data") -> InputFormat | None:
     if t.width - t.signed < 1:  # quantized_bits needs a magnitude bit
         t = replace(t, width=t.width + 1, integer=t.integer + 1)
     return InputFormat(t, source) if t.width <= MAX_EXACT_INPUT_BITS else None
+
+
+def covering_format(reference, x: np.ndarray, *, source: str = "data range") -> tuple[InputFormat, int]:
+    """A ``quantized_bits`` grid for float data: integer bits covering the observed range of ``x`` (nothing
+    saturates), fractional bits widened until the model's logits on the gridded data equal its logits on the
+    raw data, or the width reaches ``MAX_DATA_INPUT_BITS``. Returns ``(format, samples still changed)``."""
+    x = np.asarray(x, np.float32)
+    if not np.all(np.isfinite(x)):
+        raise TrigflowError("input data contain NaN or infinite values; clean the data file")
+    sample = x[: min(len(x), 20000)]
+    lo, hi = float(sample.min(initial=0.0)), float(sample.max(initial=0.0))
+    lo, hi = min(lo, float(x.min(initial=0.0))), max(hi, float(x.max(initial=0.0)))
+    y_raw = np.asarray(reference.predict(sample, batch_size=4096, verbose=0), np.float64)
+    best: tuple[InputFormat, int] | None = None
+    frac = DEFAULT_INPUT_BITS - 1 - FixedType.covering(lo, hi, 0).integer  # start at 16 bits in all
+    while True:
+        t = _with_magnitude_bit(FixedType.covering(lo, hi, frac).with_modes("RND_CONV", "SAT"))
+        if t.width > MAX_DATA_INPUT_BITS:
+            break
+        y = np.asarray(reference.predict(quantize_inputs(t, sample), batch_size=4096, verbose=0), np.float64)
+        changed = int(np.sum(np.any((y != y_raw).reshape(len(y), -1), axis=1)))
+        best = (InputFormat(t, source), changed)
+        if changed == 0:
+            break
+        frac += 2
+    if best is None:  # the range alone needs more than the cap: cover it anyway (nothing may saturate)
+        t = _with_magnitude_bit(FixedType.covering(lo, hi, 0).with_modes("RND_CONV", "SAT"))
+        best = (InputFormat(t, source), -1)
+    return best
+
+
+def _with_magnitude_bit(t: FixedType) -> FixedType:
+    return replace(t, width=t.width + 1, integer=t.integer + 1) if t.width - t.signed < 1 else t
 
 
 def default_format() -> InputFormat:
@@ -434,6 +468,7 @@ class Deployment:
     x: np.ndarray  # the inputs (on the input grid when the firmware needs it)
     notes: list[str] = field(default_factory=list)
     rewrite_max_abs_diff: float = 0.0
+    float_layers: list[str] = field(default_factory=list)  # unquantized arithmetic in a quantized model
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -443,6 +478,7 @@ class Deployment:
             "input": self.input_format.describe() if self.input_format else {"type": self.spec.input_type},
             "overrides": self.overrides,
             "rewrite_max_abs_diff": self.rewrite_max_abs_diff,
+            "float_layers": list(self.float_layers),
             "notes": list(self.notes),
         }
 
@@ -478,12 +514,18 @@ def choose_configuration(model, x: np.ndarray, base: FirmwareSpec | None = None)
     if fmt is None:
         fmt = data_format(x)
         if fmt is None:
-            fmt = default_format()
+            with _quiet():
+                fmt, changed = covering_format(reference, x)
             gridded = quantize_inputs(fmt.type, x)
             notes.append(
-                f"inputs are not on a fixed-point grid of ≤ {MAX_EXACT_INPUT_BITS} bits: put on the default "
-                "input "
-                f"grid {fmt.type} (max |Δ| {float(np.max(np.abs(gridded - x), initial=0)):.3g})"
+                f"inputs are not on a fixed-point grid of ≤ {MAX_EXACT_INPUT_BITS} bits: put on the grid "
+                f"{fmt.type}, which covers their range [{float(x.min()):.4g}, {float(x.max()):.4g}] with "
+                f"{fmt.type.frac} fractional bits (max |Δ| {float(np.max(np.abs(gridded - x), initial=0)):.3g}; "
+                + (
+                    "the model's logits are unchanged on every sample)"
+                    if changed == 0
+                    else f"{changed} samples' logits still change at {MAX_DATA_INPUT_BITS} bits)"
+                )
             )
             x = gridded
         insert = fmt
@@ -509,7 +551,24 @@ def choose_configuration(model, x: np.ndarray, base: FirmwareSpec | None = None)
         notes.append(
             f"the rewritten Keras model differs from the model by up to {diff:.3g} (float32 rounding)"
         )
-    return Deployment(model, reference, float_model, deploy, spec, overrides, head, True, fmt, x, notes, diff)
+    floats = float_layers(reference)
+    if floats:
+        notes.append(
+            f"float layer(s) {', '.join(floats)} in a quantized model: hls4ml computes them with wide fixed-point "
+            "types; a value that lands on a rounding boundary of the next quantizer may round the other way"
+        )
+    return Deployment(
+        model, reference, float_model, deploy, spec, overrides, head, True, fmt, x, notes, diff, floats
+    )
+
+
+FLOAT_ARITHMETIC = ("BatchNormalization", *KERNEL_LAYERS)
+
+
+def float_layers(model) -> list[str]:
+    """Layers of a quantized model that compute in float (no quantizer): plain BatchNormalization,
+    Dense, Conv. Their firmware types are wide fixed point, not the float32 arithmetic of Keras."""
+    return [layer.name for layer in model.layers if layer.__class__.__name__ in FLOAT_ARITHMETIC]
 
 
 def _rewrite_check(reference, deploy, x: np.ndarray) -> float:
