@@ -20,9 +20,14 @@ model + :class:`FirmwareSpec` that go to firmware. What it does, in order:
   - the input: a leading ``QActivation(quantized_bits)`` is the input format (hls4ml absorbs it into the
     input type, with its rounding and saturation, so any float input gives the QKeras result). Without one,
     a ``quantized_bits`` input quantizer is inserted in the firmware model with the format the data are
-    on (smallest exact fixed-point format, ≤ 24 bits), or — data not on such a grid — the default
-    ``quantized_bits(16, 5)`` = ``fixed<16,6,RND_CONV,SAT>``, and the data are put on that grid first
-    (as upstream firmware would deliver them); the report says so;
+    on (smallest exact fixed-point format, ≤ 24 bits), or — float data not on such a grid — a format
+    chosen from the data (``covering_format``): integer bits for their observed range (raw GeV needs ~11,
+    so nothing saturates), fractional bits widened until the model's logits on the gridded data equal those
+    on the raw data (≤ ``MAX_DATA_INPUT_BITS``). The data are put on that grid first (as upstream firmware
+    would deliver them); the report says so, and the proof checks the grid is lossless on the data;
+  - float layers (a plain BatchNormalization on raw inputs before the first QDense) are named: hls4ml gives
+    them wide types derived from the input type and the layer's scale, so outputs are exact except where a
+    value lands on a rounding boundary of the next quantizer;
   - precisions: hls4ml's ``bit_exact`` flow derives every type from the quantizers and weights by interval
     arithmetic. A Dense/Conv feeding a BatchNormalization is given an explicit (placeholder) type so
     hls4ml keeps the normalisation a separate layer, as Keras computes it (fusion reorders float sums);
@@ -46,7 +51,7 @@ import shutil
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from trigflow.firmware.convert import FirmwareSpec
@@ -61,6 +66,7 @@ MAX_DATA_INPUT_BITS = 40  # widest input type chosen for float data (float32 dat
 PROFILE_RESULT_BITS, PROFILE_WEIGHT_BITS, PROFILE_ACCUM_BITS = 18, 16, 24
 PLACEHOLDER_TYPE = "fixed<32,16>"  # overwritten by bit_exact; only keeps BatchNormalization unfused
 
+Predict = Callable[[Any, np.ndarray], np.ndarray]  # (model, inputs) -> outputs
 KERNEL_LAYERS = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D")
 Q_KERNEL_LAYERS = tuple(f"Q{name}" for name in KERNEL_LAYERS)
 
@@ -136,24 +142,28 @@ def data_format(x: np.ndarray, *, source: str = "data") -> InputFormat | None:
     return InputFormat(t, source) if t.width <= MAX_EXACT_INPUT_BITS else None
 
 
-def covering_format(reference, x: np.ndarray, *, source: str = "data range") -> tuple[InputFormat, int]:
+def covering_format(
+    reference, x: np.ndarray, *, predict: Predict | None = None, source: str = "data range"
+) -> tuple[InputFormat, int]:
     """A ``quantized_bits`` grid for float data: integer bits covering the observed range of ``x`` (nothing
     saturates), fractional bits widened until the model's logits on the gridded data equal its logits on the
-    raw data, or the width reaches ``MAX_DATA_INPUT_BITS``. Returns ``(format, samples still changed)``."""
+    raw data, or the width reaches ``MAX_DATA_INPUT_BITS``. ``predict(model, x)`` computes the logits (the
+    proof's exact reference; default Keras). Returns ``(format, samples still changed)``."""
+    predict = predict or _keras_predict
     x = np.asarray(x, np.float32)
     if not np.all(np.isfinite(x)):
         raise TrigflowError("input data contain NaN or infinite values; clean the data file")
     sample = x[: min(len(x), 20000)]
     lo, hi = float(sample.min(initial=0.0)), float(sample.max(initial=0.0))
     lo, hi = min(lo, float(x.min(initial=0.0))), max(hi, float(x.max(initial=0.0)))
-    y_raw = np.asarray(reference.predict(sample, batch_size=4096, verbose=0), np.float64)
+    y_raw = np.asarray(predict(reference, sample), np.float64)
     best: tuple[InputFormat, int] | None = None
     frac = DEFAULT_INPUT_BITS - 1 - FixedType.covering(lo, hi, 0).integer  # start at 16 bits in all
     while True:
         t = _with_magnitude_bit(FixedType.covering(lo, hi, frac).with_modes("RND_CONV", "SAT"))
         if t.width > MAX_DATA_INPUT_BITS:
             break
-        y = np.asarray(reference.predict(quantize_inputs(t, sample), batch_size=4096, verbose=0), np.float64)
+        y = np.asarray(predict(reference, quantize_inputs(t, sample)), np.float64)
         changed = int(np.sum(np.any((y != y_raw).reshape(len(y), -1), axis=1)))
         best = (InputFormat(t, source), changed)
         if changed == 0:
@@ -163,6 +173,10 @@ def covering_format(reference, x: np.ndarray, *, source: str = "data range") -> 
         t = _with_magnitude_bit(FixedType.covering(lo, hi, 0).with_modes("RND_CONV", "SAT"))
         best = (InputFormat(t, source), -1)
     return best
+
+
+def _keras_predict(model, x: np.ndarray) -> np.ndarray:
+    return model.predict(x, batch_size=4096, verbose=0)
 
 
 def _with_magnitude_bit(t: FixedType) -> FixedType:
@@ -493,8 +507,11 @@ def leading_input_format(model) -> InputFormat | None:
     return input_format_of(_quantizer_of(layer), f"quantizer '{layer.name}'")
 
 
-def choose_configuration(model, x: np.ndarray, base: FirmwareSpec | None = None) -> Deployment:
-    """A bit-exact firmware configuration for ``model`` on inputs ``x`` (see the module docstring)."""
+def choose_configuration(
+    model, x: np.ndarray, base: FirmwareSpec | None = None, *, predict: Predict | None = None
+) -> Deployment:
+    """A bit-exact firmware configuration for ``model`` on inputs ``x`` (see the module docstring);
+    ``predict(model, x)``: how the reference is evaluated when an input grid is chosen from float data."""
     base = base or FirmwareSpec()
     overrides = {name: dict(p) for name, p in base.layer_precisions.items()}
     x = np.asarray(x, np.float32)
@@ -515,7 +532,7 @@ def choose_configuration(model, x: np.ndarray, base: FirmwareSpec | None = None)
         fmt = data_format(x)
         if fmt is None:
             with _quiet():
-                fmt, changed = covering_format(reference, x)
+                fmt, changed = covering_format(reference, x, predict=predict)
             gridded = quantize_inputs(fmt.type, x)
             notes.append(
                 f"inputs are not on a fixed-point grid of ≤ {MAX_EXACT_INPUT_BITS} bits: put on the grid "

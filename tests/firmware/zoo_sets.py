@@ -82,8 +82,8 @@ def build_deepsets(n_constituents: int, bits: int, n_classes: int = 5, nodes: in
 
 
 def train_and_save(
-    arch: str, n_constituents: int, bits: int, out: Path, *, n_train: int = 20000, n_test: int = 3000,
-    epochs: int = 2, seed: int = 0,
+    arch: str, n_constituents: int, bits: int, out: Path, *, n_train: int = 44000, n_test: int = 3000,
+    epochs: int = 3, seed: int = 0,
 ) -> tuple[Path, Path]:
     """Train ``arch`` ('mlp' or 'deepsets') briefly on raw constituents; save the model (.h5) and the
     ``n_test`` held-out jets (.npz: x in raw units, y labels). Returns ``(model path, data path)``."""
@@ -96,7 +96,8 @@ def train_and_save(
         model = build_mlp(n_constituents, bits)
     else:
         model = build_deepsets(n_constituents, bits)
-    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
+    rate = 1e-2 if arch == "mlp" else 3e-3  # 3 epochs of 44k jets: test accuracy ≈ 0.50 at 8 bits, 8 constituents
+    model.compile(optimizer=tf.keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     model.fit(x[:n_train], y[:n_train], epochs=epochs, batch_size=256, verbose=0)
     out.mkdir(parents=True, exist_ok=True)
