@@ -62,6 +62,7 @@ from trigflow.errors import TrigflowError
 HEADS = ("softmax", "sigmoid")
 DEFAULT_INPUT_BITS, DEFAULT_INPUT_INTEGER = 16, 5  # quantized_bits(16, 5) == fixed<16,6,RND_CONV,SAT>
 MAX_EXACT_INPUT_BITS = 24  # float32 mantissa: wider grids are not exact in Keras
+MAX_QKERAS_INTEGER = 30  # quantized_bits(bits, integer) gives NaN for integer ≥ 31 (float32 internals)
 MAX_DATA_INPUT_BITS = 40  # widest input type chosen for float data (float32 data on the grid stay exact)
 PROFILE_RESULT_BITS, PROFILE_WEIGHT_BITS, PROFILE_ACCUM_BITS = 18, 16, 24
 PLACEHOLDER_TYPE = "fixed<32,16>"  # overwritten by bit_exact; only keeps BatchNormalization unfused
@@ -96,8 +97,13 @@ class InputFormat:
 
 
 def quantize_inputs(t: FixedType, x: np.ndarray) -> np.ndarray:
-    """``x`` on the input grid, as the input quantizer rounds and clips it (float32)."""
-    return np.asarray(t.cast(np.asarray(x, np.float32).astype(np.float64)), np.float32)
+    """``x`` on the input grid, as the input quantizer rounds and clips it (float32). A type's maximum that
+    float32 cannot hold (wide grids) becomes the largest float32 below it, which is still on the grid."""
+    q = np.asarray(t.cast(np.asarray(x, np.float32).astype(np.float64)), np.float32)
+    over = q.astype(np.float64) > t.hi
+    if np.any(over):
+        q[over] = np.nextafter(q[over], np.float32(-np.inf))
+    return q
 
 
 def sample_inputs(
@@ -160,7 +166,7 @@ def covering_format(
     best: tuple[InputFormat, int] | None = None
     frac = DEFAULT_INPUT_BITS - 1 - FixedType.covering(lo, hi, 0).integer  # start at 16 bits in all
     while True:
-        t = _with_magnitude_bit(FixedType.covering(lo, hi, frac).with_modes("RND_CONV", "SAT"))
+        t = _covering_grid(lo, hi, frac)
         if t.width > MAX_DATA_INPUT_BITS:
             break
         y = np.asarray(predict(reference, quantize_inputs(t, sample)), np.float64)
@@ -170,9 +176,16 @@ def covering_format(
             break
         frac += 2
     if best is None:  # the range alone needs more than the cap: cover it anyway (nothing may saturate)
-        t = _with_magnitude_bit(FixedType.covering(lo, hi, 0).with_modes("RND_CONV", "SAT"))
-        best = (InputFormat(t, source), -1)
+        best = (InputFormat(_covering_grid(lo, hi, 0), source), -1)
     return best
+
+
+def _covering_grid(lo: float, hi: float, frac: int) -> FixedType:
+    """The narrowest RND_CONV/SAT grid with ``frac`` fractional bits holding [lo, hi] — at most
+    ``MAX_QKERAS_INTEGER`` integer bits (QKeras' quantized_bits returns NaN beyond): wider data saturate."""
+    t = _with_magnitude_bit(FixedType.covering(lo, hi, frac).with_modes("RND_CONV", "SAT"))
+    excess = t.integer - t.signed - MAX_QKERAS_INTEGER
+    return replace(t, width=t.width - excess, integer=t.integer - excess) if excess > 0 else t
 
 
 def _keras_predict(model, x: np.ndarray) -> np.ndarray:

@@ -233,8 +233,9 @@ def test_thresholds_from_defaults_file_and_flags(tmp_path):
 
 
 def test_grid_that_changes_the_model_fails_with_the_reason(tmp_path):
-    """Float data no input grid of ≤ 40 bits holds (a 1e9 range beside 1e-3 detail) feeding a QDense without
-    an input quantizer: the firmware could only implement the model on rounded inputs — FAIL, one line."""
+    """Float data no QKeras input grid holds (|x| beyond 2**30 beside 1e-3 detail) feeding a QDense without
+    an input quantizer: the firmware could only implement the model on clipped, rounded inputs — FAIL, one
+    line naming the clipping."""
     import tensorflow as tf
     from qkeras import QDense, quantized_bits
 
@@ -254,12 +255,15 @@ def test_grid_that_changes_the_model_fails_with_the_reason(tmp_path):
     )
     assert result.returncode == 1, result.stderr[-3000:]
     (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("FAIL")]
-    assert line.startswith("FAIL input grid fixed<") and "changes the model's logits on" in line
-    width = int(line.split("fixed<")[1].split(",")[0])
-    assert 32 < width <= 40  # widened to the cap, the range kept (nothing clipped)
+    raw_clipped = int(np.sum(np.abs(x[:, 0]) >= 2.0**30))
+    assert line.startswith("FAIL input grid fixed<") and f"clips {raw_clipped:,} of 1,000 samples" in line
+    assert "changing the model's logits on" in line
     report = json.loads((out / "report.json").read_text())
     assert report["checks"]["bit_exact"]["passed"] and not report["checks"]["lossless_inputs"]["passed"]
     assert report["model_on_raw_data"]["changed_samples"] > 900
+    (row,) = [r for r in report["overflow"]["layers"] if r["class"] == "Input"]
+    assert row["saturated_samples"] == raw_clipped  # counted at the input, on the raw data
+    assert "saturation: input" in report["verdict_note"] and "saturation: input" in result.stderr
 
 
 def test_lossless_check_names_clipping_and_float_layer_boundaries():
