@@ -152,8 +152,8 @@ def covering_format(
     reference, x: np.ndarray, *, predict: Predict | None = None, source: str = "data range"
 ) -> tuple[InputFormat, int]:
     """A ``quantized_bits`` grid for float data: integer bits covering the observed range of ``x`` (nothing
-    saturates), fractional bits widened until the model's logits on the gridded data equal its logits on the
-    raw data, or the width reaches ``MAX_DATA_INPUT_BITS``. ``predict(model, x)`` computes the logits (the
+    saturates), and the fewest fractional bits (from 16 bits in all up to ``MAX_DATA_INPUT_BITS``, by
+    bisection) for which the model's logits on the gridded data equal its logits on the raw data. ``predict(model, x)`` computes the logits (the
     proof's exact reference; default Keras). Returns ``(format, samples still changed)``."""
     predict = predict or _keras_predict
     x = np.asarray(x, np.float32)
@@ -163,21 +163,28 @@ def covering_format(
     lo, hi = float(sample.min(initial=0.0)), float(sample.max(initial=0.0))
     lo, hi = min(lo, float(x.min(initial=0.0))), max(hi, float(x.max(initial=0.0)))
     y_raw = np.asarray(predict(reference, sample), np.float64)
-    best: tuple[InputFormat, int] | None = None
-    frac = DEFAULT_INPUT_BITS - 1 - FixedType.covering(lo, hi, 0).integer  # start at 16 bits in all
-    while True:
-        t = _covering_grid(lo, hi, frac)
-        if t.width > MAX_DATA_INPUT_BITS:
-            break
+
+    def changed(t: FixedType) -> int:
         y = np.asarray(predict(reference, quantize_inputs(t, sample)), np.float64)
-        changed = int(np.sum(np.any((y != y_raw).reshape(len(y), -1), axis=1)))
-        best = (InputFormat(t, source), changed)
-        if changed == 0:
-            break
-        frac += 2
-    if best is None:  # the range alone needs more than the cap: cover it anyway (nothing may saturate)
-        best = (InputFormat(_covering_grid(lo, hi, 0), source), -1)
-    return best
+        return int(np.sum(np.any((y != y_raw).reshape(len(y), -1), axis=1)))
+
+    first = DEFAULT_INPUT_BITS - 1 - FixedType.covering(lo, hi, 0).integer  # 16 bits in all
+    last = first
+    while _covering_grid(lo, hi, last + 1).width <= MAX_DATA_INPUT_BITS:
+        last += 1
+    widest = _covering_grid(lo, hi, last)
+    if widest.width > MAX_DATA_INPUT_BITS:  # the range alone needs more than the cap: cover it anyway
+        return InputFormat(_covering_grid(lo, hi, 0), source), -1
+    n_widest = changed(widest)
+    if n_widest:  # not even the widest grid keeps the model: the proof's lossless check reports it
+        return InputFormat(widest, source), n_widest
+    while first < last:  # bisect for the narrowest grid that keeps every logit (checked, not assumed)
+        mid = (first + last) // 2
+        if changed(_covering_grid(lo, hi, mid)) == 0:
+            last = mid
+        else:
+            first = mid + 1
+    return InputFormat(_covering_grid(lo, hi, last), source), 0
 
 
 def _covering_grid(lo: float, hi: float, frac: int) -> FixedType:
