@@ -64,6 +64,6 @@ def test_sets_model_8_constituents_8_bits(tmp_path, arch):
 )
 def test_sets_model_zoo(tmp_path, arch, n_constituents, bits):
     """The rest of the family: 4-bit and 16 constituents. Measured (train + verify, same loaded machine):
-    1.9 min (MLP 8c 4b), 2.5 min (Deep Sets 8c 4b), 2.3 min (MLP 16c 8b), 4.1 min (Deep Sets 16c 8b); see
-    docs/verify.md."""
+    1.9 min (MLP 8c 4b), 2.5 min (Deep Sets 8c 4b), 2.3 min (MLP 16c 8b), 4.1 min (Deep Sets 16c 8b),
+    1.5 min (MLP 16c 4b), 3.0 min (Deep Sets 16c 4b); see docs/verify.md."""
     _assert_proven(_prove(tmp_path, arch, n_constituents, bits))
