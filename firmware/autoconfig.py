@@ -153,7 +153,8 @@ def covering_format(
 ) -> tuple[InputFormat, int]:
     """A ``quantized_bits`` grid for float data: integer bits covering the observed range of ``x`` (nothing
     saturates), and the fewest fractional bits (from 16 bits in all up to ``MAX_DATA_INPUT_BITS``, by
-    bisection) for which the model's logits on the gridded data equal its logits on the raw data. ``predict(model, x)`` computes the logits (the
+    bisection) for which the model's logits on the gridded data equal its logits on the raw data.
+    ``predict(model, x)`` computes the logits (the
     proof's exact reference; default Keras). Returns ``(format, samples still changed)``."""
     predict = predict or _keras_predict
     x = np.asarray(x, np.float32)
@@ -557,7 +558,8 @@ def choose_configuration(
             notes.append(
                 f"inputs are not on a fixed-point grid of ≤ {MAX_EXACT_INPUT_BITS} bits: put on the grid "
                 f"{fmt.type}, which covers their range [{float(x.min()):.4g}, {float(x.max()):.4g}] with "
-                f"{fmt.type.frac} fractional bits (max |Δ| {float(np.max(np.abs(gridded - x), initial=0)):.3g}; "
+                f"{fmt.type.frac} fractional bits "
+                f"(max |Δ| {float(np.max(np.abs(gridded - x), initial=0)):.3g}; "
                 + (
                     "the model's logits are unchanged on every sample)"
                     if changed == 0
@@ -591,8 +593,9 @@ def choose_configuration(
     floats = float_layers(reference)
     if floats:
         notes.append(
-            f"float layer(s) {', '.join(floats)} in a quantized model: hls4ml computes them with wide fixed-point "
-            "types; a value that lands on a rounding boundary of the next quantizer may round the other way"
+            f"float layer(s) {', '.join(floats)} in a quantized model: hls4ml computes them with wide "
+            "fixed-point types; a value that lands on a rounding boundary of the next quantizer may round the "
+            "other way"
         )
     return Deployment(
         model, reference, float_model, deploy, spec, overrides, head, True, fmt, x, notes, diff, floats

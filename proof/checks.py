@@ -135,12 +135,16 @@ def check_lossless(raw: dict[str, Any]) -> tuple[bool, str]:
     n, changed, sat = raw["samples"], raw["changed_samples"], raw["input_saturated_samples"]
     t, (lo, hi) = raw["input_type"], raw["observed"]
     if changed == 0 and sat == 0:
-        return True, f"input grid {t} holds the data (observed [{lo:.4g}, {hi:.4g}]): model unchanged on all {n:,} samples"
+        return True, (
+            f"input grid {t} holds the data (observed [{lo:.4g}, {hi:.4g}]): model unchanged on all {n:,} "
+            "samples"
+        )
     if sat:
         return False, (
             f"input grid {t} clips {sat:,} of {n:,} samples ({raw['input_saturated_values']:,} values; data "
-            f"observed [{lo:.4g}, {hi:.4g}]), changing the model's logits on {changed:,} samples: the firmware "
-            "does not implement the model on these data; give an input quantizer or data in the firmware's units"
+            f"observed [{lo:.4g}, {hi:.4g}]), changing the model's logits on {changed:,} samples: the "
+            "firmware does not implement the model on these data; give an input quantizer or data in the "
+            "firmware's units"
         )
     floats = raw.get("float_layers") or []
     if floats and changed <= (1 - FLOAT_LAYER_FLOOR) * n:

@@ -393,7 +393,9 @@ def model_on_raw_data(
         "argmax_agreement": {
             "firmware_vs_model_on_raw_data": _agreement(decisions["fw"], decisions["raw"]),
             "firmware_vs_reference": _agreement(decisions["fw"], _decisions(reference, None)),
-            "firmware_vs_float": _agreement(decisions["fw"], _decisions(outputs["float"].reshape(n, -1), None)),
+            "firmware_vs_float": _agreement(
+                decisions["fw"], _decisions(outputs["float"].reshape(n, -1), None)
+            ),
         },
     }
     if labels is not None:

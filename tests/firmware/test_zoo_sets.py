@@ -1,4 +1,4 @@
-"""The public L1 jet-ID MLP and Deep Sets (float BatchNormalization on raw inputs) proven by `trigflow verify`.
+"""The public L1 jet-ID MLP and Deep Sets (float BatchNormalization on raw inputs) proven by trigflow verify.
 
 Each model is built as published (``tests/firmware/zoo_sets.py``), trained for 3 epochs on 44,000 of
 trigflow's embedded jets in raw units (pT in GeV up to ~1.2 TeV, η_rel, φ_rel), saved to .h5 and verified on
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from zoo_sets import train_and_save
@@ -53,14 +52,22 @@ def _assert_proven(report: dict) -> None:
 
 @pytest.mark.parametrize("arch", ["mlp", "deepsets"])
 def test_sets_model_8_constituents_8_bits(tmp_path, arch):
-    """Measured on 2 shared cores under load (load average ~11): MLP 209-371 s, Deep Sets 263-297 s (train + verify)."""
+    """Measured on 2 shared cores under load (load average ~11), train + verify: MLP 209-371 s, Deep Sets
+    263-297 s."""
     _assert_proven(_prove(tmp_path, arch, 8, 8))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "arch, n_constituents, bits",
-    [("mlp", 8, 4), ("deepsets", 8, 4), ("mlp", 16, 8), ("mlp", 16, 4), ("deepsets", 16, 8), ("deepsets", 16, 4)],
+    [
+        ("mlp", 8, 4),
+        ("deepsets", 8, 4),
+        ("mlp", 16, 8),
+        ("mlp", 16, 4),
+        ("deepsets", 16, 8),
+        ("deepsets", 16, 4),
+    ],
 )
 def test_sets_model_zoo(tmp_path, arch, n_constituents, bits):
     """The rest of the family: 4-bit and 16 constituents. Measured (train + verify, same loaded machine):

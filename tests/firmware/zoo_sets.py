@@ -1,10 +1,10 @@
-"""Test zoo: the L1 jet-ID models of the "Sets are all you need" family (MLP and Deep Sets on raw constituents).
+"""Test zoo: the L1 jet-ID MLP and Deep Sets of the "Sets are all you need" family, on raw constituents.
 
 Architectures as published in sznajder/JetID-L1 (``JetTagging_MLP_QKeras_HLS_jetconstit.ipynb``,
 ``JetTagging_DeepSets_PermutationInv_QKeras_HLS.ipynb``): a float ``BatchNormalization`` on the raw inputs
 (pT in GeV, η_rel, φ_rel per constituent), ``QDense`` + ``QActivation(quantized_relu(bits, 0))`` blocks with
 ``quantized_bits(bits, 0, alpha=1)`` weights, a softmax head. Trained briefly on trigflow's own constituents
-in raw units (pT = pT fraction × jet pT, up to ~1.2 TeV), so the inputs are what such a model sees in the field.
+in raw units (pT = pT fraction × jet pT, up to ~1.2 TeV): the inputs such a model sees in the field.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ __all__ = ["build_deepsets", "build_mlp", "raw_constituents", "train_and_save"]
 
 
 def raw_constituents(n_constituents: int, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, labels)``: (jets, n_constituents, 3) = (pT/GeV, η_rel, φ_rel), highest pT first, from the embedded
-    jet file (stored as pT fractions: converted to GeV with the jet pT)."""
+    """``(x, labels)``: (jets, n_constituents, 3) = (pT/GeV, η_rel, φ_rel), highest pT first, from the
+    embedded jet file (stored as pT fractions: converted to GeV with the jet pT)."""
     from trigflow.data.jets import load_jets
     from trigflow.kinds.gnn import raw_from_jets
 
@@ -96,7 +96,7 @@ def train_and_save(
         model = build_mlp(n_constituents, bits)
     else:
         model = build_deepsets(n_constituents, bits)
-    rate = 1e-2 if arch == "mlp" else 3e-3  # 3 epochs of 44k jets: test accuracy ≈ 0.50 at 8 bits, 8 constituents
+    rate = 1e-2 if arch == "mlp" else 3e-3  # 3 epochs of 44k jets: test accuracy ≈ 0.5 (8 bits)
     model.compile(optimizer=tf.keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     model.fit(x[:n_train], y[:n_train], epochs=epochs, batch_size=256, verbose=0)
