@@ -20,9 +20,14 @@ model + :class:`FirmwareSpec` that go to firmware. What it does, in order:
   - the input: a leading ``QActivation(quantized_bits)`` is the input format (hls4ml absorbs it into the
     input type, with its rounding and saturation, so any float input gives the QKeras result). Without one,
     a ``quantized_bits`` input quantizer is inserted in the firmware model with the format the data are
-    on (smallest exact fixed-point format, ≤ 24 bits), or — data not on such a grid — the default
-    ``quantized_bits(16, 5)`` = ``fixed<16,6,RND_CONV,SAT>``, and the data are put on that grid first
-    (as upstream firmware would deliver them); the report says so;
+    on (smallest exact fixed-point format, ≤ 24 bits), or — float data not on such a grid — a format
+    chosen from the data (``covering_format``): integer bits for their observed range (raw GeV needs ~11,
+    so nothing saturates), fractional bits widened until the model's logits on the gridded data equal those
+    on the raw data (≤ ``MAX_DATA_INPUT_BITS``). The data are put on that grid first (as upstream firmware
+    would deliver them); the report says so, and the proof checks the grid is lossless on the data;
+  - float layers (a plain BatchNormalization on raw inputs before the first QDense) are named: hls4ml gives
+    them wide types derived from the input type and the layer's scale, so outputs are exact except where a
+    value lands on a rounding boundary of the next quantizer;
   - precisions: hls4ml's ``bit_exact`` flow derives every type from the quantizers and weights by interval
     arithmetic. A Dense/Conv feeding a BatchNormalization is given an explicit (placeholder) type so
     hls4ml keeps the normalisation a separate layer, as Keras computes it (fusion reorders float sums);
@@ -46,7 +51,7 @@ import shutil
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from trigflow.firmware.convert import FirmwareSpec
@@ -57,9 +62,12 @@ from trigflow.errors import TrigflowError
 HEADS = ("softmax", "sigmoid")
 DEFAULT_INPUT_BITS, DEFAULT_INPUT_INTEGER = 16, 5  # quantized_bits(16, 5) == fixed<16,6,RND_CONV,SAT>
 MAX_EXACT_INPUT_BITS = 24  # float32 mantissa: wider grids are not exact in Keras
+MAX_QKERAS_INTEGER = 30  # quantized_bits(bits, integer) gives NaN for integer ≥ 31 (float32 internals)
+MAX_DATA_INPUT_BITS = 40  # widest input type chosen for float data (float32 data on the grid stay exact)
 PROFILE_RESULT_BITS, PROFILE_WEIGHT_BITS, PROFILE_ACCUM_BITS = 18, 16, 24
 PLACEHOLDER_TYPE = "fixed<32,16>"  # overwritten by bit_exact; only keeps BatchNormalization unfused
 
+Predict = Callable[[Any, np.ndarray], np.ndarray]  # (model, inputs) -> outputs
 KERNEL_LAYERS = ("Dense", "Conv1D", "Conv2D", "DepthwiseConv2D")
 Q_KERNEL_LAYERS = tuple(f"Q{name}" for name in KERNEL_LAYERS)
 
@@ -89,8 +97,13 @@ class InputFormat:
 
 
 def quantize_inputs(t: FixedType, x: np.ndarray) -> np.ndarray:
-    """``x`` on the input grid, as the input quantizer rounds and clips it (float32)."""
-    return np.asarray(t.cast(np.asarray(x, np.float32).astype(np.float64)), np.float32)
+    """``x`` on the input grid, as the input quantizer rounds and clips it (float32). A type's maximum that
+    float32 cannot hold (wide grids) becomes the largest float32 below it, which is still on the grid."""
+    q = np.asarray(t.cast(np.asarray(x, np.float32).astype(np.float64)), np.float32)
+    over = q.astype(np.float64) > t.hi
+    if np.any(over):
+        q[over] = np.nextafter(q[over], np.float32(-np.inf))
+    return q
 
 
 def sample_inputs(
@@ -133,6 +146,62 @@ def data_format(x: np.ndarray, *, source: str = "data") -> InputFormat | None:
     if t.width - t.signed < 1:  # quantized_bits needs a magnitude bit
         t = replace(t, width=t.width + 1, integer=t.integer + 1)
     return InputFormat(t, source) if t.width <= MAX_EXACT_INPUT_BITS else None
+
+
+def covering_format(
+    reference, x: np.ndarray, *, predict: Predict | None = None, source: str = "data range"
+) -> tuple[InputFormat, int]:
+    """A ``quantized_bits`` grid for float data: integer bits covering the observed range of ``x`` (nothing
+    saturates), and the fewest fractional bits (from 16 bits in all up to ``MAX_DATA_INPUT_BITS``, by
+    bisection) for which the model's logits on the gridded data equal its logits on the raw data.
+    ``predict(model, x)`` computes the logits (the
+    proof's exact reference; default Keras). Returns ``(format, samples still changed)``."""
+    predict = predict or _keras_predict
+    x = np.asarray(x, np.float32)
+    if not np.all(np.isfinite(x)):
+        raise TrigflowError("input data contain NaN or infinite values; clean the data file")
+    sample = x[: min(len(x), 20000)]
+    lo, hi = float(sample.min(initial=0.0)), float(sample.max(initial=0.0))
+    lo, hi = min(lo, float(x.min(initial=0.0))), max(hi, float(x.max(initial=0.0)))
+    y_raw = np.asarray(predict(reference, sample), np.float64)
+
+    def changed(t: FixedType) -> int:
+        y = np.asarray(predict(reference, quantize_inputs(t, sample)), np.float64)
+        return int(np.sum(np.any((y != y_raw).reshape(len(y), -1), axis=1)))
+
+    first = DEFAULT_INPUT_BITS - 1 - FixedType.covering(lo, hi, 0).integer  # 16 bits in all
+    last = first
+    while _covering_grid(lo, hi, last + 1).width <= MAX_DATA_INPUT_BITS:
+        last += 1
+    widest = _covering_grid(lo, hi, last)
+    if widest.width > MAX_DATA_INPUT_BITS:  # the range alone needs more than the cap: cover it anyway
+        return InputFormat(_covering_grid(lo, hi, 0), source), -1
+    n_widest = changed(widest)
+    if n_widest:  # not even the widest grid keeps the model: the proof's lossless check reports it
+        return InputFormat(widest, source), n_widest
+    while first < last:  # bisect for the narrowest grid that keeps every logit (checked, not assumed)
+        mid = (first + last) // 2
+        if changed(_covering_grid(lo, hi, mid)) == 0:
+            last = mid
+        else:
+            first = mid + 1
+    return InputFormat(_covering_grid(lo, hi, last), source), 0
+
+
+def _covering_grid(lo: float, hi: float, frac: int) -> FixedType:
+    """The narrowest RND_CONV/SAT grid with ``frac`` fractional bits holding [lo, hi] — at most
+    ``MAX_QKERAS_INTEGER`` integer bits (QKeras' quantized_bits returns NaN beyond): wider data saturate."""
+    t = _with_magnitude_bit(FixedType.covering(lo, hi, frac).with_modes("RND_CONV", "SAT"))
+    excess = t.integer - t.signed - MAX_QKERAS_INTEGER
+    return replace(t, width=t.width - excess, integer=t.integer - excess) if excess > 0 else t
+
+
+def _keras_predict(model, x: np.ndarray) -> np.ndarray:
+    return model.predict(x, batch_size=4096, verbose=0)
+
+
+def _with_magnitude_bit(t: FixedType) -> FixedType:
+    return replace(t, width=t.width + 1, integer=t.integer + 1) if t.width - t.signed < 1 else t
 
 
 def default_format() -> InputFormat:
@@ -434,6 +503,7 @@ class Deployment:
     x: np.ndarray  # the inputs (on the input grid when the firmware needs it)
     notes: list[str] = field(default_factory=list)
     rewrite_max_abs_diff: float = 0.0
+    float_layers: list[str] = field(default_factory=list)  # unquantized arithmetic in a quantized model
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -443,6 +513,7 @@ class Deployment:
             "input": self.input_format.describe() if self.input_format else {"type": self.spec.input_type},
             "overrides": self.overrides,
             "rewrite_max_abs_diff": self.rewrite_max_abs_diff,
+            "float_layers": list(self.float_layers),
             "notes": list(self.notes),
         }
 
@@ -457,8 +528,11 @@ def leading_input_format(model) -> InputFormat | None:
     return input_format_of(_quantizer_of(layer), f"quantizer '{layer.name}'")
 
 
-def choose_configuration(model, x: np.ndarray, base: FirmwareSpec | None = None) -> Deployment:
-    """A bit-exact firmware configuration for ``model`` on inputs ``x`` (see the module docstring)."""
+def choose_configuration(
+    model, x: np.ndarray, base: FirmwareSpec | None = None, *, predict: Predict | None = None
+) -> Deployment:
+    """A bit-exact firmware configuration for ``model`` on inputs ``x`` (see the module docstring);
+    ``predict(model, x)``: how the reference is evaluated when an input grid is chosen from float data."""
     base = base or FirmwareSpec()
     overrides = {name: dict(p) for name, p in base.layer_precisions.items()}
     x = np.asarray(x, np.float32)
@@ -478,12 +552,19 @@ def choose_configuration(model, x: np.ndarray, base: FirmwareSpec | None = None)
     if fmt is None:
         fmt = data_format(x)
         if fmt is None:
-            fmt = default_format()
+            with _quiet():
+                fmt, changed = covering_format(reference, x, predict=predict)
             gridded = quantize_inputs(fmt.type, x)
             notes.append(
-                f"inputs are not on a fixed-point grid of ≤ {MAX_EXACT_INPUT_BITS} bits: put on the default "
-                "input "
-                f"grid {fmt.type} (max |Δ| {float(np.max(np.abs(gridded - x), initial=0)):.3g})"
+                f"inputs are not on a fixed-point grid of ≤ {MAX_EXACT_INPUT_BITS} bits: put on the grid "
+                f"{fmt.type}, which covers their range [{float(x.min()):.4g}, {float(x.max()):.4g}] with "
+                f"{fmt.type.frac} fractional bits "
+                f"(max |Δ| {float(np.max(np.abs(gridded - x), initial=0)):.3g}; "
+                + (
+                    "the model's logits are unchanged on every sample)"
+                    if changed == 0
+                    else f"{changed} samples' logits still change at {MAX_DATA_INPUT_BITS} bits)"
+                )
             )
             x = gridded
         insert = fmt
@@ -509,7 +590,25 @@ def choose_configuration(model, x: np.ndarray, base: FirmwareSpec | None = None)
         notes.append(
             f"the rewritten Keras model differs from the model by up to {diff:.3g} (float32 rounding)"
         )
-    return Deployment(model, reference, float_model, deploy, spec, overrides, head, True, fmt, x, notes, diff)
+    floats = float_layers(reference)
+    if floats:
+        notes.append(
+            f"float layer(s) {', '.join(floats)} in a quantized model: hls4ml computes them with wide "
+            "fixed-point types; a value that lands on a rounding boundary of the next quantizer may round the "
+            "other way"
+        )
+    return Deployment(
+        model, reference, float_model, deploy, spec, overrides, head, True, fmt, x, notes, diff, floats
+    )
+
+
+FLOAT_ARITHMETIC = ("BatchNormalization", *KERNEL_LAYERS)
+
+
+def float_layers(model) -> list[str]:
+    """Layers of a quantized model that compute in float (no quantizer): plain BatchNormalization,
+    Dense, Conv. Their firmware types are wide fixed point, not the float32 arithmetic of Keras."""
+    return [layer.name for layer in model.layers if layer.__class__.__name__ in FLOAT_ARITHMETIC]
 
 
 def _rewrite_check(reference, deploy, x: np.ndarray) -> float:

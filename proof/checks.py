@@ -15,6 +15,8 @@ import numpy as np
 
 __all__ = [
     "Thresholds",
+    "FLOAT_LAYER_FLOOR",
+    "check_lossless",
     "check_thresholds",
     "evaluate_classifier",
     "failures_of",
@@ -90,12 +92,14 @@ def check_thresholds(
     float_diff: str = "max_abs_diff_vs_float",
     float_pair: str = "firmware vs model",
     parity_note: str = "",
+    lossless: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each proof criterion with its verdict and a one-line detail (JUnit shows one test case per criterion).
 
     ``quantized=False``: ``float_agreement`` (``proof[float_diff]`` ≤ ``max_float_rel_diff`` × ``scale``)
     replaces ``bit_exact``. ``onnx_parity`` is checked where the proof has an ``onnx_max_abs_diff``.
-    ``versus``, ``float_pair`` and ``parity_note`` name what was compared in the details.
+    ``versus``, ``float_pair`` and ``parity_note`` name what was compared in the details. ``lossless`` (the
+    ``model_on_raw_data`` section of a user model) adds ``lossless_inputs``: see :func:`check_lossless`.
     """
     bits, n = proof["bit_exact_fraction"], proof["samples"]
     checks: dict[str, tuple[bool, str]] = {}
@@ -119,7 +123,48 @@ def check_thresholds(
             diff <= limits.max_onnx_abs_diff,
             f"onnx_max_abs_diff {diff:.3g}{parity_note} (need ≤ {limits.max_onnx_abs_diff})",
         )
+    if lossless is not None:
+        checks["lossless_inputs"] = check_lossless(lossless)
     return {name: {"passed": bool(ok), "detail": detail} for name, (ok, detail) in checks.items()}
+
+
+FLOAT_LAYER_FLOOR = 0.999  # bit-exact floor where a float layer feeds a quantizer (rounding-boundary cases)
+
+
+def check_lossless(raw: dict[str, Any]) -> tuple[bool, str]:
+    """Whatever the engine did to the inputs (the input grid) must not change the user's model on the data.
+
+    ``raw``: ``samples``, ``changed_samples`` (logits of the model on the raw data ≠ the reference the
+    firmware is compared with), ``input_type``, ``input_saturated_samples``, ``input_saturated_values``,
+    ``observed`` ([min, max] of the raw data), ``float_layers``. Passes when no sample changed, or when the
+    only changes are rounding-boundary cases after a float layer (no input saturates, ≤ 0.1 % of samples).
+    """
+    n, changed, sat = raw["samples"], raw["changed_samples"], raw["input_saturated_samples"]
+    t, (lo, hi) = raw["input_type"], raw["observed"]
+    if changed == 0 and sat == 0:
+        return True, (
+            f"input grid {t} holds the data (observed [{lo:.4g}, {hi:.4g}]): model unchanged on all {n:,} "
+            "samples"
+        )
+    if sat:
+        return False, (
+            f"input grid {t} clips {sat:,} of {n:,} samples ({raw['input_saturated_values']:,} values; data "
+            f"observed [{lo:.4g}, {hi:.4g}]), changing the model's logits on {changed:,} samples: the "
+            "firmware does not implement the model on these data; give an input quantizer or data in the "
+            "firmware's units"
+        )
+    floats = raw.get("float_layers") or []
+    if floats and changed <= (1 - FLOAT_LAYER_FLOOR) * n:
+        return True, (
+            f"input grid {t}: model unchanged except {changed:,} of {n:,} samples where the float layer "
+            f"{', '.join(floats)} puts a value on a rounding boundary of the next quantizer "
+            f"(allowed ≤ {100 * (1 - FLOAT_LAYER_FLOOR):.1f} %)"
+        )
+    return False, (
+        f"input grid {t} changes the model's logits on {changed:,} of {n:,} samples (data observed "
+        f"[{lo:.4g}, {hi:.4g}]): the firmware does not implement the model on these data; give an input "
+        "quantizer or data on a fixed-point grid"
+    )
 
 
 def failures_of(checks: dict[str, dict[str, Any]]) -> list[str]:

@@ -7,6 +7,9 @@ data) are compared with the representable range of the layer's result type:
   warning naming the layer and the integer bits the type would need.
 * ``saturated``: for layers that clip by design (a quantizer's ``SAT`` type, the input type), how many of
   their *incoming* values were clipped — QKeras clips the same way, so this is information, not an error.
+  The input type's row counts the *raw* data (``raw_x``) outside it: a grid the engine chose that clips the
+  user's data shows there. Each saturation is one line in ``saturations``; ``saturation_summary`` is the
+  short form the verdict line carries.
 
 ``plot_ranges`` draws the profiling plot: per layer, the observed |values| (box: quartiles, whiskers: min
 and max, log2 scale) on the grey band a type represents (from its LSB to its maximum); red = overflow.
@@ -30,17 +33,23 @@ def _log2_stats(v: np.ndarray) -> dict[str, float] | None:
     return dict(zip(("whislo", "q1", "med", "q3", "whishi"), map(float, q), strict=True))
 
 
-def overflow_report(dep, hls_model, x: np.ndarray, *, max_samples: int = 20000) -> dict[str, Any]:
-    """Per firmware layer: its type, observed range, overflows (and saturations), integer bits needed."""
+def overflow_report(
+    dep, hls_model, x: np.ndarray, *, raw_x: np.ndarray | None = None, max_samples: int = 20000
+) -> dict[str, Any]:
+    """Per firmware layer: its type, observed range, overflows (and saturations), integer bits needed.
+
+    ``raw_x``: the data as the user gave them (``x`` may be on the input grid already): the input layer's
+    saturations count the raw values outside the input type, so a grid that clips the data shows here."""
     from trigflow.firmware.autoconfig import graph_of, layer_values
 
     x = np.asarray(x[:max_samples], np.float32)
+    raw = x if raw_x is None else np.asarray(raw_x[:max_samples], np.float32)
     values = layer_values(dep.model, x)
     input_name, nodes = graph_of(dep.model)
     inbound = {n.layer.name: n.inbound for n in nodes}
     hls_layers = list(hls_model.get_layers())
     mapping = keras_counterparts([layer.name for layer in hls_layers], dep.model)
-    rows, warnings = [], []
+    rows, warnings, saturations = [], [], []
     for layer in hls_layers:
         precision = layer.get_output_variable().type.precision
         t = FixedType.from_hls(precision)
@@ -63,7 +72,7 @@ def overflow_report(dep, hls_model, x: np.ndarray, *, max_samples: int = 20000) 
             "integer_bits_needed": _integer_bits_needed(ref, t),
             "log2_abs": _log2_stats(ref.ravel()),
         }
-        incoming = _incoming(layer, mapping, inbound, values, x, input_name)
+        incoming = _incoming(layer, mapping, inbound, values, raw, input_name)
         if incoming is not None and "SAT" in str(getattr(precision, "saturation_mode", "")):
             # an unsigned activation (relu) maps negatives to 0 by its function: only the top end clips
             below = (
@@ -72,7 +81,16 @@ def overflow_report(dep, hls_model, x: np.ndarray, *, max_samples: int = 20000) 
             clipped = below | (incoming > hi)
             row["saturated"] = int(clipped.sum())
             row["saturated_fraction"] = float(clipped.mean()) if clipped.size else 0.0
+        if layer.class_name == "Input":  # the input type clips whatever the data hold beyond it
+            row["saturated_samples"] = int(np.sum(np.any(clipped.reshape(len(raw), -1), axis=1)))
+            row["observed_raw"] = [float(raw.min(initial=0.0)), float(raw.max(initial=0.0))]
         rows.append(row)
+        if row.get("saturated"):
+            where = "at the input" if layer.class_name == "Input" else f"at layer '{layer.name}'"
+            saturations.append(
+                f"saturation {where}: {row['saturated']:,} of {incoming.size:,} values "
+                f"({100 * row['saturated_fraction']:.2g} %) clipped to {precision} [{lo:g}, {hi:g}]"
+            )
         if row["overflows"]:
             warnings.append(
                 f"layer '{layer.name}': {row['overflows']} of {row['values']} values "
@@ -85,7 +103,20 @@ def overflow_report(dep, hls_model, x: np.ndarray, *, max_samples: int = 20000) 
         "layers": rows,
         "warnings": warnings,
         "total_overflows": int(sum(r["overflows"] for r in rows)),
+        "total_saturations": int(sum(r.get("saturated", 0) for r in rows)),
+        "saturations": saturations,
     }
+
+
+def saturation_summary(report: dict[str, Any]) -> str:
+    """One line naming every saturation and overflow (empty when there is none), for the verdict line."""
+    parts = [
+        f"{'input' if r['class'] == 'Input' else r['layer']} {r['saturated']:,} clipped"
+        for r in report["layers"]
+        if r.get("saturated")
+    ]
+    parts += [f"{r['layer']} {r['overflows']:,} overflow" for r in report["layers"] if r["overflows"]]
+    return f"saturation: {', '.join(parts)} (of {report['samples']:,} samples)" if parts else ""
 
 
 def _integer_bits_needed(values: np.ndarray, t: FixedType) -> int:

@@ -207,7 +207,10 @@ def verify(
     )
     _print_report(result.report)
     console.print(f"report: {result.run_dir / 'report.json'}")
-    _verdict(result.failures, "firmware verified against the model")
+    note = result.report.get("verdict_note")
+    if note and result.failures:
+        err_console.print(f"[yellow]warning[/yellow] {note}")
+    _verdict(result.failures, "firmware verified against the model" + (f" ({note})" if note else ""))
 
 
 _ADDRESS_HELP = (

@@ -104,6 +104,27 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(
             ("accuracy float / QKeras / firmware", " / ".join(f"{acc[k]:.4f}" for k in ("float", "qkeras", "firmware")))
         )
+    raw = report.get("model_on_raw_data")
+    if raw:
+        if raw.get("accuracy") is not None:
+            rows.append(("accuracy model on raw data", f"{raw['accuracy']:.4f}"))
+        rows.append(
+            (
+                "model on raw data vs reference",
+                f"{raw['changed_samples']:,} of {raw['samples']:,} samples changed by the input grid "
+                f"{raw['input_type']}; firmware bit-exact {raw['firmware_bit_exact_fraction']:.6f}",
+            )
+        )
+    agreement = report.get("argmax_agreement")
+    if isinstance(agreement, dict):
+        rows.append(
+            (
+                "argmax agreement firmware vs model on raw / float",
+                f"{agreement['firmware_vs_model_on_raw_data']:.6f} / {agreement['firmware_vs_float']:.6f}",
+            )
+        )
+    if report.get("verdict_note"):
+        rows.append(("saturation", report["verdict_note"]))
     if "onnx_max_abs_diff" in report:
         rows.append(("ONNX max |Δ| vs QKeras", f"{report['onnx_max_abs_diff']:.3g}"))
     if "resources" in report:

@@ -12,6 +12,14 @@ Inputs drawn without a data file: uniform over the input quantizer's range (2 % 
 all-min, zero and all-max samples); a model without an input quantizer gets the default input format
 ``fixed<16,6,RND_CONV,SAT>`` (hls4ml's default width; ``quantized_bits(16, 5)``) and inputs on its grid.
 
+With a data file the proof is against the user's model on the data *as given*: a model without an input
+quantizer gets an input grid chosen from the data (``firmware.autoconfig``: their own grid, or one covering
+their range, fine enough that the model's logits do not change), and ``model_on_raw_data`` compares the
+model on the raw data with the reference the firmware is compared with. ``lossless_inputs`` fails when the
+grid clips or changes the model (beyond rounding-boundary cases after a float layer, ≤ 0.1 %); any
+saturation is named in ``verdict_note`` (printed on the verdict line). A quantized model with a float layer
+(e.g. BatchNormalization on raw inputs) is held to ≥ 99.9 % bit-exact, the float layer named in the detail.
+
 For a model ending in softmax/sigmoid the bits are compared on the logits (``bit_exact_fraction``); the
 probabilities and decisions are compared apart (``head``). A float model has no bit-exact reference: its
 firmware types come from profiling, the ``bit_exact`` criterion is replaced by ``float_agreement``
@@ -239,8 +247,10 @@ class ModelFile:
         from trigflow.firmware.autoconfig import build_firmware, choose_configuration, firmware_types
         from trigflow.firmware.convert import FirmwareSpec
         from trigflow.firmware.loaders import load_model
-        from trigflow.proof.checks import Thresholds, float_scale, prove
-        from trigflow.proof.overflow import overflow_report, plot_ranges
+        from trigflow.proof.checks import float_scale, prove
+        from trigflow.proof.checks import FLOAT_LAYER_FLOOR
+        from trigflow.proof.reference import exact_predict
+        from trigflow.proof.overflow import overflow_report, plot_ranges, saturation_summary
         from trigflow.quantize.train import Trained
 
         config, model_path, weights, data, n = self.config, self.model_path, self.weights, self.data, self.n
@@ -249,7 +259,7 @@ class ModelFile:
             model = load_model(model_path, weights)
             shape = tuple(model.input_shape[1:])
             if data is not None:
-                x, labels = load_data(data, shape, n)
+                x, labels = load_data(data, shape, n)  # the user's raw data: what the proof is against
                 source = str(Path(data).resolve())
             else:
                 x, source = draw_inputs(model, n or DEFAULT_SAMPLES, config.seed)
@@ -257,7 +267,7 @@ class ModelFile:
         with ui.stage("choose configuration"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             base = FirmwareSpec.from_config(config.firmware, layer_precisions=self.layer_precisions)
-            dep = choose_configuration(model, x, base)
+            dep = choose_configuration(model, x, base, predict=exact_predict)
         with ui.stage("hls4ml convert + g++ compile"):
             hls_model = build_firmware(dep, self.project, force=self.force)
         with ui.stage("resource/latency estimate"):
@@ -271,15 +281,20 @@ class ModelFile:
                 outputs, dep.full.predict(dep.x, batch_size=4096, verbose=0), dep.head
             )
         classes = labels is not None and bool(np.all(labels == np.round(labels))) and labels.min() >= 0
+        with ui.stage("model on the raw data"):
+            raw = model_on_raw_data(dep, x, outputs, labels if classes else None)
+        sections["model_on_raw_data"] = raw
+        sections["argmax_agreement"] = raw.pop("argmax_agreement")
         if classes:  # class ids (regression targets get no accuracy)
-            sections["accuracy"] = accuracy(outputs, labels)
+            sections["accuracy"] = {**accuracy(outputs, labels), "model_on_raw_data": raw["accuracy"]}
             if outputs["firmware"].shape[1] > 1:
                 self._plot = (outputs, labels)
         with ui.stage("localise + overflow"):
             sections["localization"] = _localization(dep, proof, outputs, tmp)
-            overflow = overflow_report(dep, hls_model, dep.x)
+            overflow = overflow_report(dep, hls_model, dep.x, raw_x=x)
             plot_ranges(overflow, tmp / "ranges.png")
         sections.update(
+            verdict_note=saturation_summary(overflow),
             overflow=overflow,
             warnings=list(overflow["warnings"]),
             model={
@@ -295,13 +310,26 @@ class ModelFile:
             configuration={**dep.describe(), "firmware_types": firmware_types(hls_model)},
             **cost,
         )
+        limits = _limits(config, self.max_float_rel_diff, dep)
+        options: dict[str, Any] = {"quantized": dep.quantized, "scale": float_scale(outputs["float"])}
+        if dep.quantized:
+            options["lossless"] = raw
+        if dep.float_layers:
+            options["versus"] = (
+                f" (float layer {', '.join(dep.float_layers)}: rounding-boundary differences allowed to "
+                f"{100 * (1 - FLOAT_LAYER_FLOOR):.1f} %)"
+            )
         return Evidence(
             sections=sections,
             proof=proof,
-            limits=Thresholds(**config.verify.__dict__, max_float_rel_diff=self.max_float_rel_diff),
+            limits=limits,
             firmware={k: v for k, v in dep.spec.__dict__.items() if k != "layer_precisions"},
-            thresholds={**config.verify.__dict__, "max_float_rel_diff": self.max_float_rel_diff},
-            check_options={"quantized": dep.quantized, "scale": float_scale(outputs["float"])},
+            thresholds={
+                **config.verify.__dict__,
+                "min_bit_exact_fraction": limits.min_bit_exact_fraction,
+                "max_float_rel_diff": self.max_float_rel_diff,
+            },
+            check_options=options,
         )
 
     def finish(self, report: dict[str, Any], tmp: Path, ui: StageUI) -> None:
@@ -315,6 +343,64 @@ class ModelFile:
         for warning in report["warnings"]:
             if not ui.quiet:
                 ui.console.print(f"[yellow]warning[/yellow] overflow: {warning}", highlight=False)
+
+
+def _limits(config: RunConfig, max_float_rel_diff: float, dep) -> Any:
+    """The thresholds; a quantized model with a float layer feeding a quantizer is held to the bit-exact
+    floor for such models (rounding-boundary cases, named in the bit_exact detail) unless set lower."""
+    from trigflow.proof.checks import FLOAT_LAYER_FLOOR, Thresholds
+
+    limits = Thresholds(**config.verify.__dict__, max_float_rel_diff=max_float_rel_diff)
+    if dep.quantized and dep.float_layers and limits.min_bit_exact_fraction > FLOAT_LAYER_FLOOR:
+        limits = Thresholds(**{**limits.__dict__, "min_bit_exact_fraction": FLOAT_LAYER_FLOOR})
+    return limits
+
+
+def model_on_raw_data(
+    dep, x_raw: np.ndarray, outputs: dict[str, np.ndarray], labels: np.ndarray | None
+) -> dict[str, Any]:
+    """The user's model on the data *as given* next to the reference the firmware is compared with (the
+    model on the inputs the engine put on its input grid): how many samples the grid changed or clipped,
+    accuracy (with labels) and argmax agreement of the firmware with the model on the raw data."""
+    from trigflow.proof.reference import exact_predict
+
+    x_raw = np.asarray(x_raw, np.float32)
+    n = len(x_raw)
+    y_raw = exact_predict(dep.reference, x_raw).reshape(n, -1)
+    reference, firmware = outputs["reference"].reshape(n, -1), outputs["firmware"].reshape(n, -1)
+    changed = np.any(y_raw != reference, axis=1)
+    fmt = dep.input_format
+    flat = x_raw.reshape(n, -1).astype(np.float64)
+    if fmt is not None:
+        clipped = (flat < fmt.type.lo) | (flat > fmt.type.hi)
+        input_type, engine_grid = str(fmt.type), not fmt.source.startswith("quantizer")
+    else:
+        clipped, input_type, engine_grid = np.zeros(flat.shape, bool), str(dep.spec.input_type), True
+    decisions = {name: _decisions(v, None) for name, v in (("raw", y_raw), ("fw", firmware))}
+    out: dict[str, Any] = {
+        "samples": int(n),
+        "changed_samples": int(changed.sum()),
+        "changed_fraction": float(changed.mean()) if n else 0.0,
+        "max_abs_diff_vs_reference": float(np.max(np.abs(y_raw - reference), initial=0.0)),
+        "firmware_bit_exact_fraction": float(np.mean(np.all(firmware == y_raw, axis=1))) if n else 0.0,
+        "input_type": input_type,
+        "input_grid_by": "engine" if engine_grid else "model",
+        "observed": [float(flat.min(initial=0.0)), float(flat.max(initial=0.0))],
+        "input_saturated_samples": int(np.any(clipped, axis=1).sum()) if engine_grid else 0,
+        "input_saturated_values": int(clipped.sum()) if engine_grid else 0,
+        "float_layers": list(dep.float_layers),
+        "accuracy": None,
+        "argmax_agreement": {
+            "firmware_vs_model_on_raw_data": _agreement(decisions["fw"], decisions["raw"]),
+            "firmware_vs_reference": _agreement(decisions["fw"], _decisions(reference, None)),
+            "firmware_vs_float": _agreement(
+                decisions["fw"], _decisions(outputs["float"].reshape(n, -1), None)
+            ),
+        },
+    }
+    if labels is not None:
+        out["accuracy"] = _agreement(decisions["raw"], labels.reshape(n, -1))
+    return out
 
 
 def _cost(hls_model) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from trigflow.firmware.autoconfig import (
     build_firmware,
     choose_configuration,
     data_format,
-    default_format,
     leading_input_format,
     quantize_inputs,
     sample_inputs,
@@ -286,16 +285,21 @@ def test_data_format_finds_the_exact_grid():
     assert data_format(np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)) is None
 
 
-def test_off_grid_data_go_on_the_default_grid():
+def test_off_grid_data_get_a_grid_covering_their_range():
+    """Float data far outside the old default fixed<16,6> (raw GeV): the chosen grid covers their range, so
+    nothing saturates, and it is fine enough that the model's logits are the same as on the raw data."""
     import tensorflow as tf
     from qkeras import QDense
 
     model = randomize(tf.keras.Sequential([QDense(2, input_shape=(3,), kernel_quantizer=q6(), name="d")]))
-    x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    x = (np.random.default_rng(0).normal(size=(50, 3)) * [400, 1, 1]).astype(np.float32)
     dep = choose_configuration(model, x)
-    assert dep.input_format == default_format()
-    np.testing.assert_array_equal(dep.x, quantize_inputs(default_format().type, x))
-    assert any("default input grid" in note for note in dep.notes)
+    t = dep.input_format.type
+    assert dep.input_format.source == "data range" and t.lo <= x.min() and x.max() <= t.hi
+    assert t.integer >= 11  # |x| up to ~1,000
+    np.testing.assert_array_equal(dep.x, quantize_inputs(t, x))
+    np.testing.assert_array_equal(dep.reference.predict(dep.x, verbose=0), model.predict(x, verbose=0))
+    assert any("covers their range" in note for note in dep.notes)
 
 
 def test_drawn_inputs_span_the_quantizer_range():

@@ -104,8 +104,12 @@ def test_verify_proves_a_qkeras_model(quantized_run):
     assert report["localization"]["first_differing_layer"] is None
     assert report["overflow"]["total_overflows"] == 0
     assert report["configuration"]["input"]["type"] == "fixed<12,4,RND_CONV,SAT>"
-    assert set(report["checks"]) == {"bit_exact", "samples", "onnx_parity"}
-    assert (out / "junit.xml").read_text().count("<testcase") == 3
+    assert set(report["checks"]) == {"bit_exact", "samples", "onnx_parity", "lossless_inputs"}
+    assert (out / "junit.xml").read_text().count("<testcase") == 4
+    raw = report["model_on_raw_data"]  # drawn inputs: the model's own quantizer is the input grid
+    assert raw["changed_samples"] == 0 and raw["input_grid_by"] == "model" and raw["accuracy"] is None
+    assert raw["firmware_bit_exact_fraction"] == 1.0
+    assert report["argmax_agreement"]["firmware_vs_model_on_raw_data"] == 1.0
     assert (out / "ranges.png").stat().st_size > 0
     assert (prj / "firmware" / "myproject.cpp").exists()
     assert json.loads((prj / "trigflow_report.json").read_text())["bit_exact_fraction"] == 1.0
@@ -141,7 +145,8 @@ def test_float_model_with_data_reports_difference_and_fails_a_tight_threshold(fi
     )
     assert report["configuration"]["quantized"] is False and report["samples"] == 1500
     assert 0 < report["max_abs_diff_vs_float"] < 0.05
-    assert set(report["accuracy"]) == {"float", "qkeras", "firmware"}
+    assert set(report["accuracy"]) == {"float", "qkeras", "firmware", "model_on_raw_data"}
+    assert report["accuracy"]["model_on_raw_data"] == report["model_on_raw_data"]["accuracy"]
     assert (out / "roc.png").stat().st_size > 0 and (out / "ranges.png").stat().st_size > 0
 
 
@@ -225,3 +230,60 @@ def test_thresholds_from_defaults_file_and_flags(tmp_path):
     )
     cfg = verify_config(path, {"verify": {"min_samples": 7}})  # flags win over the file
     assert cfg.verify.min_samples == 7 and cfg.verify.min_bit_exact_fraction == 0.5
+
+
+def test_grid_that_changes_the_model_fails_with_the_reason(tmp_path):
+    """Float data no QKeras input grid holds (|x| beyond 2**30 beside 1e-3 detail) feeding a QDense without
+    an input quantizer: the firmware could only implement the model on clipped, rounded inputs — FAIL, one
+    line naming the clipping."""
+    import tensorflow as tf
+    from qkeras import QDense, quantized_bits
+
+    model = _randomize(
+        tf.keras.Sequential(
+            [QDense(3, input_shape=(2,), kernel_quantizer=quantized_bits(6, 0, alpha=1), name="d")]
+        )
+    )
+    model.save(tmp_path / "m.h5")
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.normal(0, 1e9, 1000), rng.normal(0, 1e-3, 1000)], axis=1).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x)
+    out = tmp_path / "out"
+    result = trigflow(
+        "verify", str(tmp_path / "m.h5"), "--data", str(tmp_path / "d.npz"), "--out", str(out),
+        "--project-dir", str(tmp_path / "prj"),
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("FAIL")]
+    raw_clipped = int(np.sum(np.abs(x[:, 0]) >= 2.0**30))
+    assert line.startswith("FAIL input grid fixed<") and f"clips {raw_clipped:,} of 1,000 samples" in line
+    assert "changing the model's logits on" in line
+    report = json.loads((out / "report.json").read_text())
+    assert report["checks"]["bit_exact"]["passed"] and not report["checks"]["lossless_inputs"]["passed"]
+    assert report["model_on_raw_data"]["changed_samples"] > 900
+    (row,) = [r for r in report["overflow"]["layers"] if r["class"] == "Input"]
+    assert row["saturated_samples"] == raw_clipped  # counted at the input, on the raw data
+    assert "saturation: input" in report["verdict_note"] and "saturation: input" in result.stderr
+
+
+def test_lossless_check_names_clipping_and_float_layer_boundaries():
+    """The one-line reasons: a grid that clips the data (the issue's fixed<16,6> on raw GeV) fails; a few
+    rounding-boundary cases after a float BatchNormalization pass, named."""
+    from trigflow.proof.checks import check_lossless
+
+    clipped = {
+        "samples": 3000, "changed_samples": 2970, "input_type": "fixed<16,6,RND_CONV,SAT>",
+        "input_saturated_samples": 2970, "input_saturated_values": 9100, "observed": [-0.8, 1310.0],
+        "float_layers": ["batchnorm"],
+    }
+    ok, detail = check_lossless(clipped)
+    assert not ok and detail.startswith("input grid fixed<16,6,RND_CONV,SAT> clips 2,970 of 3,000 samples")
+    assert "1310" in detail
+    boundary = {**clipped, "input_type": "fixed<35,12>", "changed_samples": 2, "input_saturated_samples": 0,
+                "input_saturated_values": 0}
+    ok, detail = check_lossless(boundary)
+    assert ok and "2 of 3,000 samples" in detail and "float layer batchnorm" in detail
+    ok, _ = check_lossless({**boundary, "changed_samples": 4})  # > 0.1 %
+    assert not ok
+    ok, _ = check_lossless({**boundary, "float_layers": []})  # no float layer: any change fails
+    assert not ok
