@@ -242,6 +242,7 @@ def verify(
     strategy: Strategy | None = None,
     max_float_rel_diff: float = 0.01,
     layer_precisions: dict[str, dict[str, str]] | None = None,
+    custom_objects: list[str] | tuple[str, ...] = (),
     progress: bool | StageUI = False,
     **overrides: Any,
 ) -> VerifyResult:
@@ -249,7 +250,9 @@ def verify(
 
     ``data``: inputs (and labels) as .h5/.npy/.npz, else ``n`` (default 10,000) inputs drawn over the input
     range; ``weights``: a weights .h5 beside an architecture .json; ``backend``/``io_type``/``strategy``: the
-    ``firmware.*`` keys; ``overrides``: other config keys (``verify={"min_samples": 500}``, ``out=...``)."""
+    ``firmware.*`` keys; ``custom_objects``: ``"module:Class"`` of the model's own layers (the module may
+    register their hls4ml converter); ``overrides``: other config keys (``verify={"min_samples": 500}``,
+    ``out=...``)."""
     from trigflow.verify_model import verify_config, verify_model
 
     if Path(model).suffix.lower() == ".onnx":
@@ -267,6 +270,7 @@ def verify(
         layer_precisions=layer_precisions,
         max_float_rel_diff=max_float_rel_diff,
         ui=_ui(progress),
+        custom_objects=custom_objects,
     )
     return VerifyResult(
         report=result.report,

@@ -197,6 +197,7 @@ def verify_model(
     layer_precisions: dict[str, dict[str, str]] | None = None,
     max_float_rel_diff: float = DEFAULT_FLOAT_REL_DIFF,
     ui: StageUI | None = None,
+    custom_objects: list[str] | tuple[str, ...] = (),
 ) -> RunResult:
     """Verify the firmware of the model at ``model_path``; write the report; return it with the failures."""
     import logging
@@ -208,7 +209,8 @@ def verify_model(
     if n is not None and n < 1:
         raise TrigflowError(f"--n {n}: give a positive number of samples")
     start = ModelFile(
-        Path(model_path), config, weights, data, n, layer_precisions or {}, max_float_rel_diff
+        Path(model_path), config, weights, data, n, layer_precisions or {}, max_float_rel_diff,
+        custom_objects=tuple(custom_objects),
     )
     return drive(start, ui)
 
@@ -225,6 +227,7 @@ class ModelFile:
     n: int | None
     layer_precisions: dict[str, dict[str, str]]
     max_float_rel_diff: float
+    custom_objects: tuple[str, ...] = ()  # module:Class of the user's own layers
     kind: str = "verify"
     out_label: str = "report folder"
 
@@ -246,7 +249,7 @@ class ModelFile:
         config, model_path, weights, data, n = self.config, self.model_path, self.weights, self.data, self.n
         with ui.stage("load model + inputs"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras/QKeras serialisation notices
-            model = load_model(model_path, weights)
+            model = load_model(model_path, weights, self.custom_objects)
             shape = tuple(model.input_shape[1:])
             if data is not None:
                 x, labels = load_data(data, shape, n)
