@@ -239,7 +239,7 @@ class ModelFile:
 
     def build(self, tmp: Path, ui: StageUI) -> Evidence:
         from trigflow.driver import simulate
-        from trigflow.firmware.autoconfig import build_firmware, choose_configuration, firmware_types
+        from trigflow.firmware.autoconfig import choose_configuration, firmware_types
         from trigflow.firmware.convert import FirmwareSpec
         from trigflow.firmware.loaders import load_model
         from trigflow.proof.checks import Thresholds, float_scale, prove
@@ -262,7 +262,7 @@ class ModelFile:
             base = FirmwareSpec.from_config(config.firmware, layer_precisions=self.layer_precisions)
             dep = choose_configuration(model, x, base)
         with ui.stage("hls4ml convert + g++ compile"):
-            hls_model = build_firmware(dep, self.project, force=self.force)
+            hls_model, dep, conversion = _convert(dep, self.project, self.force)
         with ui.stage("resource/latency estimate"):
             cost = _cost(hls_model)
         trained = Trained(qmodel=dep.reference, float_model=dep.float_model)
@@ -295,7 +295,9 @@ class ModelFile:
             },
             data={"source": source, "samples": int(len(dep.x)), "labels": labels is not None},
             parameters=int(dep.reference.count_params()),
-            configuration={**dep.describe(), "firmware_types": firmware_types(hls_model)},
+            configuration={
+                **dep.describe(), "conversion": conversion, "firmware_types": firmware_types(hls_model)
+            },
             **cost,
         )
         return Evidence(
@@ -318,6 +320,14 @@ class ModelFile:
         for warning in report["warnings"]:
             if not ui.quiet:
                 ui.console.print(f"[yellow]warning[/yellow] overflow: {warning}", highlight=False)
+
+
+def _convert(dep, project: Path, force: bool):
+    """``(hls_model, dep, conversion)``: the firmware through the fallback chain (``firmware.fallback``): the
+    bit-exact flow, else graph rewrites, else explicit per-layer types; ``dep`` is what was built."""
+    from trigflow.firmware.fallback import build_with_fallback
+
+    return build_with_fallback(dep, project, force=force)
 
 
 def _cost(hls_model) -> dict[str, Any]:
