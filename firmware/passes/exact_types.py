@@ -144,11 +144,11 @@ def propagate(
                         f"input '{name}' must feed exactly one QActivation(quantized_bits) (the input "
                         "quantizer), or pass input_precision= with a type that holds the input data exactly"
                     )
-                span = quantizer_span(consumers[0].activation, consumers[0].name)
+                span = quantizer_span(consumers[0].quantizer, consumers[0].name)
             out[name] = span
             prec[name] = {"result": str(span.type)}
         elif cls == "QActivation":
-            out[name] = quantizer_span(layer.activation, name)
+            out[name] = quantizer_span(layer.quantizer, name)
             prec[name] = {"result": str(out[name].type)}
         elif cls in ("Permute", "Reshape", "Flatten"):
             out[name] = ins[0]._replace(type=ins[0].type.with_modes())
