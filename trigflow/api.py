@@ -253,7 +253,7 @@ def verify(
     ``firmware.*`` keys; ``custom_objects``: ``"module:Class"`` of the model's own layers (the module may
     register their hls4ml converter); ``overrides``: other config keys (``verify={"min_samples": 500}``,
     ``out=...``)."""
-    from trigflow.verify_model import verify_config, verify_model
+    from trigflow.verify_model import layer_config, verify_config, verify_model
 
     if Path(model).suffix.lower() == ".onnx":
         raise TrigflowError(
@@ -261,13 +261,15 @@ def verify(
         )
     firmware = {"backend": backend, "io_type": io_type, "strategy": strategy}
     cfg = verify_config(config, nested_overrides({**{f"firmware.{k}": v for k, v in firmware.items()}, **overrides}))
+    file_precisions, layer_reuse = layer_config(config)  # the config file's hls4ml-style LayerName keys
     result = verify_model(
         model,
         cfg,
         weights=weights,
         data=data,
         n=n,
-        layer_precisions=layer_precisions,
+        layer_precisions={**file_precisions, **(layer_precisions or {})},
+        layer_reuse=layer_reuse,
         max_float_rel_diff=max_float_rel_diff,
         ui=_ui(progress),
         custom_objects=custom_objects,

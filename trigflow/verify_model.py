@@ -46,7 +46,46 @@ def verify_config(path: str | Path | None = None, overrides: dict[str, Any] | No
     merged = _merge(VERIFY_DEFAULTS, _read_file(Path(path)) if path is not None else {})
     merged = _merge(merged, overrides or {})
     merged.pop("kind", None)
+    merged.pop("LayerName", None)  # hls4ml-style per-layer keys: ``layer_config``
     return load_config("mlp", None, merged)
+
+
+HLS4ML_PRECISION_KEYS = ("result", "weight", "bias", "accum")
+
+
+def layer_config(path: str | Path | None) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
+    """``(layer_precisions, layer_reuse)`` from the hls4ml-style ``LayerName`` section of a config file:
+    ``LayerName: {name: {Precision: "fixed<16,6>" | {result: ..., weight: ..., ...}, ReuseFactor: n}}`` —
+    applied on top of the chosen bit-exact configuration."""
+    from trigflow.config import _read_file
+
+    if path is None:
+        return {}, {}
+    section = _read_file(Path(path)).get("LayerName") or {}
+    if not isinstance(section, dict):
+        raise TrigflowError(f"config file {path}: LayerName must map layer names to {{Precision, ReuseFactor}}")
+    precisions: dict[str, dict[str, str]] = {}
+    reuse: dict[str, int] = {}
+    for name, entry in section.items():
+        unknown = sorted(set(entry or {}) - {"Precision", "ReuseFactor"}) if isinstance(entry, dict) else None
+        if unknown is None or unknown:
+            raise TrigflowError(
+                f"config file {path}: LayerName.{name} has {unknown or entry!r}; give Precision and/or ReuseFactor"
+            )
+        precision = entry.get("Precision")
+        if isinstance(precision, str):
+            precisions[str(name)] = {"result": precision}
+        elif isinstance(precision, dict):
+            bad = sorted(set(precision) - set(HLS4ML_PRECISION_KEYS))
+            if bad:
+                raise TrigflowError(
+                    f"config file {path}: LayerName.{name}.Precision has {', '.join(bad)}; use "
+                    f"{', '.join(HLS4ML_PRECISION_KEYS)}"
+                )
+            precisions[str(name)] = {k: str(v) for k, v in precision.items()}
+        if "ReuseFactor" in entry:
+            reuse[str(name)] = int(entry["ReuseFactor"])
+    return precisions, reuse
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +237,7 @@ def verify_model(
     max_float_rel_diff: float = DEFAULT_FLOAT_REL_DIFF,
     ui: StageUI | None = None,
     custom_objects: list[str] | tuple[str, ...] = (),
+    layer_reuse: dict[str, int] | None = None,
 ) -> RunResult:
     """Verify the firmware of the model at ``model_path``; write the report; return it with the failures."""
     import logging
@@ -210,7 +250,7 @@ def verify_model(
         raise TrigflowError(f"--n {n}: give a positive number of samples")
     start = ModelFile(
         Path(model_path), config, weights, data, n, layer_precisions or {}, max_float_rel_diff,
-        custom_objects=tuple(custom_objects),
+        custom_objects=tuple(custom_objects), layer_reuse=dict(layer_reuse or {}),
     )
     return drive(start, ui)
 
@@ -228,6 +268,7 @@ class ModelFile:
     layer_precisions: dict[str, dict[str, str]]
     max_float_rel_diff: float
     custom_objects: tuple[str, ...] = ()  # module:Class of the user's own layers
+    layer_reuse: dict[str, int] | None = None  # per-layer ReuseFactor (hls4ml LayerName keys)
     kind: str = "verify"
     out_label: str = "report folder"
 
@@ -259,7 +300,9 @@ class ModelFile:
                 labels = None
         with ui.stage("choose configuration"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            base = FirmwareSpec.from_config(config.firmware, layer_precisions=self.layer_precisions)
+            base = FirmwareSpec.from_config(
+                config.firmware, layer_precisions=self.layer_precisions, layer_reuse=self.layer_reuse or {}
+            )
             dep = choose_configuration(model, x, base)
         with ui.stage("hls4ml convert + g++ compile"):
             hls_model, dep, conversion = _convert(dep, self.project, self.force)
@@ -304,7 +347,9 @@ class ModelFile:
             sections=sections,
             proof=proof,
             limits=Thresholds(**config.verify.__dict__, max_float_rel_diff=self.max_float_rel_diff),
-            firmware={k: v for k, v in dep.spec.__dict__.items() if k != "layer_precisions"},
+            firmware={
+                k: v for k, v in dep.spec.__dict__.items() if k not in ("layer_precisions", "layer_reuse")
+            },
             thresholds={**config.verify.__dict__, "max_float_rel_diff": self.max_float_rel_diff},
             check_options={"quantized": dep.quantized, "scale": float_scale(outputs["float"])},
         )

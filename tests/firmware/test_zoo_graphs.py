@@ -16,7 +16,7 @@ import zoo_graphs  # noqa: E402
 N_PROOF = 3000  # jets proven (the first of the embedded file); the next ones train
 
 
-def _prove(tmp_path: Path, model, n_particles: int, n_jets: int = N_PROOF, epochs: int = 1):
+def _prove(tmp_path: Path, model, n_particles: int, n_jets: int = N_PROOF, epochs: int = 1, **kwargs):
     import trigflow
 
     x, y = zoo_graphs.raw_jets(n_particles)
@@ -24,7 +24,7 @@ def _prove(tmp_path: Path, model, n_particles: int, n_jets: int = N_PROOF, epoch
     path = zoo_graphs.save(model, tmp_path)
     data = tmp_path / "jets.npz"
     np.savez(data, x=x[:n_jets], y=y[:n_jets])
-    return trigflow.verify(path, data, out=tmp_path / "out", project_dir=tmp_path / "prj")
+    return trigflow.verify(path, data, out=tmp_path / "out", project_dir=tmp_path / "prj", **kwargs)
 
 
 def _assert_proven(result, path: str) -> None:
@@ -38,14 +38,26 @@ def _assert_proven(result, path: str) -> None:
 
 def test_tiny_interaction_network_crash_is_rewritten_and_proven(tmp_path):
     """hls4ml's bit-exact flow raises "could not broadcast input array" on the item-axis Concatenate; the
-    ConcatenateLastAxis rewrite converts and the firmware is bit-exact (4 particles, 1,000 jets; ~60 s wall on
-    the shared 2-core machine, ~24 s of CPU)."""
+    ConcatenateLastAxis rewrite converts and the firmware is bit-exact (4 particles, 1,000 jets); hls4ml-style
+    LayerName keys from the config file land on top. Measured: ~30 s of CPU, 60-89 s wall on the shared
+    2-core machine."""
+    import yaml
+
+    config = tmp_path / "layers.yml"  # hls4ml-style per-layer keys on top of the bit-exact configuration
+    config.write_text("LayerName:\n  head:\n    Precision: {accum: 'fixed<40,20>'}\n    ReuseFactor: 2\n")
     model = zoo_graphs.interaction_network(4, 6, hidden=4, effects=4)
-    result = _prove(tmp_path, model, 4, n_jets=1000)
+    result = _prove(tmp_path, model, 4, n_jets=1000, config=config)
     _assert_proven(result, "rewritten")
     conversion = result.report["configuration"]["conversion"]
     assert conversion["passes"] == ["ConcatenateLastAxis"]
     assert "could not broadcast input array" in conversion["errors"][0]
+    assert result.report["configuration"]["firmware_types"]["head"]["accum"].startswith("fixed<40,20")
+    class Loader(yaml.SafeLoader):  # hls4ml's file tags the Keras model (!keras_model); not needed here
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    hls_config = yaml.load((tmp_path / "prj" / "hls4ml_config.yml").read_text(), Loader=Loader)
+    assert hls_config["HLSConfig"]["LayerName"]["head"]["ReuseFactor"] == 2
 
 
 @pytest.mark.slow
