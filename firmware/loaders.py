@@ -329,6 +329,12 @@ def _load_error(path: Path, exc: Exception) -> TrigflowError:
             f"model file {path} uses '{name}', which is neither a Keras nor a QKeras layer; register its class "
             f"with --custom-objects MODULE:{name} (trigflow.verify(..., custom_objects=['MODULE:{name}']))"
         )
+    if "GarNet" in message and "%i format" in message:  # hls4ml 1.3's GarNet.get_config drops the bits
+        return TrigflowError(
+            f"model file {path} holds hls4ml's GarNet with quantize_transforms=True, which hls4ml 1.3 saves "
+            "without its total_bits/int_bits, so it cannot be rebuilt; save the model with "
+            "quantize_transforms=False, or build it with trigflow's GarNetHLS (trigflow run gnn)"
+        )
     return TrigflowError(f"model file {path} cannot be loaded ({exc.__class__.__name__}: {first_line(exc)})")
 
 
