@@ -3,8 +3,8 @@
 ``build_with_fallback(dep, project_dir, force=...) -> (hls_model, dep, conversion)`` tries, in order:
 
 1. ``bit_exact`` — the chosen configuration as is (hls4ml's bit-exact precision flow);
-2. ``rewritten`` — when hls4ml raises while converting: the graph rewrites of ``REWRITES`` (each a pass in
-   ``firmware.passes``), checked to compute the same outputs on the data, then the bit-exact flow again;
+2. ``rewritten`` — when hls4ml raises while converting: the graph rewrites of ``rewrites()`` (each a pass
+   in ``firmware.passes``), checked to compute the same outputs on the data, then the bit-exact flow again;
 3. ``explicit_types`` — hls4ml's bit-exact flow off, every layer's type set by trigflow: the exact types of
    ``firmware.passes.exact_types`` (interval arithmetic from the quantizers, the baked weights and the input
    type), the user's per-layer overrides on top; hls4ml's result is checked (types and weights) before the
@@ -26,18 +26,16 @@ import numpy as np
 
 from trigflow.errors import TrigflowError
 
-__all__ = ["REWRITES", "build_with_fallback", "explicit_types"]
+__all__ = ["build_with_fallback", "explicit_types", "rewrites"]
 
 CONVERSION_ERROR = "hls4ml could not convert"
 
 
-def _rewrites() -> list[Any]:
+def rewrites() -> list[Any]:
+    """The graph rewrites tried when hls4ml's bit-exact flow raises, in order."""
     from trigflow.firmware.passes.concat_last_axis import ConcatenateLastAxis
 
     return [ConcatenateLastAxis()]
-
-
-REWRITES = ("ConcatenateLastAxis",)  # names of the passes ``_rewrites`` returns, in order
 
 
 def _conversion_failed(exc: TrigflowError) -> bool:
@@ -83,7 +81,7 @@ def build_with_fallback(dep, project_dir: str | Path, *, force: bool = False):
         return build_firmware(dep, project_dir, force=force), dep, {"path": "profiled_types", "passes": []}
 
     model, applied = dep.model, []
-    for rewrite in _rewrites():
+    for rewrite in rewrites():
         with _quiet():
             model, changed = rewrite.apply(model)
         if changed:

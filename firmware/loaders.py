@@ -3,11 +3,11 @@
 Accepted: a full model saved by Keras (``model.save("m.h5")`` or ``model.save("m.keras")``), or an
 architecture ``.json`` (``model.to_json()``) with its weights ``.h5`` (``model.save_weights("w.h5")``);
 Sequential or functional; QKeras layers and quantizers, and hls4ml's own Keras layers (``GarNet``,
-``GarNetStack``), are registered as custom objects; a user adds classes with ``custom_objects=["module:Class"]``
-(``--custom-objects``). The model is loaded without its training configuration (``compile=False``). Every
-layer is checked against what ``trigflow verify`` can convert — hls4ml 1.3's own Keras 2 handler registry
-(``supported_layers``): a layer outside it is named, with what to use instead; an unknown custom class is
-named with how to register it.
+``GarNetStack``), are registered as custom objects; a user adds classes with
+``custom_objects=["module:Class"]`` (``--custom-objects``). The model is loaded without its training
+configuration (``compile=False``). Every layer is checked against what ``trigflow verify`` can convert —
+hls4ml 1.3's own Keras 2 handler registry (``supported_layers``): a layer outside it is named, with what to
+use instead; an unknown custom class is named with how to register it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ NOT_LAYERS = ("Functional", "Sequential", "Model")
 # Keras layers hls4ml's Keras 2 frontend drops (inference no-ops).
 SKIPPED_BY_HLS4ML = ("Dropout",)
 # hls4ml's Keras objects: its files load without the user registering them.
-HLS4ML_OBJECTS = {"GarNet": "hls4ml.contrib.garnet:GarNet", "GarNetStack": "hls4ml.contrib.garnet:GarNetStack"}
+HLS4ML_OBJECTS = {
+    "GarNet": "hls4ml.contrib.garnet:GarNet",
+    "GarNetStack": "hls4ml.contrib.garnet:GarNetStack",
+}
 
 # What to use instead, for layers people commonly reach for that hls4ml 1.3 cannot convert.
 INSTEAD = {
@@ -82,8 +85,8 @@ def register_custom_objects(specs: list[str] | tuple[str, ...] | None) -> dict[s
             module = importlib.import_module(module_name)
         except Exception as exc:
             raise TrigflowError(
-                f"--custom-objects {spec}: cannot import module '{module_name}' ({first_line(exc)}); put it on "
-                "PYTHONPATH"
+                f"--custom-objects {spec}: cannot import module '{module_name}' ({first_line(exc)}); put "
+                "it on PYTHONPATH"
             ) from None
         cls = getattr(module, class_name, None)
         if cls is None:
@@ -201,13 +204,15 @@ def _unsupported(name: str, kind: str, supported: tuple[str, ...]) -> None:
     if not _is_known_class(kind):
         raise TrigflowError(
             f"layer '{name}' ({kind}) is a custom layer trigflow does not know; register its class with "
-            f"--custom-objects MODULE:{kind} (trigflow.verify(..., custom_objects=['MODULE:{kind}'])), and an "
-            "hls4ml converter for it with hls4ml.converters.register_keras_v2_layer_handler in that module"
+            f"--custom-objects MODULE:{kind} (trigflow.verify(..., custom_objects=['MODULE:{kind}'])), "
+            "and an hls4ml converter for it with hls4ml.converters.register_keras_v2_layer_handler in that "
+            "module"
         )
     if kind in _USER_OBJECTS:
         raise TrigflowError(
             f"layer '{name}' ({kind}) has no hls4ml converter; register one in its module with "
-            f"hls4ml.converters.register_keras_v2_layer_handler('{kind}', handler) (see hls4ml's extension API)"
+            f"hls4ml.converters.register_keras_v2_layer_handler('{kind}', handler) (hls4ml's extension "
+            "API)"
         )
     if kind in NOT_LAYERS:
         hint = "rebuild it as one flat model (nested models are not supported)"
@@ -326,8 +331,9 @@ def _load_error(path: Path, exc: Exception) -> TrigflowError:
     if unknown:
         name = unknown.group(1)
         return TrigflowError(
-            f"model file {path} uses '{name}', which is neither a Keras nor a QKeras layer; register its class "
-            f"with --custom-objects MODULE:{name} (trigflow.verify(..., custom_objects=['MODULE:{name}']))"
+            f"model file {path} uses '{name}', which is neither a Keras nor a QKeras layer; register its "
+            f"class with --custom-objects MODULE:{name} "
+            f"(trigflow.verify(..., custom_objects=['MODULE:{name}']))"
         )
     if "GarNet" in message and "%i format" in message:  # hls4ml 1.3's GarNet.get_config drops the bits
         return TrigflowError(

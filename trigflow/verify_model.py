@@ -63,14 +63,17 @@ def layer_config(path: str | Path | None) -> tuple[dict[str, dict[str, str]], di
         return {}, {}
     section = _read_file(Path(path)).get("LayerName") or {}
     if not isinstance(section, dict):
-        raise TrigflowError(f"config file {path}: LayerName must map layer names to {{Precision, ReuseFactor}}")
+        raise TrigflowError(
+            f"config file {path}: LayerName must map layer names to {{Precision, ReuseFactor}}"
+        )
     precisions: dict[str, dict[str, str]] = {}
     reuse: dict[str, int] = {}
     for name, entry in section.items():
         unknown = sorted(set(entry or {}) - {"Precision", "ReuseFactor"}) if isinstance(entry, dict) else None
         if unknown is None or unknown:
             raise TrigflowError(
-                f"config file {path}: LayerName.{name} has {unknown or entry!r}; give Precision and/or ReuseFactor"
+                f"config file {path}: LayerName.{name} has {unknown or entry!r}; give Precision and/or "
+                "ReuseFactor"
             )
         precision = entry.get("Precision")
         if isinstance(precision, str):

@@ -66,7 +66,7 @@ def test_tiny_interaction_network_explicit_types_fallback(tmp_path, monkeypatch)
     bit-exact too, and the report says which path was taken (measured: ~62 s wall, 2 cores shared)."""
     from trigflow.firmware import fallback
 
-    monkeypatch.setattr(fallback, "_rewrites", lambda: [])
+    monkeypatch.setattr(fallback, "rewrites", lambda: [])
     model = zoo_graphs.interaction_network(4, 6, hidden=4, effects=4)
     result = _prove(tmp_path, model, 4, n_jets=1000)
     _assert_proven(result, "explicit_types")

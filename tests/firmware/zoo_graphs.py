@@ -33,7 +33,8 @@ FEATURES = 3  # pT/GeV, η_rel, φ_rel
 
 
 def raw_jets(n_particles: int, n_jets: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, labels)``: (jets, n_particles, 3) raw constituents (highest pT first, zero padding), class ids."""
+    """``(x, labels)``: (jets, n_particles, 3) raw constituents (highest pT first, zero padding) and class
+    ids."""
     from trigflow.data.jets import embedded_jets_path, load_jets
     from trigflow.kinds.gnn import raw_from_jets
 
@@ -100,7 +101,7 @@ def interaction_network(
     ``input_bn``: the published float ``BatchNormalization`` on the inputs (after the input quantizer, if
     ``input_quantizer``; without it, on the raw inputs as published)."""
     import tensorflow as tf
-    from qkeras import QActivation, QConv1D, QDense
+    from qkeras import QActivation, QDense
 
     layers = tf.keras.layers
     rr, rs = _incidence(n)
@@ -114,8 +115,9 @@ def interaction_network(
         recv, fixed["receivers"] = _fixed_pointwise("receivers", rr)
         send, fixed["senders"] = _fixed_pointwise("senders", rs)
     else:
-        recv = QDense(rr.shape[1], use_bias=False, kernel_quantizer=_q(2, 1), trainable=False, name="receivers")
-        send = QDense(rs.shape[1], use_bias=False, kernel_quantizer=_q(2, 1), trainable=False, name="senders")
+        fixed_01 = dict(use_bias=False, kernel_quantizer=_q(2, 1), trainable=False)
+        recv = QDense(rr.shape[1], name="receivers", **fixed_01)
+        send = QDense(rs.shape[1], name="senders", **fixed_01)
         fixed["receivers"], fixed["senders"] = [rr], [rs]
     # receiver and sender features stacked along the feature axis while features come first: (2P, E)
     e = layers.Concatenate(axis=1, name="edge_inputs")([recv(xt), send(xt)])
