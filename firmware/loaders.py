@@ -71,7 +71,7 @@ def supported_layers() -> tuple[str, ...]:
 
 def register_custom_objects(specs: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
     """Import each ``module:Class`` (the module may also register an hls4ml handler for it) and make the
-    class loadable by name; returns ``{name: class}`` of those given."""
+    classes loadable by name, replacing those of an earlier call; returns ``{name: class}``."""
     import importlib
 
     added: dict[str, Any] = {}
@@ -92,6 +92,7 @@ def register_custom_objects(specs: list[str] | tuple[str, ...] | None) -> dict[s
         if cls is None:
             raise TrigflowError(f"--custom-objects {spec}: module '{module_name}' has no '{class_name}'")
         added[class_name] = cls
+    _USER_OBJECTS.clear()  # the classes of this model only: one verification does not leak into the next
     _USER_OBJECTS.update(added)
     return added
 

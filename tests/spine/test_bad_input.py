@@ -479,3 +479,32 @@ def test_report_without_report_json(tmp_path, monkeypatch, capsys):
     result = cli(monkeypatch, capsys, "report", str(folder))
     assert_error(result, "report.json", str(folder))
     assert sorted(p.name for p in folder.iterdir()) == []  # no page, no temporary left
+
+
+def test_registered_custom_layer_without_hls4ml_converter_says_how_to_add_one(
+    models, tmp_path, monkeypatch, capsys
+):
+    """--custom-objects module:Class makes the file load; without an hls4ml handler for the class, one line
+    says how to register one (exit 2, nothing written)."""
+    (tmp_path / "scalemod.py").write_text(
+        "import tensorflow as tf\n\n\nclass Scale(tf.keras.layers.Layer):\n"
+        "    def call(self, inputs):\n        return 2.0 * inputs\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    work = tmp_path / "w"
+    args = verify_args(models, work, "custom.h5", "--custom-objects", "scalemod:Scale")
+    result = cli(monkeypatch, capsys, *args)
+    assert_error(
+        result,
+        "layer 'scale' (Scale) has no hls4ml converter",
+        "register_keras_v2_layer_handler('Scale', handler)",
+    )
+    assert_nothing_left(work)
+
+
+def test_custom_objects_that_cannot_be_imported_are_one_line(models, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "w"
+    args = verify_args(models, work, "custom.h5", "--custom-objects", "nomod_x:Scale")
+    result = cli(monkeypatch, capsys, *args)
+    assert_error(result, "--custom-objects nomod_x:Scale: cannot import module 'nomod_x'", "PYTHONPATH")
+    assert_nothing_left(work)
