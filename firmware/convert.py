@@ -63,6 +63,7 @@ class FirmwareSpec:
     layer_precisions: dict[str, dict[str, str]] = field(default_factory=dict)  # per-layer overrides
     layer_parallelization: dict[str, int] = field(default_factory=dict)  # per-layer ParallelizationFactor
     rtl: bool = False  # a run also builds and proves the RTL backend (`trigflow rtl`); hls4ml ignores it
+    layer_reuse: dict[str, int] = field(default_factory=dict)  # per-layer ReuseFactor (hls4ml LayerName key)
 
     CONFIG_FIELDS: ClassVar[tuple[str, ...]] = (
         "backend", "part", "clock_period", "io_type", "strategy", "reuse_factor", "project_name", "rtl"
@@ -102,6 +103,8 @@ def hls_config(model, spec: FirmwareSpec) -> dict[str, Any]:
             config["LayerName"][name]["Precision"]["result"] = spec.input_type
     for name, precisions in spec.layer_precisions.items():
         config["LayerName"].setdefault(name, {}).setdefault("Precision", {}).update(precisions)
+    for name, reuse in spec.layer_reuse.items():
+        config["LayerName"].setdefault(name, {})["ReuseFactor"] = int(reuse)
     for name, items in _per_item_layers(model).items():
         factor = spec.layer_parallelization.get(name, min(spec.parallelization_factor, items))
         config["LayerName"].setdefault(name, {})["ParallelizationFactor"] = int(factor)

@@ -2,9 +2,12 @@
 
 Accepted: a full model saved by Keras (``model.save("m.h5")`` or ``model.save("m.keras")``), or an
 architecture ``.json`` (``model.to_json()``) with its weights ``.h5`` (``model.save_weights("w.h5")``);
-Sequential or functional; QKeras layers and quantizers are registered as custom objects. The model is
-loaded without its training configuration (``compile=False``). After loading, every layer is checked
-against what ``trigflow verify`` can convert: an unsupported layer is named, with what to use instead.
+Sequential or functional; QKeras layers and quantizers, and hls4ml's own Keras layers (``GarNet``,
+``GarNetStack``), are registered as custom objects; a user adds classes with
+``custom_objects=["module:Class"]`` (``--custom-objects``). The model is loaded without its training
+configuration (``compile=False``). Every layer is checked against what ``trigflow verify`` can convert —
+hls4ml 1.3's own Keras 2 handler registry (``supported_layers``): a layer outside it is named, with what to
+use instead; an unknown custom class is named with how to register it.
 """
 
 from __future__ import annotations
@@ -24,64 +27,74 @@ SUFFIXES = (".h5", ".hdf5", ".keras", ".json")
 # Keras merge layers (elementwise or concatenation of several inputs); hls4ml's Merge layer.
 MERGE_LAYERS = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
 
-# Layer classes trigflow verify converts (hls4ml 1.3 + trigflow's rewrite in ``autoconfig``).
-SUPPORTED_LAYERS = (
-    "InputLayer",
-    "Dense",
-    "QDense",
-    "Conv1D",
-    "Conv2D",
-    "QConv1D",
-    "QConv2D",
-    "DepthwiseConv2D",
-    "QDepthwiseConv2D",
-    "Activation",
-    "QActivation",
-    "ReLU",
-    "LeakyReLU",
-    "Softmax",
-    "BatchNormalization",
-    "QBatchNormalization",
-    "Flatten",
-    "Reshape",
-    "Permute",
-    "Dropout",
-    "MaxPooling1D",
-    "MaxPooling2D",
-    "AveragePooling1D",
-    "AveragePooling2D",
-    "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D",
-    "GlobalMaxPooling1D",
-    "GlobalMaxPooling2D",
-    "ZeroPadding1D",
-    "ZeroPadding2D",
-    *MERGE_LAYERS,
-)
+# Listed first in messages (what people use most); the rest of the accepted set follows alphabetically.
+COMMON_LAYERS = ("InputLayer", "Dense", "QDense", "Conv1D", "QConv1D", "Conv2D", "QConv2D", "Activation",
+                 "QActivation", "BatchNormalization")
+# In hls4ml's registry but not a layer of a flat model: nested models, and HGQ's own quantizer layers
+# (HGQ models are not Keras 2 / QKeras files).
+NOT_LAYERS = ("Functional", "Sequential", "Model")
+# Keras layers hls4ml's Keras 2 frontend drops (inference no-ops).
+SKIPPED_BY_HLS4ML = ("Dropout",)
+# hls4ml's Keras objects: its files load without the user registering them.
+HLS4ML_OBJECTS = {
+    "GarNet": "hls4ml.contrib.garnet:GarNet",
+    "GarNetStack": "hls4ml.contrib.garnet:GarNetStack",
+}
 
-# What to use instead, for layers people commonly reach for.
-_RNN = "a Conv1D/Dense network over the sequence (recurrent layers are not bit-exact in hls4ml 1.3)"
-_QRNN = "a QConv1D/QDense network over the sequence (recurrent layers are not bit-exact in hls4ml 1.3)"
+# What to use instead, for layers people commonly reach for that hls4ml 1.3 cannot convert.
 INSTEAD = {
     "Lambda": "built-in layers (Activation, Reshape, Add, ...) — arbitrary Python cannot become firmware",
-    "LSTM": _RNN,
-    "GRU": _RNN,
-    "SimpleRNN": _RNN,
-    "QLSTM": _QRNN,
-    "QGRU": _QRNN,
-    "QSimpleRNN": _QRNN,
-    "SeparableConv1D": "DepthwiseConv + pointwise Conv1D(kernel_size=1)",
-    "SeparableConv2D": "DepthwiseConv2D followed by Conv2D(kernel_size=1)",
-    "QSeparableConv1D": "QDepthwiseConv followed by QConv1D(kernel_size=1)",
-    "QSeparableConv2D": "QDepthwiseConv2D followed by QConv2D(kernel_size=1)",
-    "QConv2DBatchnorm": "QConv2D followed by BatchNormalization (hls4ml fuses them)",
-    "QDepthwiseConv2DBatchnorm": "QDepthwiseConv2D followed by BatchNormalization",
-    "Embedding": "a one-hot input and a Dense layer",
-    "LayerNormalization": "BatchNormalization (folded into the preceding layer in firmware)",
-    "TimeDistributed": "Conv1D(kernel_size=1) or Dense on the (steps, features) tensor",
-    "UpSampling2D": "Conv2DTranspose-free designs, or UpSampling done outside the firmware",
+    "Conv1DTranspose": "UpSampling1D followed by Conv1D",
+    "Conv2DTranspose": "UpSampling2D followed by Conv2D",
+    "LocallyConnected1D": "Conv1D (shared weights)",
+    "LocallyConnected2D": "Conv2D (shared weights)",
+    "RepeatVector": "UpSampling1D on a (1, F) tensor (Reshape first)",
     "GaussianNoise": "nothing — remove training-only noise layers before saving",
 }
+
+# User classes added with ``--custom-objects module:Class`` (``register_custom_objects``).
+_USER_OBJECTS: dict[str, Any] = {}
+
+
+def supported_layers() -> tuple[str, ...]:
+    """Layer classes trigflow verify accepts: hls4ml 1.3's Keras 2 handler registry (which includes handlers a
+    user's ``--custom-objects`` module registered), minus nested models and HGQ entries, plus the layers
+    hls4ml drops (Dropout)."""
+    from hls4ml.converters import get_supported_keras_layers
+
+    registry = {
+        name for name in get_supported_keras_layers() if name not in NOT_LAYERS and ">" not in name
+    } | set(SKIPPED_BY_HLS4ML)
+    common = tuple(name for name in COMMON_LAYERS if name in registry)
+    return common + tuple(sorted(registry - set(common)))
+
+
+def register_custom_objects(specs: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
+    """Import each ``module:Class`` (the module may also register an hls4ml handler for it) and make the
+    classes loadable by name, replacing those of an earlier call; returns ``{name: class}``."""
+    import importlib
+
+    added: dict[str, Any] = {}
+    for spec in specs or ():
+        module_name, _, class_name = str(spec).partition(":")
+        if not module_name or not class_name:
+            raise TrigflowError(
+                f"--custom-objects {spec}: give module:Class (e.g. mylayers:MyLayer), importable from here"
+            )
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise TrigflowError(
+                f"--custom-objects {spec}: cannot import module '{module_name}' ({first_line(exc)}); put "
+                "it on PYTHONPATH"
+            ) from None
+        cls = getattr(module, class_name, None)
+        if cls is None:
+            raise TrigflowError(f"--custom-objects {spec}: module '{module_name}' has no '{class_name}'")
+        added[class_name] = cls
+    _USER_OBJECTS.clear()  # the classes of this model only: one verification does not leak into the next
+    _USER_OBJECTS.update(added)
+    return added
 
 
 def custom_objects() -> dict[str, Any]:
@@ -90,7 +103,19 @@ def custom_objects() -> dict[str, Any]:
     objects: dict[str, Any] = {}
     _add_supported_quantized_objects(objects)
     objects["QActivation"] = _qactivation_class()
+    objects.update(_hls4ml_objects())
+    objects.update(_USER_OBJECTS)
     return objects
+
+
+def _hls4ml_objects() -> dict[str, Any]:
+    import importlib
+
+    out = {}
+    for name, where in HLS4ML_OBJECTS.items():
+        module, _, cls = where.partition(":")
+        out[name] = getattr(importlib.import_module(module), cls)
+    return out
 
 
 _QACTIVATION: list[Any] = []
@@ -117,8 +142,12 @@ def _qactivation_class():
     return _QACTIVATION[0]
 
 
-def load_model(path: str | Path, weights: str | Path | None = None):
-    """The Keras model at ``path``: ``.h5``/``.keras`` full model, or ``.json`` architecture + ``weights``."""
+def load_model(
+    path: str | Path, weights: str | Path | None = None, custom_objects: list[str] | tuple[str, ...] = ()
+):
+    """The Keras model at ``path``: ``.h5``/``.keras`` full model, or ``.json`` architecture + ``weights``;
+    ``custom_objects``: ``module:Class`` of the user's own layers."""
+    register_custom_objects(custom_objects)
     path = Path(path)
     if not path.is_file():
         raise TrigflowError(f"model file {path} not found; check the path")
@@ -156,15 +185,37 @@ def _layer_entries(config: Any) -> list[tuple[str, str]]:
 
 
 def check_config(config: Any) -> None:
-    """Before Keras builds anything: name an unsupported (or custom, or Lambda) layer in a saved config."""
+    """Before Keras builds anything: name an unsupported (or unregistered custom, or Lambda) layer in a saved
+    config."""
+    supported = supported_layers()
     for name, kind in _layer_entries(config):
-        if kind not in SUPPORTED_LAYERS:
-            _unsupported(name, kind)
+        if kind not in supported:
+            _unsupported(name, kind, supported)
 
 
-def _unsupported(name: str, kind: str) -> None:
+def _is_known_class(kind: str) -> bool:
+    """A class Keras, QKeras, hls4ml's Keras objects or the user's ``--custom-objects`` define."""
+    import tensorflow as tf
+
+    return hasattr(tf.keras.layers, kind) or kind in custom_objects() or kind in NOT_LAYERS
+
+
+def _unsupported(name: str, kind: str, supported: tuple[str, ...]) -> None:
     """One line: the layer, what to use instead, and what trigflow verify converts."""
-    if kind in ("Functional", "Sequential", "Model"):
+    if not _is_known_class(kind):
+        raise TrigflowError(
+            f"layer '{name}' ({kind}) is a custom layer trigflow does not know; register its class with "
+            f"--custom-objects MODULE:{kind} (trigflow.verify(..., custom_objects=['MODULE:{kind}'])), "
+            "and an hls4ml converter for it with hls4ml.converters.register_keras_v2_layer_handler in that "
+            "module"
+        )
+    if kind in _USER_OBJECTS:
+        raise TrigflowError(
+            f"layer '{name}' ({kind}) has no hls4ml converter; register one in its module with "
+            f"hls4ml.converters.register_keras_v2_layer_handler('{kind}', handler) (hls4ml's extension "
+            "API)"
+        )
+    if kind in NOT_LAYERS:
         hint = "rebuild it as one flat model (nested models are not supported)"
     elif kind in INSTEAD:
         hint = f"use {INSTEAD[kind]}"
@@ -172,7 +223,7 @@ def _unsupported(name: str, kind: str) -> None:
         hint = "rebuild that part from the supported layers"
     raise TrigflowError(
         f"layer '{name}' ({kind}) is not supported by trigflow verify; {hint} "
-        f"(supported: {', '.join(SUPPORTED_LAYERS)})"
+        f"(supported: {', '.join(supported)})"
     )
 
 
@@ -281,19 +332,27 @@ def _load_error(path: Path, exc: Exception) -> TrigflowError:
     if unknown:
         name = unknown.group(1)
         return TrigflowError(
-            f"model file {path} uses '{name}', which is neither a Keras nor a QKeras layer; rebuild that part "
-            f"from the layers trigflow verify supports: {', '.join(SUPPORTED_LAYERS)}"
+            f"model file {path} uses '{name}', which is neither a Keras nor a QKeras layer; register its "
+            f"class with --custom-objects MODULE:{name} "
+            f"(trigflow.verify(..., custom_objects=['MODULE:{name}']))"
+        )
+    if "GarNet" in message and "%i format" in message:  # hls4ml 1.3's GarNet.get_config drops the bits
+        return TrigflowError(
+            f"model file {path} holds hls4ml's GarNet with quantize_transforms=True, which hls4ml 1.3 saves "
+            "without its total_bits/int_bits, so it cannot be rebuilt; save the model with "
+            "quantize_transforms=False, or build it with trigflow's GarNetHLS (trigflow run gnn)"
         )
     return TrigflowError(f"model file {path} cannot be loaded ({exc.__class__.__name__}: {first_line(exc)})")
 
 
 def check_supported(model) -> None:
     """Every layer must be one ``trigflow verify`` converts; otherwise name it and say what to use."""
+    supported = supported_layers()
     for layer in model.layers:
         kind = layer.__class__.__name__
-        if kind in SUPPORTED_LAYERS:
+        if kind in supported:
             continue
-        _unsupported(layer.name, kind)
+        _unsupported(layer.name, kind, supported)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise TrigflowError(
             f"model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; trigflow verify "

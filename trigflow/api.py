@@ -249,6 +249,7 @@ def verify(
     strategy: Strategy | None = None,
     max_float_rel_diff: float = 0.01,
     layer_precisions: dict[str, dict[str, str]] | None = None,
+    custom_objects: list[str] | tuple[str, ...] = (),
     progress: bool | StageUI = False,
     **overrides: Any,
 ) -> VerifyResult:
@@ -256,8 +257,10 @@ def verify(
 
     ``data``: inputs (and labels) as .h5/.npy/.npz, else ``n`` (default 10,000) inputs drawn over the input
     range; ``weights``: a weights .h5 beside an architecture .json; ``backend``/``io_type``/``strategy``: the
-    ``firmware.*`` keys; ``overrides``: other config keys (``verify={"min_samples": 500}``, ``out=...``)."""
-    from trigflow.verify_model import verify_config, verify_model
+    ``firmware.*`` keys; ``custom_objects``: ``"module:Class"`` of the model's own layers (the module may
+    register their hls4ml converter); ``overrides``: other config keys (``verify={"min_samples": 500}``,
+    ``out=...``)."""
+    from trigflow.verify_model import layer_config, verify_config, verify_model
 
     if Path(model).suffix.lower() == ".onnx":
         raise TrigflowError(
@@ -270,15 +273,18 @@ def verify(
             "firmware.rtl is not available in verify yet (it needs a run folder's test set); use `trigflow run` "
             "with --set firmware.rtl=true, or `trigflow rtl RUN_DIR`"
         )
+    file_precisions, layer_reuse = layer_config(config)  # the config file's hls4ml-style LayerName keys
     result = verify_model(
         model,
         cfg,
         weights=weights,
         data=data,
         n=n,
-        layer_precisions=layer_precisions,
+        layer_precisions={**file_precisions, **(layer_precisions or {})},
+        layer_reuse=layer_reuse,
         max_float_rel_diff=max_float_rel_diff,
         ui=_ui(progress),
+        custom_objects=custom_objects,
     )
     return VerifyResult(
         report=result.report,

@@ -174,6 +174,10 @@ def verify(
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Any config key, e.g. --set verify.min_samples=500.")
     ] = None,
+    custom_objects: Annotated[
+        Optional[list[str]],
+        typer.Option("--custom-objects", help="Your own layer class as module:Class (repeatable)."),
+    ] = None,
 ) -> None:
     """Prove any model's firmware: pick a bit-exact configuration, compare bits, localise, count overflows."""
     if model.suffix.lower() == ".onnx":  # ONNX models take hls4ml's ONNX frontend, proven against onnxruntime
@@ -202,6 +206,7 @@ def verify(
         n=n,
         config=config,
         max_float_rel_diff=max_float_diff,
+        custom_objects=custom_objects or (),
         progress=StageUI(err_console),
         **_dotted(_merge(parse_overrides(set_ or []), flags)),
     )

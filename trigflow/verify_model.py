@@ -54,7 +54,49 @@ def verify_config(path: str | Path | None = None, overrides: dict[str, Any] | No
     merged = _merge(VERIFY_DEFAULTS, _read_file(Path(path)) if path is not None else {})
     merged = _merge(merged, overrides or {})
     merged.pop("kind", None)
+    merged.pop("LayerName", None)  # hls4ml-style per-layer keys: ``layer_config``
     return load_config("mlp", None, merged)
+
+
+HLS4ML_PRECISION_KEYS = ("result", "weight", "bias", "accum")
+
+
+def layer_config(path: str | Path | None) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
+    """``(layer_precisions, layer_reuse)`` from the hls4ml-style ``LayerName`` section of a config file:
+    ``LayerName: {name: {Precision: "fixed<16,6>" | {result: ..., weight: ..., ...}, ReuseFactor: n}}`` —
+    applied on top of the chosen bit-exact configuration."""
+    from trigflow.config import _read_file
+
+    if path is None:
+        return {}, {}
+    section = _read_file(Path(path)).get("LayerName") or {}
+    if not isinstance(section, dict):
+        raise TrigflowError(
+            f"config file {path}: LayerName must map layer names to {{Precision, ReuseFactor}}"
+        )
+    precisions: dict[str, dict[str, str]] = {}
+    reuse: dict[str, int] = {}
+    for name, entry in section.items():
+        unknown = sorted(set(entry or {}) - {"Precision", "ReuseFactor"}) if isinstance(entry, dict) else None
+        if unknown is None or unknown:
+            raise TrigflowError(
+                f"config file {path}: LayerName.{name} has {unknown or entry!r}; give Precision and/or "
+                "ReuseFactor"
+            )
+        precision = entry.get("Precision")
+        if isinstance(precision, str):
+            precisions[str(name)] = {"result": precision}
+        elif isinstance(precision, dict):
+            bad = sorted(set(precision) - set(HLS4ML_PRECISION_KEYS))
+            if bad:
+                raise TrigflowError(
+                    f"config file {path}: LayerName.{name}.Precision has {', '.join(bad)}; use "
+                    f"{', '.join(HLS4ML_PRECISION_KEYS)}"
+                )
+            precisions[str(name)] = {k: str(v) for k, v in precision.items()}
+        if "ReuseFactor" in entry:
+            reuse[str(name)] = int(entry["ReuseFactor"])
+    return precisions, reuse
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +247,8 @@ def verify_model(
     layer_precisions: dict[str, dict[str, str]] | None = None,
     max_float_rel_diff: float = DEFAULT_FLOAT_REL_DIFF,
     ui: StageUI | None = None,
+    custom_objects: list[str] | tuple[str, ...] = (),
+    layer_reuse: dict[str, int] | None = None,
 ) -> RunResult:
     """Verify the firmware of the model at ``model_path``; write the report; return it with the failures."""
     import logging
@@ -216,7 +260,8 @@ def verify_model(
     if n is not None and n < 1:
         raise TrigflowError(f"--n {n}: give a positive number of samples")
     start = ModelFile(
-        Path(model_path), config, weights, data, n, layer_precisions or {}, max_float_rel_diff
+        Path(model_path), config, weights, data, n, layer_precisions or {}, max_float_rel_diff,
+        custom_objects=tuple(custom_objects), layer_reuse=dict(layer_reuse or {}),
     )
     return drive(start, ui)
 
@@ -233,6 +278,8 @@ class ModelFile:
     n: int | None
     layer_precisions: dict[str, dict[str, str]]
     max_float_rel_diff: float
+    custom_objects: tuple[str, ...] = ()  # module:Class of the user's own layers
+    layer_reuse: dict[str, int] | None = None  # per-layer ReuseFactor (hls4ml LayerName keys)
     kind: str = "verify"
     out_label: str = "report folder"
 
@@ -244,7 +291,7 @@ class ModelFile:
 
     def build(self, tmp: Path, ui: StageUI) -> Evidence:
         from trigflow.driver import simulate
-        from trigflow.firmware.autoconfig import build_firmware, choose_configuration, firmware_types
+        from trigflow.firmware.autoconfig import choose_configuration, firmware_types
         from trigflow.firmware.convert import FirmwareSpec
         from trigflow.firmware.loaders import load_model
         from trigflow.proof.checks import float_scale, prove
@@ -256,7 +303,7 @@ class ModelFile:
         config, model_path, weights, data, n = self.config, self.model_path, self.weights, self.data, self.n
         with ui.stage("load model + inputs"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras/QKeras serialisation notices
-            model = load_model(model_path, weights)
+            model = load_model(model_path, weights, self.custom_objects)
             shape = tuple(model.input_shape[1:])
             if data is not None:
                 x, labels = load_data(data, shape, n)  # the user's raw data: what the proof is against
@@ -266,10 +313,12 @@ class ModelFile:
                 labels = None
         with ui.stage("choose configuration"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            base = FirmwareSpec.from_config(config.firmware, layer_precisions=self.layer_precisions)
+            base = FirmwareSpec.from_config(
+                config.firmware, layer_precisions=self.layer_precisions, layer_reuse=self.layer_reuse or {}
+            )
             dep = choose_configuration(model, x, base, predict=exact_predict)
         with ui.stage("hls4ml convert + g++ compile"):
-            hls_model = build_firmware(dep, self.project, force=self.force)
+            hls_model, dep, conversion = _convert(dep, self.project, self.force)
         with ui.stage("resource/latency estimate"):
             cost = _cost(hls_model)
         trained = Trained(qmodel=dep.reference, float_model=dep.float_model)
@@ -307,7 +356,9 @@ class ModelFile:
             },
             data={"source": source, "samples": int(len(dep.x)), "labels": labels is not None},
             parameters=int(dep.reference.count_params()),
-            configuration={**dep.describe(), "firmware_types": firmware_types(hls_model)},
+            configuration={
+                **dep.describe(), "conversion": conversion, "firmware_types": firmware_types(hls_model)
+            },
             **cost,
         )
         limits = _limits(config, self.max_float_rel_diff, dep)
@@ -323,7 +374,9 @@ class ModelFile:
             sections=sections,
             proof=proof,
             limits=limits,
-            firmware={k: v for k, v in dep.spec.__dict__.items() if k != "layer_precisions"},
+            firmware={
+                k: v for k, v in dep.spec.__dict__.items() if k not in ("layer_precisions", "layer_reuse")
+            },
             thresholds={
                 **config.verify.__dict__,
                 "min_bit_exact_fraction": limits.min_bit_exact_fraction,
@@ -401,6 +454,14 @@ def model_on_raw_data(
     if labels is not None:
         out["accuracy"] = _agreement(decisions["raw"], labels.reshape(n, -1))
     return out
+
+
+def _convert(dep, project: Path, force: bool):
+    """``(hls_model, dep, conversion)``: the firmware through the fallback chain (``firmware.fallback``): the
+    bit-exact flow, else graph rewrites, else explicit per-layer types; ``dep`` is what was built."""
+    from trigflow.firmware.fallback import build_with_fallback
+
+    return build_with_fallback(dep, project, force=force)
 
 
 def _cost(hls_model) -> dict[str, Any]:

@@ -5,10 +5,13 @@ itself when there was nothing to do) and whether anything changed; a second ``ap
 Keras passes take a Keras model, ONNX passes an ``onnx.ModelProto``. ``apply_passes`` runs a list in order.
 
 * ``dense_to_pointwise_conv.DenseToPointwiseConv`` — rank-3 QDense → QConv1D(kernel_size=1), quantizers kept.
+* ``concat_last_axis.ConcatenateLastAxis`` — item-axis Concatenate → Permute, Concatenate(axis=-1), Permute
+  (hls4ml's bit-exact flow gets the value ranges of a non-last-axis Concatenate wrong).
 * ``garnet_weights.GarNetWeights`` — GarNetHLS (the Keras mirror) → hls4ml's GarNet with weights on its grids.
 * ``recurrent_mirror.RecurrentMirror`` — a user's QGRU/QLSTM → its mirror QGRUHLS/QLSTMHLS (one-line refusals).
 * ``recurrent_plain.RecurrentPlain`` — QGRUHLS/QLSTMHLS (the Keras mirrors) → plain QGRU/QLSTM, weights on grid.
-* ``exact_types`` — the analysis behind the GNN conversion: an exact fixed-point type for every layer.
+* ``exact_types`` — the analysis behind the GNN conversion and verify's ``explicit_types`` fallback
+  (``firmware.fallback``): an exact fixed-point type for every layer.
 * ``onnx_explicit_pads``, ``onnx_gemm_to_matmul``, ``onnx_builtin_clean``, ``onnx_qonnx_clean`` — cleaning for
   hls4ml's ONNX frontend; ``onnx_lower_quant``, ``onnx_as_double`` — the onnxruntime reference.
 """

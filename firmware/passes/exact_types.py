@@ -105,10 +105,12 @@ def _consumers(model, layer) -> list:
 
 
 def propagate(
-    model, input_precision: str | None, garnet_result: str | None = None
+    model, input_precision: str | None, garnet_result: str | None = None, *, max_weight_frac: int = 8
 ) -> tuple[dict[str, Span], dict[str, dict[str, str]], list[str]]:
     """Each layer's output span, the hls4ml precision overrides and warnings. ``garnet_result`` is the output
-    type given to GarNet layers (their arithmetic is the mirror's, not derived here)."""
+    type given to GarNet layers (their arithmetic is the mirror's, not derived here). Plain Dense/Conv1D(k=1)
+    layers must hold weights with at most ``max_weight_frac`` fractional bits (fixed structure matrices, or
+    the quantized weights trigflow baked into a deployment model)."""
     out: dict[str, Span] = {}
     prec: dict[str, dict[str, str]] = {}
     notes: list[str] = []
@@ -142,11 +144,11 @@ def propagate(
                         f"input '{name}' must feed exactly one QActivation(quantized_bits) (the input "
                         "quantizer), or pass input_precision= with a type that holds the input data exactly"
                     )
-                span = quantizer_span(consumers[0].activation, consumers[0].name)
+                span = quantizer_span(consumers[0].quantizer, consumers[0].name)
             out[name] = span
             prec[name] = {"result": str(span.type)}
         elif cls == "QActivation":
-            out[name] = quantizer_span(layer.activation, name)
+            out[name] = quantizer_span(layer.quantizer, name)
             prec[name] = {"result": str(out[name].type)}
         elif cls in ("Permute", "Reshape", "Flatten"):
             out[name] = ins[0]._replace(type=ins[0].type.with_modes())
@@ -160,14 +162,21 @@ def propagate(
             out[name] = res
             prec[name] = {"accum": str(acc.type), "result": str(res.type)}
             prec[f"{name}_linear"] = {"result": str(res.type)}
-        elif cls == "Dense":  # fixed structure matrix (gather / scatter / sum), not trained
-            weight, bias, acc, res = _structure_affine(layer, ins[0])
+        elif cls in ("Dense", "Conv1D"):  # fixed structure matrix, or weights baked from their quantizers
+            weight, bias, acc, res = _structure_affine(layer, ins[0], max_weight_frac)
             note_width(name, acc)
             out[name] = res
             prec[name] = {"weight": weight, "bias": bias, "accum": str(acc.type), "result": str(res.type)}
             prec[f"{name}_linear"] = {"result": str(res.type)}
-        elif cls == "GlobalAveragePooling1D":
-            n = int(layer.input_shape[1])
+        elif cls == "Add":
+            frac = max(i.frac for i in ins)
+            out[name] = type_for(sum(i.lo for i in ins), sum(i.hi for i in ins), frac)
+            prec[name] = {"result": str(out[name].type)}
+        elif cls == "UpSampling1D":
+            out[name] = ins[0]._replace(type=ins[0].type.with_modes())
+            prec[name] = {"result": str(out[name].type)}
+        elif cls in ("GlobalAveragePooling1D", "AveragePooling1D"):
+            n = int(layer.input_shape[1]) if cls == "GlobalAveragePooling1D" else int(layer.pool_size[0])
             shift = int(round(math.log2(n)))
             if 2**shift != n:
                 raise TrigflowError(
@@ -181,8 +190,8 @@ def propagate(
         else:
             raise TrigflowError(
                 f"layer '{name}' ({cls}) is not supported by the bit-exact GNN conversion; supported: "
-                "InputLayer, QActivation, QDense, QConv1D(k=1), fixed Dense, Permute, Reshape, Flatten, "
-                "Concatenate, GlobalAveragePooling1D"
+                "InputLayer, QActivation, QDense, QConv1D(k=1), fixed Dense/Conv1D(k=1), Permute, Reshape, "
+                "Flatten, Concatenate, Add, UpSampling1D, (Global)AveragePooling1D"
             )
     return out, prec, notes
 
@@ -206,16 +215,19 @@ def _quantized_affine(layer, x: Span) -> tuple[Span, Span]:
     return affine(x, kernel, bias, f_w, f_b)
 
 
-def _structure_affine(layer, x: Span) -> tuple[str, str, Span, Span]:
-    """(weight type, bias type, accumulator, result) of a plain Dense holding exact small numbers."""
+def _structure_affine(layer, x: Span, max_frac: int = 8) -> tuple[str, str, Span, Span]:
+    """(weight type, bias type, accumulator, result) of a plain Dense/Conv1D(k=1) holding exact small
+    numbers (at most ``max_frac`` fractional bits)."""
     name = layer.name
     if layer.get_config().get("activation") not in (None, "linear"):
         raise TrigflowError(f"layer '{name}': a plain Dense must be linear")
+    if type(layer).__name__ == "Conv1D" and (layer.kernel_size != (1,) or layer.strides != (1,)):
+        raise TrigflowError(f"layer '{name}': only kernel_size=1, stride 1 Conv1D is supported")
     weights = layer.get_weights()
     kernel = weights[0].astype(np.float64)
     bias = weights[1].astype(np.float64) if layer.use_bias else np.zeros(kernel.shape[1])
     try:
-        f_w, f_b = frac_bits(kernel, 8), frac_bits(bias, 8)
+        f_w, f_b = frac_bits(kernel, max_frac), frac_bits(bias, max_frac)
     except TrigflowError:
         raise TrigflowError(
             f"layer '{name}' is a float Dense with unquantized weights — bit-exact firmware needs a "

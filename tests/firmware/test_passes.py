@@ -171,3 +171,39 @@ def test_garnet_weights_once():
     assert all(type(layer).__name__ != "GarNetHLS" for layer in once.layers)
     again, changed = GarNetWeights().apply(once)
     assert not changed and again is once
+
+
+# --- Keras passes -------------------------------------------------------------------------------------------
+def test_concatenate_last_axis_moves_an_item_axis_concatenate_exactly():
+    """Concatenate(axis=1) of (P, E) tensors → Permute, Concatenate(axis=-1), Permute: same outputs, the
+    Concatenate's name kept for its consumer; a second apply changes nothing."""
+    import tensorflow as tf
+
+    from trigflow.firmware.passes.concat_last_axis import ConcatenateLastAxis
+
+    layers = tf.keras.layers
+    x_in = tf.keras.Input((3, 6), name="x")
+    a = layers.Dense(6, name="a")(x_in)
+    b = layers.Dense(6, name="b")(x_in)
+    joined = layers.Concatenate(axis=1, name="joined")([a, b])  # (6, 6)
+    y = layers.Conv1D(2, 1, name="after")(layers.Permute((2, 1), name="t")(joined))
+    model = tf.keras.Model(x_in, y)
+    new, changed = ConcatenateLastAxis().apply(model)
+    assert changed
+    assert type(new.get_layer("joined")).__name__ == "Permute"
+    assert new.get_layer("joined_last").get_config()["axis"] == -1
+    x = np.random.default_rng(0).normal(size=(16, 3, 6)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), new.predict(x, verbose=0))
+    again, changed = ConcatenateLastAxis().apply(new)
+    assert not changed and again is new
+
+
+def test_concatenate_last_axis_leaves_last_axis_concatenate_alone():
+    import tensorflow as tf
+
+    from trigflow.firmware.passes.concat_last_axis import ConcatenateLastAxis
+
+    x_in = tf.keras.Input((3, 2))
+    y = tf.keras.layers.Concatenate(axis=-1)([x_in, x_in])
+    model = tf.keras.Model(x_in, y)
+    assert ConcatenateLastAxis().apply(model) == (model, False)

@@ -99,7 +99,8 @@ def assert_nothing_left(work: Path) -> None:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
-    """Tiny models (QKeras Dense 4 → 2 as .h5 and .keras, an LSTM) and data (6 features; NaN/inf)."""
+    """Tiny models (QKeras Dense 4 → 2 as .h5 and .keras, a Conv1DTranspose, a custom layer) and data
+    (6 features; NaN/inf)."""
     import tensorflow as tf
     from qkeras import QActivation, QDense, quantized_bits
 
@@ -116,7 +117,16 @@ def models(tmp_path_factory) -> Path:
     model.save(root / "tiny.h5")
     model.save(root / "tiny.keras")
     x = tf.keras.Input((5, 4))
-    tf.keras.Model(x, layers.LSTM(2, name="rnn")(x)).save(root / "lstm.h5")
+    tf.keras.Model(x, layers.Conv1DTranspose(2, 3, name="up")(x)).save(root / "transpose.h5")
+
+    class Scale(layers.Layer):  # a user's own layer: its class is not importable by name
+        def call(self, inputs):
+            return 2.0 * inputs
+
+    x = tf.keras.Input((4,))
+    tf.keras.Model(x, QDense(2, kernel_quantizer=q, name="dense")(Scale(name="scale")(x))).save(
+        root / "custom.h5"
+    )
     rng = np.random.default_rng(0)
     data = rng.normal(size=(1200, 4)).astype(np.float32)
     np.save(root / "x6.npy", rng.normal(size=(1200, 6)).astype(np.float32))
@@ -146,12 +156,24 @@ def test_unsupported_layer_names_it_the_alternative_and_the_supported_ones(
     models, tmp_path, monkeypatch, capsys
 ):
     work = tmp_path / "w"
-    result = cli(monkeypatch, capsys, *verify_args(models, work, "lstm.h5"))
+    result = cli(monkeypatch, capsys, *verify_args(models, work, "transpose.h5"))
     assert_error(
         result,
-        "layer 'rnn' (LSTM) is not supported by trigflow verify",
-        "use a Conv1D/Dense network over the sequence",
+        "layer 'up' (Conv1DTranspose) is not supported by trigflow verify",
+        "use UpSampling1D followed by Conv1D",
         "supported: InputLayer, Dense, QDense",
+    )
+    assert_nothing_left(work)
+
+
+def test_unknown_custom_layer_names_it_and_how_to_register_it(models, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "w"
+    result = cli(monkeypatch, capsys, *verify_args(models, work, "custom.h5"))
+    assert_error(
+        result,
+        "layer 'scale' (Scale) is a custom layer trigflow does not know",
+        "--custom-objects MODULE:Scale",
+        "register_keras_v2_layer_handler",
     )
     assert_nothing_left(work)
 
@@ -457,3 +479,32 @@ def test_report_without_report_json(tmp_path, monkeypatch, capsys):
     result = cli(monkeypatch, capsys, "report", str(folder))
     assert_error(result, "report.json", str(folder))
     assert sorted(p.name for p in folder.iterdir()) == []  # no page, no temporary left
+
+
+def test_registered_custom_layer_without_hls4ml_converter_says_how_to_add_one(
+    models, tmp_path, monkeypatch, capsys
+):
+    """--custom-objects module:Class makes the file load; without an hls4ml handler for the class, one line
+    says how to register one (exit 2, nothing written)."""
+    (tmp_path / "scalemod.py").write_text(
+        "import tensorflow as tf\n\n\nclass Scale(tf.keras.layers.Layer):\n"
+        "    def call(self, inputs):\n        return 2.0 * inputs\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    work = tmp_path / "w"
+    args = verify_args(models, work, "custom.h5", "--custom-objects", "scalemod:Scale")
+    result = cli(monkeypatch, capsys, *args)
+    assert_error(
+        result,
+        "layer 'scale' (Scale) has no hls4ml converter",
+        "register_keras_v2_layer_handler('Scale', handler)",
+    )
+    assert_nothing_left(work)
+
+
+def test_custom_objects_that_cannot_be_imported_are_one_line(models, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "w"
+    args = verify_args(models, work, "custom.h5", "--custom-objects", "nomod_x:Scale")
+    result = cli(monkeypatch, capsys, *args)
+    assert_error(result, "--custom-objects nomod_x:Scale: cannot import module 'nomod_x'", "PYTHONPATH")
+    assert_nothing_left(work)
