@@ -131,6 +131,8 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
         parts.append(f"{name} {'✓' if check.get('passed') else '✗'}{bound}")
     if failed:
         parts.append("failed: " + ", ".join(failed))
+    if report.get("verdict_note"):  # any saturation, anywhere (verify)
+        parts.append(str(report["verdict_note"]))
     return {"passed": passed, "parts": parts, "failed": failed}
 
 

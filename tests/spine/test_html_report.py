@@ -328,6 +328,8 @@ def test_failed_verify_page_names_the_failed_threshold_the_layer_and_the_fix(tmp
     assert "Per-layer types and ranges" in text and "3 / 2" in text and "17.50 %" in text
     assert "Firmware configuration chosen" in text and "estimate failed: ValueError" in text
     assert "Accuracy and AUC" not in text  # no labels, no accuracy section
+    noted = text_of(render_page({**failed_verify_report(), "verdict_note": "input saturated in 3 samples"}, tmp_path))
+    assert noted.index("input saturated in 3 samples") < noted.index("Proof")  # saturation on the verdict line
 
 
 def test_page_tolerates_any_report_shape(tmp_path):
