@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from tiny_models import randomize
 from trigflow.firmware.autoconfig import (
     build_firmware,
     choose_configuration,
@@ -37,26 +38,6 @@ def q6():
     from qkeras import quantized_bits
 
     return quantized_bits(6, 0, alpha=1)
-
-
-def randomize(model, seed: int = 0):
-    """Random weights; BatchNormalization gets non-trivial statistics."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        weights = layer.get_weights()
-        if layer.__class__.__name__ == "BatchNormalization":
-            g, b, m, v = weights
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 2, g.shape),
-                    rng.normal(0, 0.5, b.shape),
-                    rng.normal(0, 0.5, m.shape),
-                    rng.uniform(0.5, 2, v.shape),
-                ]
-            )
-        elif weights:
-            layer.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in weights])
-    return model
 
 
 # --- the zoo ------------------------------------------------------------------------------------------------

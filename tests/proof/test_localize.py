@@ -7,37 +7,12 @@ import pytest
 from trigflow.firmware.autoconfig import choose_configuration
 from trigflow.firmware.convert import FirmwareSpec
 from trigflow.proof.localize import keras_counterparts, localize
+from tiny_models import qmlp_8_10_3, randomize
 
 
 def exact_model():
     """Input quantizer → QDense → BatchNormalization → quantized_relu → QDense (bit-exact as chosen)."""
-    import tensorflow as tf
-    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
-
-    q = quantized_bits(6, 0, alpha=1)
-    L = tf.keras.layers
-    x = L.Input((8,), name="x")
-    h = QActivation(quantized_bits(10, 3, alpha=1), name="inq")(x)
-    h = QDense(10, kernel_quantizer=q, bias_quantizer=q, name="dense_0")(h)
-    h = L.BatchNormalization(name="bn")(h)
-    h = QActivation(quantized_relu(6, 2), name="relu_0")(h)
-    y = QDense(3, kernel_quantizer=q, bias_quantizer=q, name="dense_1")(h)
-    model = tf.keras.Model(x, y)
-    rng = np.random.default_rng(0)
-    for layer in model.layers:
-        w = layer.get_weights()
-        if layer.name == "bn":
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 2, 10),
-                    rng.normal(0, 0.5, 10),
-                    rng.normal(0, 0.5, 10),
-                    rng.uniform(0.5, 2, 10),
-                ]
-            )
-        elif w:
-            layer.set_weights([rng.normal(0, 0.5, v.shape).astype(np.float32) for v in w])
-    return model
+    return randomize(qmlp_8_10_3(batchnorm=True))
 
 
 @pytest.fixture(scope="module")

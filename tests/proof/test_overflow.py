@@ -7,25 +7,13 @@ import pytest
 from trigflow.firmware.autoconfig import build_firmware, choose_configuration
 from trigflow.firmware.convert import FirmwareSpec
 from trigflow.proof.overflow import overflow_report, plot_ranges
+from tiny_models import qmlp_8_10_3, randomize
 
 
 @pytest.fixture(scope="module")
 def model_and_x():
-    import tensorflow as tf
-    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
-
-    q = quantized_bits(6, 0, alpha=1)
-    L = tf.keras.layers
-    x = L.Input((8,), name="x")
-    h = QActivation(quantized_bits(10, 3, alpha=1), name="inq")(x)
-    h = QDense(10, kernel_quantizer=q, bias_quantizer=q, name="dense_0")(h)
-    h = QActivation(quantized_relu(6, 2), name="relu_0")(h)
-    y = QDense(3, kernel_quantizer=q, bias_quantizer=q, name="dense_1")(h)
-    model = tf.keras.Model(x, y)
     rng = np.random.default_rng(0)
-    for layer in model.layers:
-        if layer.get_weights():
-            layer.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    model = randomize(qmlp_8_10_3(batchnorm=False), rng)
     data = rng.uniform(-9, 9, size=(500, 8)).astype(np.float32)  # beyond the input quantizer's ±8
     return model, data
 

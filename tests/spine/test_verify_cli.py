@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from tiny_models import randomize
 
 
 def trigflow(*args, cwd=None):
@@ -22,14 +23,6 @@ def trigflow(*args, cwd=None):
     )
 
 
-def _randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if layer.get_weights():
-            layer.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
-    return model
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     import tensorflow as tf
@@ -38,7 +31,7 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("verify")
     q = quantized_bits(6, 0, alpha=1)
     L = tf.keras.layers
-    qmodel = _randomize(
+    qmodel = randomize(
         tf.keras.Sequential(
             [
                 L.InputLayer(input_shape=(8,)),
@@ -51,7 +44,7 @@ def files(tmp_path_factory):
         )
     )
     qmodel.save(root / "model.h5")
-    fmodel = _randomize(
+    fmodel = randomize(
         tf.keras.Sequential(
             [
                 L.InputLayer(input_shape=(6,)),
@@ -239,7 +232,7 @@ def test_grid_that_changes_the_model_fails_with_the_reason(tmp_path):
     import tensorflow as tf
     from qkeras import QDense, quantized_bits
 
-    model = _randomize(
+    model = randomize(
         tf.keras.Sequential(
             [QDense(3, input_shape=(2,), kernel_quantizer=quantized_bits(6, 0, alpha=1), name="d")]
         )
