@@ -41,3 +41,16 @@ def qmlp_8_10_3(*, batchnorm: bool):
     h = QActivation(quantized_relu(6, 2), name="relu_0")(h)
     y = QDense(3, kernel_quantizer=q, bias_quantizer=q, name="dense_1")(h)
     return tf.keras.Model(x, y)
+
+
+def float_mlp(n_in: int, hidden: int, n_out: int, *, seed: int):
+    """A plain Keras Sequential MLP with a softmax head and random weights (no quantizers)."""
+    import tensorflow as tf
+
+    L = tf.keras.layers
+    layers = [
+        L.InputLayer(input_shape=(n_in,)),
+        L.Dense(hidden, activation="relu", name="d0"),
+        L.Dense(n_out, activation="softmax", name="d1"),
+    ]
+    return randomize(tf.keras.Sequential(layers), seed=seed)

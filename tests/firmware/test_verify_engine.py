@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from tiny_models import randomize
+from tiny_models import float_mlp, randomize
 from trigflow.firmware.autoconfig import (
     build_firmware,
     choose_configuration,
@@ -229,19 +229,7 @@ def test_input_format_chosen(verified):
 
 
 def test_float_model_verifies_with_reported_difference(tmp_path):
-    import tensorflow as tf
-
-    L = _layers()
-    model = randomize(
-        tf.keras.Sequential(
-            [
-                L.InputLayer(input_shape=(8,)),
-                L.Dense(10, activation="relu", name="d0"),
-                L.Dense(3, activation="softmax", name="d1"),
-            ]
-        ),
-        seed=3,
-    )
+    model = float_mlp(8, 10, 3, seed=3)
     x = np.random.default_rng(0).normal(size=(N, 8)).astype(np.float32)
     dep = choose_configuration(model, x)
     assert not dep.quantized and not dep.spec.bit_exact and dep.head == "softmax"

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from tiny_models import randomize
+from tiny_models import float_mlp, randomize
 
 
 def trigflow(*args, cwd=None):
@@ -44,16 +44,7 @@ def files(tmp_path_factory):
         )
     )
     qmodel.save(root / "model.h5")
-    fmodel = randomize(
-        tf.keras.Sequential(
-            [
-                L.InputLayer(input_shape=(6,)),
-                L.Dense(8, activation="relu", name="d0"),
-                L.Dense(3, activation="softmax", name="d1"),
-            ]
-        ),
-        seed=1,
-    )
+    fmodel = float_mlp(6, 8, 3, seed=1)
     fmodel.save(root / "float.h5")
     (root / "arch.json").write_text(fmodel.to_json())
     rng = np.random.default_rng(2)
