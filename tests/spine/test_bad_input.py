@@ -290,12 +290,22 @@ def test_full_disk_while_hls4ml_writes_the_project(models, tmp_path, monkeypatch
     assert_nothing_left(work)
 
 
-def test_full_disk_at_publish_keeps_the_previous_outputs(models, tmp_path, monkeypatch, capsys):
-    """--force over old outputs, ENOSPC as the report folder is renamed into place: the old ones come back."""
-    work = tmp_path / "w"
+def previous_outputs(work: Path) -> None:
+    """Run and project folders of an earlier run, each holding one old.txt, to be replaced with --force."""
     for name in ("out", "prj"):
         (work / name).mkdir(parents=True)
         (work / name / "old.txt").write_text(name)
+
+
+def assert_previous_outputs_kept(work: Path) -> None:
+    for name in ("out", "prj"):
+        assert [p.name for p in (work / name).iterdir()] == ["old.txt"]
+
+
+def test_full_disk_at_publish_keeps_the_previous_outputs(models, tmp_path, monkeypatch, capsys):
+    """--force over old outputs, ENOSPC as the report folder is renamed into place: the old ones come back."""
+    work = tmp_path / "w"
+    previous_outputs(work)
     real_replace = os.replace
 
     def replace(src, dst):
@@ -307,8 +317,7 @@ def test_full_disk_at_publish_keeps_the_previous_outputs(models, tmp_path, monke
     result = cli(monkeypatch, capsys, *verify_args(models, work, "tiny.h5", "--force"))
     assert_error(result, f"disk full while writing {work / 'out'}", "free space")
     assert sorted(p.name for p in work.iterdir()) == ["out", "prj"]
-    for name in ("out", "prj"):
-        assert [p.name for p in (work / name).iterdir()] == ["old.txt"]
+    assert_previous_outputs_kept(work)
 
 
 def test_compiler_missing(models, tmp_path, monkeypatch, capsys):
@@ -361,17 +370,14 @@ def test_ctrl_c_exits_130_and_keeps_nothing(models, tmp_path, monkeypatch, capsy
 def test_ctrl_c_in_a_forced_run_restores_the_previous_project(fake_jets, tmp_path, monkeypatch, capsys):
     """`trigflow run` with --force, interrupted after training: the old project and run folder are intact."""
     work = tmp_path / "w"
-    for name in ("out", "prj"):
-        (work / name).mkdir(parents=True)
-        (work / name / "old.txt").write_text(name)
+    previous_outputs(work)
     monkeypatch.setattr("trigflow.pipeline.build_firmware", _interrupt)
     result = cli(monkeypatch, capsys, "run", "mlp", "--data", str(fake_jets), "--out", str(work / "out"),
                  "--project-dir", str(work / "prj"), "--force", "--epochs", "1",
                  "--set", "verify.min_samples=1000", "--set", "model.hidden=4,4")
     assert_error(result, "interrupted (Ctrl-C)", code=130)
     assert sorted(p.name for p in work.iterdir()) == ["out", "prj"]
-    for name in ("out", "prj"):
-        assert [p.name for p in (work / name).iterdir()] == ["old.txt"]
+    assert_previous_outputs_kept(work)
 
 
 def test_ctrl_c_signal_to_a_real_run(models, tmp_path):
