@@ -35,6 +35,14 @@ class Recipe:
 _MODULES = {"mlp": "trigflow.kinds.mlp", "cnn": "trigflow.kinds.cnn", "gnn": "trigflow.kinds.gnn", "ae": "trigflow.kinds.ae", "rnn": "trigflow.kinds.rnn"}
 
 
+def checked_arch(config: Any, kind: str, archs: tuple[str, ...]) -> str:
+    """``config.model.arch``, or a one-line error naming the kind's architectures."""
+    arch = config.model.arch
+    if arch not in archs:
+        raise TrigflowError(f"unknown model.arch '{arch}' for {kind}: choose one of {', '.join(archs)}")
+    return arch
+
+
 def recipe_for(kind: str) -> Recipe:
     if kind not in _MODULES:
         raise TrigflowError(f"unknown kind '{kind}': choose one of {', '.join(_MODULES)}")

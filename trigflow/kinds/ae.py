@@ -23,7 +23,7 @@ import numpy as np
 
 from trigflow.config import RunConfig
 from trigflow.errors import TrigflowError
-from trigflow.kinds import Arrays, Prepared, Recipe, Trained
+from trigflow.kinds import Arrays, Prepared, Recipe, Trained, checked_arch
 
 BUNCH_CROSSING_HZ = 40e6  # LHC collision rate seen by the Level-1 trigger
 DEFAULT_RATE_HZ = 1e3  # a typical anomaly-trigger budget: 1 kHz of 40 MHz
@@ -50,10 +50,7 @@ def vae_beta(config: RunConfig) -> float:
 def _arch(config: RunConfig) -> str:
     from trigflow.models.autoencoder import ARCHS
 
-    arch = config.model.arch
-    if arch not in ARCHS:
-        raise TrigflowError(f"unknown model.arch '{arch}' for ae: choose one of {', '.join(ARCHS)}")
-    return arch
+    return checked_arch(config, "ae", ARCHS)
 
 
 # --- stage 1: data -------------------------------------------------------------------------------------------

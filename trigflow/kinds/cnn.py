@@ -26,7 +26,7 @@ import numpy as np
 
 from trigflow.config import RunConfig
 from trigflow.errors import TrigflowError
-from trigflow.kinds import Arrays, Prepared, Recipe, Trained
+from trigflow.kinds import Arrays, Prepared, Recipe, Trained, checked_arch
 
 HLS_UNROLL_LIMIT = 4096  # multiplications one pipelined loop iteration may unroll (Vivado HLS XFORM 203-504)
 HLS_PARTITION_LIMIT = 4096  # hls4ml build_prj.tcl: config_array_partition -maximum_size 4096 ("MaximumSize")
@@ -83,9 +83,7 @@ ARCHS = ("default", "batchnorm")  # model.arch: plain convolutions, or batch nor
 
 
 def _arch(config: RunConfig) -> str:
-    if config.model.arch not in ARCHS:
-        raise TrigflowError(f"unknown cnn model.arch '{config.model.arch}': choose one of {', '.join(ARCHS)}")
-    return config.model.arch
+    return checked_arch(config, "cnn", ARCHS)
 
 
 def build(prepared: Prepared, config: RunConfig, quantized: bool):

@@ -43,7 +43,7 @@ import numpy as np
 
 from trigflow.config import RunConfig
 from trigflow.errors import TrigflowError
-from trigflow.kinds import Arrays, Prepared, Recipe
+from trigflow.kinds import Arrays, Prepared, Recipe, checked_arch
 
 ARCHS = ("in", "deepsets", "garnet")
 RAW_FEATURES: tuple[str, ...] = ("pt", "eta_rel", "phi_rel")  # per constituent: GeV, rad, rad
@@ -68,10 +68,7 @@ GARNET_EXACTNESS = (
 
 
 def arch_of(config: RunConfig) -> str:
-    arch = config.model.arch
-    if arch not in ARCHS:
-        raise TrigflowError(f"unknown model.arch '{arch}' for gnn: choose one of {', '.join(ARCHS)}")
-    return arch
+    return checked_arch(config, "gnn", ARCHS)
 
 
 def pooling_for(n_particles: int) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 
 from trigflow.config import RunConfig
 from trigflow.errors import TrigflowError
-from trigflow.kinds import Arrays, Prepared, Recipe
+from trigflow.kinds import Arrays, Prepared, Recipe, checked_arch
 from trigflow.kinds import gnn
 
 ARCHS = ("gru", "lstm")
@@ -48,9 +48,7 @@ def arch_of(config: RunConfig) -> str:
     arch = config.model.arch
     if arch in REFUSED_ARCHS:
         raise TrigflowError(f"model.arch={arch} cannot be built: {REFUSED_ARCHS[arch]}; use gru or lstm")
-    if arch not in ARCHS:
-        raise TrigflowError(f"unknown model.arch '{arch}' for rnn: choose one of {', '.join(ARCHS)}")
-    return arch
+    return checked_arch(config, "rnn", ARCHS)
 
 
 def _check(config: RunConfig) -> None:
