@@ -59,6 +59,16 @@ def hep_style() -> contextlib.AbstractContextManager[None]:
     return plt.style.context(mplhep.style.CMS)
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 100) -> Path:
+    """Lay out, save and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def write_plots(outputs: dict[str, np.ndarray], class_names: tuple[str, ...], out: Path) -> list[Path]:
     """ROC curves per class for float, QKeras and firmware (one-vs-rest on softmax probabilities)."""
     import matplotlib.pyplot as plt
@@ -83,10 +93,7 @@ def write_plots(outputs: dict[str, np.ndarray], class_names: tuple[str, ...], ou
         mplhep.label.exp_label(exp="trigflow", llabel="Simulation", rlabel="ROC one-vs-rest", ax=ax)
         ax.legend(fontsize=11, ncol=3, loc="lower right", title="float (:), QKeras (--), firmware (—)",
                   title_fontsize=11)
-        fig.tight_layout()
-        path = out / "roc.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        path = save_figure(fig, out / "roc.png")
     return [path, *write_outcome_plots(outputs, class_names, out)]
 
 
@@ -172,10 +179,7 @@ def write_outcome_plots(
             ax.set_xlabel("predicted class")
             ax.set_ylabel("true class")
             ax.set_title(f"{model}: accuracy {np.mean(predicted == labels):.4f}", fontsize=16)
-        fig.tight_layout()
-        paths.append(out / "confusion.png")
-        fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
+        paths.append(save_figure(fig, out / "confusion.png"))
 
         cols = min(n, 3)
         rows = -(-n // cols)
@@ -199,8 +203,5 @@ def write_outcome_plots(
             ax.set_xlabel(f"softmax score {class_names[i]}")
             ax.set_ylabel("fraction / 0.025")
             ax.legend(fontsize=11, loc="upper center", ncol=2)
-        fig.tight_layout()
-        paths.append(out / "score_distributions.png")
-        fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
+        paths.append(save_figure(fig, out / "score_distributions.png"))
     return paths

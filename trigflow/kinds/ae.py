@@ -490,6 +490,8 @@ def write_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: d
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
+    from trigflow.report import save_figure
+
     y = np.asarray(prepared.y_test)
     w = weights_of_test_events(prepared)
     names = prepared.class_names
@@ -512,10 +514,7 @@ def write_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: d
     ax.set_xlabel("anomaly score (firmware)")
     ax.set_ylabel("density")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out / "score_distributions.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(save_figure(fig, out / "score_distributions.png", dpi=120))
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     styles = {"float": ":", "qkeras": "--", "firmware": "-"}
@@ -539,10 +538,7 @@ def write_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: d
     ax.set_ylabel("signal efficiency (TPR)")
     ax.set_title("ROC: float (:), QKeras (--), firmware (—)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths.append(out / "roc.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(save_figure(fig, out / "roc.png", dpi=120))
     return paths
 
 
