@@ -88,15 +88,11 @@ def _verdict(failures: list[str], passed: str) -> None:
     console.print(f"[green]PASS[/green] {passed}")
 
 
-def _print_report(report: dict[str, Any]) -> None:
+def _print_report(report: dict[str, Any], report_path: Path) -> None:
+    """The run's summary table and where its report is."""
     from trigflow.report import summary_rows
 
-    table = Table(title=f"trigflow run {report['kind']}", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for name, value in summary_rows(report):
-        table.add_row(name, value)
-    console.print(table)
+    _print_rows(f"trigflow run {report['kind']}", summary_rows(report), report_path)
 
 
 @app.command()
@@ -148,8 +144,7 @@ def run(
     )
     overrides = _dotted(_merge(parse_overrides(set_ or []), flags))
     result = api.run(kind, config=config, progress=StageUI(err_console), **overrides)  # type: ignore[arg-type]
-    _print_report(result.report)
-    console.print(f"report: {result.run_dir / 'report.json'}")
+    _print_report(result.report, result.run_dir / "report.json")
     _verdict(result.failures, "firmware proven against QKeras")
 
 
@@ -210,8 +205,7 @@ def verify(
         progress=StageUI(err_console),
         **_dotted(_merge(parse_overrides(set_ or []), flags)),
     )
-    _print_report(result.report)
-    console.print(f"report: {result.run_dir / 'report.json'}")
+    _print_report(result.report, result.run_dir / "report.json")
     note = result.report.get("verdict_note")
     if note and result.failures:
         err_console.print(f"[yellow]warning[/yellow] {note}")
@@ -449,13 +443,15 @@ export_app = typer.Typer(no_args_is_help=True, help="Export trained models for C
 app.add_typer(export_app, name="export")
 
 
-def _print_rows(title: str, rows: list[tuple[str, str]]) -> None:
+def _print_rows(title: str, rows: list[tuple[str, str]], report_path: Path | None = None) -> None:
     table = Table(title=title, show_header=False)
     table.add_column(style="bold")
     table.add_column()
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+    if report_path is not None:
+        console.print(f"report: {report_path}")
 
 
 @export_app.command("onnx")
@@ -472,8 +468,8 @@ def export_onnx_command(
     from trigflow.onnx import summary_rows
 
     result = api.export_onnx(source, out, opset=opset, n=n, force=force, max_abs_diff=max_diff)
-    _print_rows(f"trigflow export onnx (opset {result.report['opset']})", summary_rows(result.report))
-    console.print(f"report: {result.out_dir / 'export_report.json'}")
+    title = f"trigflow export onnx (opset {result.report['opset']})"
+    _print_rows(title, summary_rows(result.report), result.out_dir / "export_report.json")
     _verdict(result.failures, "onnxruntime matches Keras")
 
 
@@ -511,8 +507,7 @@ def firmware(
         max_float_rel_diff=max_float_diff,
         ui=StageUI(err_console),
     )
-    _print_rows("trigflow firmware (ONNX)", summary_rows(report))
-    console.print(f"report: {Path(report['run_dir']) / 'report.json'}")
+    _print_rows("trigflow firmware (ONNX)", summary_rows(report), Path(report["run_dir"]) / "report.json")
     _verdict(report["failures"], "firmware proven against onnxruntime")
 
 
