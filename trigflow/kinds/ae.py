@@ -484,9 +484,14 @@ def write_extras(report: dict, outputs: dict[str, np.ndarray], prepared: Prepare
 
 
 def write_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: dict, out: Path) -> list[Path]:
-    import matplotlib
+    """Score distributions per process and ROC curves per signal, in the HEP style of the other run plots."""
+    from trigflow.report import hep_style
 
-    matplotlib.use("Agg")
+    with hep_style():
+        return _draw_plots(outputs, prepared, threshold, out)
+
+
+def _draw_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: dict, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
@@ -499,7 +504,7 @@ def write_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: d
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     paths = []
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 7))
     positive = fw[fw > 0]
     lo = max(positive.min(), 1e-3) if len(positive) else 1e-3
     bins = np.geomspace(lo, max(fw.max(), lo * 10), 80)
@@ -512,11 +517,11 @@ def write_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: d
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("anomaly score (firmware)")
-    ax.set_ylabel("density")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("density (normalised per process)")
+    ax.legend(fontsize=13)
     paths.append(save_figure(fig, out / "score_distributions.png", dpi=120))
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 7))
     styles = {"float": ":", "qkeras": "--", "firmware": "-"}
     bg = y == 0
     for i, name in enumerate(names):
@@ -537,7 +542,7 @@ def write_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: d
     ax.set_xlabel("background efficiency (FPR)")
     ax.set_ylabel("signal efficiency (TPR)")
     ax.set_title("ROC: float (:), QKeras (--), firmware (—)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=13)
     paths.append(save_figure(fig, out / "roc.png", dpi=120))
     return paths
 
