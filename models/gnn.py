@@ -286,7 +286,7 @@ def build_garnet(
     ``quantized=True``: the input quantizer, ``GarNetHLS`` (a GarNet that computes exactly the fixed-point
     arithmetic of hls4ml's ``nnet::garnet``: truncated 12-bit distances, the exp(-d²) table, the contracted
     transforms with 10 fractional bits, ``garnet_types`` for the internal arrays) and a QKeras head, so the
-    firmware is bit-exact (``trigflow.firmware.gnn.convert_garnet``). ``quantized=False``: hls4ml's float
+    firmware is bit-exact (``trigflow.firmware.gnn.convert_graph_network``). ``quantized=False``: hls4ml's float
     ``GarNet`` with the same sublayers and weight shapes. N must be a power of two (the firmware divides by
     shifting). ``garnet_result``: the GarNet output type (≤ 24 bits).
     """
