@@ -306,6 +306,28 @@ def evaluation(folder: Path) -> dict[str, Any] | None:
     return {"report": data, "metrics": metrics(data)}
 
 
+def rtl_proof(folder: Path) -> dict[str, Any] | None:
+    """The RTL backend's proof beside the run (``rtl_report.json``, written by ``trigflow rtl``)."""
+    path = folder / "rtl_report.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    proof = data.get("proof") if isinstance(data.get("proof"), dict) else {}
+    manifest = data.get("rtl") if isinstance(data.get("rtl"), dict) else {}
+    rows = [(k, proof[k]) for k in (*PROOF_KEYS, "interpreter_bit_exact_fraction") if k in proof]
+    keys = ("top", "part", "clock_period_ns", "latency_cycles", "ii", "da4ml_cost_lut", "reg_bits")
+    return {
+        "passed": bool(data.get("passed")),
+        "failures": [str(f) for f in data.get("failures") or []],
+        "rows": rows,
+        "design": [(k, manifest[k]) for k in keys if k in manifest],
+        "dir": data.get("rtl_dir"),
+    }
+
+
 # The proof's numbers, in page order.
 PROOF_KEYS = (
     "samples",
@@ -381,6 +403,7 @@ def context(report: dict[str, Any], folder: Path) -> dict[str, Any]:
         else None,
         "score": report.get("score") if isinstance(report.get("score"), dict) else None,
         "evaluation": evaluation(folder),
+        "rtl": None if scan else rtl_proof(folder),
         "plots": plots(folder),
         "overflow": overflow,
         "localization": localization,

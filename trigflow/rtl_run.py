@@ -81,4 +81,7 @@ def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[
     report["timings_s"] = {k: round(v, 3) for k, v in ui.timings.items()}
     write_text(project / "rtl" / RTL_REPORT, json.dumps(report, indent=2, default=float))
     write_text(run_dir / RTL_REPORT, json.dumps(report, indent=2, default=float))
+    from trigflow.report_html import load_report, write_page
+
+    write_page(load_report(run_dir), run_dir)  # the run's index.html gains the RTL section
     return report

@@ -126,6 +126,8 @@ def test_run_with_firmware_rtl_proves_the_rtl_too(fake_jets, tmp_path):
     c_sim = json.loads((out / "report.json").read_text())
     assert {k for k in c_sim if k in proof} >= {"samples", "bit_exact_fraction", "mismatched_samples",
                                                 "first_mismatch", "max_abs_diff_vs_qkeras", "max_abs_diff_vs_float"}
+    page = (out / "index.html").read_text()
+    assert "RTL (da4ml Verilog, Verilator)" in page and "interpreter bit exact fraction" in page
     again = _trigflow("rtl", str(out))  # the RTL folder exists: refused without --force, left as it was
     assert again.returncode == 2 and "--force" in again.stderr
 

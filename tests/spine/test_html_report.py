@@ -535,3 +535,20 @@ def test_evaluate_adds_its_section_to_the_run_page(small_run, fake_jets):
     (root / "out" / "evaluate.json").unlink()  # leave the shared run as it was
     write_index(root / "out")
     assert text.index("PASS") < text.index("Evaluation on external data") and "300 samples" in text
+
+
+def test_rtl_proof_beside_the_run_is_on_its_page(tmp_path):
+    """`trigflow rtl` writes rtl_report.json into the run folder; the page shows its verdict and design."""
+    rtl = {
+        "passed": False,
+        "failures": ["bit_exact_fraction 0.5 (need ≥ 1.0)"],
+        "rtl_dir": str(tmp_path / "prj" / "rtl"),
+        "proof": {"source": "rtl", "samples": 1500, "bit_exact_fraction": 0.5, "interpreter_bit_exact_fraction": 1.0},
+        "rtl": {"top": "mlp", "part": "xcu250-figd2104-2L-e", "clock_period_ns": 5.0, "latency_cycles": 7, "ii": 1},
+    }
+    (tmp_path / "rtl_report.json").write_text(json.dumps(rtl))
+    text = text_of(render_page(run_report(), tmp_path))
+    section = text.split("RTL (da4ml Verilog, Verilator)")[1]
+    assert section.lstrip().startswith("FAIL") and "bit_exact_fraction 0.5 (need ≥ 1.0)" in section
+    assert "interpreter bit exact fraction" in section and "latency cycles" in section
+    assert "RTL (da4ml" not in text_of(render_page(run_report(), tmp_path / "elsewhere"))
