@@ -295,25 +295,27 @@ def scan_table(report: dict[str, Any], folder: Path) -> dict[str, Any]:
     return {"columns": columns, "headers": headers, "rows": table}
 
 
-def evaluation(folder: Path) -> dict[str, Any] | None:
-    path = folder / "evaluate.json"
+def _beside(folder: Path, name: str) -> dict[str, Any] | None:
+    """A JSON report another command left beside the run's (None when absent or unreadable)."""
+    path = folder / name
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return {"report": data, "metrics": metrics(data)}
+    return data if isinstance(data, dict) else None
+
+
+def evaluation(folder: Path) -> dict[str, Any] | None:
+    data = _beside(folder, "evaluate.json")
+    return None if data is None else {"report": data, "metrics": metrics(data)}
 
 
 def rtl_proof(folder: Path) -> dict[str, Any] | None:
     """The RTL backend's proof beside the run (``rtl_report.json``, written by ``trigflow rtl``)."""
-    path = folder / "rtl_report.json"
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    data = _beside(folder, "rtl_report.json")
+    if data is None:
         return None
     proof = data.get("proof") if isinstance(data.get("proof"), dict) else {}
     manifest = data.get("rtl") if isinstance(data.get("rtl"), dict) else {}
