@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -218,6 +220,22 @@ _ADDRESS_HELP = (
 )
 
 
+@contextmanager
+def _resumable(out: Path) -> Iterator[None]:
+    """Ctrl-C during generation says where the finished chunks are and that the same command resumes."""
+    from trigflow.data.parallel import ChunkStore
+    from trigflow.errors import Interrupted
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        store = ChunkStore.beside(out)
+        raise Interrupted(
+            f"interrupted (Ctrl-C); {store.count()} finished chunks are kept in {store.folder}, "
+            "and the same command resumes from them"
+        ) from None
+
+
 @data_app.command("jets")
 def data_jets(
     n: Annotated[int, typer.Option("--n", help="Number of jets (balanced over g, q, W, Z, t).")] = 5000,
@@ -233,7 +251,7 @@ def data_jets(
     from trigflow.data.jets import generate_jets
     from trigflow.data.parallel import cluster
 
-    with cluster(address):
+    with cluster(address), _resumable(out):
         path = generate_jets(
             out, n, seed, workers=workers, n_constituents=constituents, image_size=image_size, force=force
         )
@@ -254,7 +272,7 @@ def data_anomaly(
     from trigflow.data.anomaly import generate_anomaly
     from trigflow.data.parallel import cluster
 
-    with cluster(address):
+    with cluster(address), _resumable(out):
         path = generate_anomaly(out, n, n_signal, seed, workers=workers, force=force)
     console.print(f"wrote {path}")
 

@@ -17,3 +17,9 @@ class ThresholdFailed(TrigflowError):
     """A configured verification threshold was not met (the run itself completed)."""
 
     exit_code = 1
+
+
+class Interrupted(TrigflowError):
+    """Ctrl-C during work that keeps its finished parts (the message says where and how to resume)."""
+
+    exit_code = 130

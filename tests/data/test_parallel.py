@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from trigflow.data.parallel import cluster, map_chunks
+from trigflow.data.parallel import ChunkStore, cluster, map_chunks
 
 
 def _same_h5(a, b) -> None:
@@ -49,3 +49,52 @@ def test_jets_on_ray_equal_local_processes(local_ray, tmp_path):
     with cluster("auto"):
         on_ray = generate_jets(tmp_path / "ray.h5", 100, seed=3, **options)
     _same_h5(local, on_ray)
+
+
+def _boom_after(fn, n_ok: int):
+    """``fn`` that raises on its ``n_ok + 1``-th call, under ``fn``'s own name (so its store keys match)."""
+    calls = []
+
+    def wrapped(chunk):
+        calls.append(chunk)
+        if len(calls) > n_ok:
+            raise KeyboardInterrupt("interrupted")
+        return fn(chunk)
+
+    wrapped.__module__, wrapped.__qualname__ = fn.__module__, fn.__qualname__
+    return wrapped, calls
+
+
+def test_map_chunks_resumes_from_its_store(tmp_path):
+    chunks = [f"chunk/{i}" for i in range(7)]
+    store = ChunkStore(tmp_path / "partial", "v1")
+    failing, _ = _boom_after(basename, 4)
+    with pytest.raises(KeyboardInterrupt):
+        list(map_chunks(failing, chunks, workers=1, checkpoint=store))
+    assert store.count() == 4
+    counting, calls = _boom_after(basename, 99)
+    assert list(map_chunks(counting, chunks, workers=1, checkpoint=store)) == [str(i) for i in range(7)]
+    assert calls == chunks[4:]  # only the unfinished chunks ran
+    other_version, calls = _boom_after(basename, 99)
+    list(map_chunks(other_version, chunks, workers=1, checkpoint=ChunkStore(store.folder, "v2")))
+    assert calls == chunks  # results of another format version are not reused
+
+
+def test_interrupted_jet_generation_resumes_to_the_same_file(tmp_path, monkeypatch):
+    from trigflow.data import jets
+
+    options = {"n_constituents": 8, "image_size": 4, "jets_per_chunk": 5, "workers": 1}
+    fresh = jets.generate_jets(tmp_path / "fresh.h5", 25, seed=5, **options)
+    out = tmp_path / "resumed.h5"
+    failing, _ = _boom_after(jets._generate_chunk, 3)
+    monkeypatch.setattr(jets, "_generate_chunk", failing)
+    with pytest.raises(KeyboardInterrupt):
+        jets.generate_jets(out, 25, seed=5, **options)
+    monkeypatch.undo()
+    assert not out.exists() and ChunkStore.beside(out).count() == 3  # nothing half-written, 3 chunks kept
+    counting, calls = _boom_after(jets._generate_chunk, 99)
+    monkeypatch.setattr(jets, "_generate_chunk", counting)
+    jets.generate_jets(out, 25, seed=5, **options)
+    assert len(calls) == 5 - 3
+    assert not ChunkStore.beside(out).folder.exists()  # removed once the file is complete
+    _same_h5(fresh, out)

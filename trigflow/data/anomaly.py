@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from trigflow.data.h5 import create_h5, open_h5
-from trigflow.data.parallel import map_chunks
+from trigflow.data.parallel import ChunkStore, map_chunks
 from trigflow.errors import TrigflowError
 
 GENERATOR_TAG = "trigflow-anomaly-v1"  # bump when the physics changes: invalidates cached files
@@ -486,6 +486,7 @@ def generate_anomaly(
     total = sum(c.n for c in chunks)
     n_blocks = chunks[-1].block + 1
     per_block = [sum(1 for c in chunks if c.block == b) for b in range(n_blocks)]
+    store = ChunkStore.beside(out, GENERATOR_TAG)
     with create_h5(out, force=force) as f:
         f.attrs["generator"] = f"pythia8mc 8.317 + fastjet anti-kt R=0.4, L1 smearing ({GENERATOR_TAG})"
         f.attrs["seed"] = seed
@@ -512,6 +513,7 @@ def generate_anomaly(
             description="anomaly events",
             total=total,
             size_of=lambda r: len(r.x),
+            checkpoint=store,
         )
         for res in results:
             s = stats[COMPONENTS[res.component].name]
@@ -534,6 +536,7 @@ def generate_anomaly(
         f.attrs["generation_stats"] = json.dumps(
             {k: {"kept": v[0], "generated": v[1], "seconds": round(v[2], 2)} for k, v in stats.items()}
         )
+    store.remove()
     return out
 
 

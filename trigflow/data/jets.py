@@ -417,7 +417,7 @@ def generate_jets(
 ) -> Path:
     """Generate ``n`` jets (balanced over g, q, W, Z, t) into the HDF5 file ``out``; returns its path."""
     from trigflow import __version__
-    from trigflow.data.parallel import map_chunks
+    from trigflow.data.parallel import ChunkStore, map_chunks
 
     options = JetOptions(n_constituents, image_size, bool(preprocess_images), jets_per_chunk)
     _check_options(n, seed, options)
@@ -425,6 +425,7 @@ def generate_jets(
     chunks = _chunks(int(n), int(seed), options)
     class_counts = np.zeros(len(JET_CLASSES), dtype=np.int64)
     n_events = 0
+    store = ChunkStore.beside(out, f"jets-{FORMAT_VERSION}")
     with create_h5(out, force=force) as f:
         writer = _JetWriter(f, options)
         pending: list[_ChunkResult] = []
@@ -435,6 +436,7 @@ def generate_jets(
             description="jets",
             total=int(n),
             size_of=lambda r: r.n_jets,
+            checkpoint=store,
         )
         for result in results:
             if pending and result.round_index != pending[0].round_index:
@@ -473,6 +475,7 @@ def generate_jets(
                 "shuffle again before training",
             }
         )
+    store.remove()
     return out
 
 

@@ -5,23 +5,31 @@ where the chunks ran: a file generated on a Ray cluster equals the one generated
 Local processes are the default; ``map_chunks(..., address=...)`` or a ``with cluster(address):`` block
 (``trigflow data jets|anomaly --address``) sends the chunks to Ray as tasks, the engine ``trigflow scan``
 uses.
+
+Resumable: with ``checkpoint=FOLDER`` every finished chunk's result is kept in FOLDER under a name made from
+the function and the chunk (its seed included); a rerun of the same command loads those and computes only
+the rest, so an interrupted generation continues where it stopped and still writes the same file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 import os
+import pickle
+import shutil
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, TypeVar
 
 from trigflow.errors import TrigflowError
 
-__all__ = ["cluster", "default_workers", "map_chunks"]
+__all__ = ["ChunkStore", "cluster", "default_workers", "map_chunks"]
 
 T = TypeVar("T")
 LOCAL_RAY = "local"  # address meaning: start a Ray instance on this machine
@@ -43,6 +51,45 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+class ChunkStore:
+    """Finished chunk results kept in ``folder`` (one pickle per chunk), so a rerun skips them."""
+
+    def __init__(self, folder: str | os.PathLike, version: str = "") -> None:
+        self.folder = Path(folder)
+        self.version = version  # part of every key: results of another format version are not reused
+
+    def _path(self, fn: Callable, chunk: Any) -> Path:
+        key = f"{fn.__module__}.{fn.__qualname__}|{self.version}|{chunk!r}"
+        return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.pkl"
+
+    def has(self, fn: Callable, chunk: Any) -> bool:
+        return self._path(fn, chunk).is_file()
+
+    def load(self, fn: Callable, chunk: Any) -> Any:
+        with open(self._path(fn, chunk), "rb") as f:
+            return pickle.load(f)
+
+    def save(self, fn: Callable, chunk: Any, result: Any) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(fn, chunk)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)  # a chunk is either whole or absent
+
+    def count(self) -> int:
+        return len(list(self.folder.glob("*.pkl"))) if self.folder.is_dir() else 0
+
+    @classmethod
+    def beside(cls, out: str | os.PathLike, version: str = "") -> "ChunkStore":
+        """The store of the file ``out`` while it is being generated: ``<out>.partial/``."""
+        out = Path(out)
+        return cls(out.with_name(out.name + ".partial"), version)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def map_chunks(
     fn: Callable[[Any], T],
     chunks: Sequence[Any],
@@ -52,41 +99,54 @@ def map_chunks(
     total: int | None = None,
     size_of: Callable[[T], int] = lambda _: 1,
     address: str | None = None,
+    checkpoint: ChunkStore | None = None,
 ) -> Iterator[T]:
     """Yield ``fn(chunk)`` for each chunk, in chunk order, computed on ``workers`` processes, or as Ray tasks
     on the cluster at ``address`` (default: the enclosing ``cluster(...)`` block's, else local processes).
 
     ``fn`` must be a module-level function (picklable). The progress bar advances by ``size_of(result)``
-    out of ``total`` (default: number of chunks).
+    out of ``total`` (default: number of chunks). With ``checkpoint``, chunks found there are loaded instead
+    of computed and every computed one is saved there before it is yielded.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     address = address or _ADDRESS.get()
+    kept = [checkpoint is not None and checkpoint.has(fn, chunk) for chunk in chunks]
+    todo = [chunk for chunk, done in zip(chunks, kept) if not done]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    if any(kept):
+        description += f" ({sum(kept)}/{len(chunks)} chunks resumed from {checkpoint.folder})"
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task(description, total=total if total is not None else len(chunks))
-        if address:
-            for result in _map_on_ray(fn, chunks, address, workers):
-                progress.advance(task, size_of(result))
-                yield result
-            return
-        workers = workers or default_workers()
-        if workers == 1:
-            results: Iterator[T] = map(fn, chunks)
-            for result in results:
-                progress.advance(task, size_of(result))
-                yield result
-            return
-        # An executor (unlike Pool.imap) raises BrokenProcessPool when a worker dies instead of waiting forever.
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            try:
-                for result in pool.map(fn, chunks):
-                    progress.advance(task, size_of(result))
-                    yield result
-            except BrokenProcessPool:
-                raise TrigflowError(
-                    "a generator process died (out of memory or killed); rerun, or use fewer --workers"
-                ) from None
+        computed = _map(fn, todo, address, workers) if todo else iter(())
+        for chunk, done in zip(chunks, kept):
+            if done:
+                result = checkpoint.load(fn, chunk)
+            else:
+                result = next(computed)
+                if checkpoint is not None:
+                    checkpoint.save(fn, chunk, result)
+            progress.advance(task, size_of(result))
+            yield result
+
+
+def _map(fn: Callable[[Any], T], chunks: Sequence[Any], address: str | None, workers: int | None) -> Iterator[T]:
+    if address:
+        yield from _map_on_ray(fn, chunks, address, workers)
+        return
+    workers = workers or default_workers()
+    if workers == 1:
+        yield from map(fn, chunks)
+        return
+    # An executor (unlike Pool.imap) raises BrokenProcessPool when a worker dies instead of waiting forever.
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        try:
+            yield from pool.map(fn, chunks)
+        except BrokenProcessPool:
+            raise TrigflowError(
+                "a generator process died (out of memory or killed); rerun (finished chunks are kept), "
+                "or use fewer --workers"
+            ) from None
 
 
 def _map_on_ray(
@@ -124,7 +184,8 @@ def _map_on_ray(
                 result = ray.get(pending.popleft())
             except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError):
                 raise TrigflowError(
-                    "a Ray worker died while generating (out of memory or killed); rerun, or add nodes"
+                    "a Ray worker died while generating (out of memory or killed); rerun (finished chunks are kept), "
+                    "or add nodes"
                 ) from None
             for chunk in todo:
                 pending.append(task.remote(chunk))
