@@ -170,7 +170,7 @@ def mirror_recurrent(dep) -> tuple[Any, RecurrentCheck | None]:
             "io_parallel nnet::gru/lstm); use io_type=io_parallel"
         )
     if "lstm" in archs.values():
-        _check_lstm_input(dep, [layer for layer in found if archs[layer.name] == "lstm"])
+        _check_lstm_input(dep.model, [name for name, arch in archs.items() if arch == "lstm"])
     from trigflow.firmware.passes.recurrent_plain import RecurrentPlain
 
     mirror_pass = RecurrentMirror()
@@ -195,18 +195,30 @@ def mirror_recurrent(dep) -> tuple[Any, RecurrentCheck | None]:
     return changed, check
 
 
-def _check_lstm_input(dep, layers) -> None:
-    """``nnet::lstm`` reads its input as its result type; the mirror gives the LSTM result = accum =
-    ``fixed<16,6,RND,SAT>``, so its input must be that same type: only the model input, on that grid."""
+def _check_lstm_input(model, names: list[str]) -> None:
+    """``nnet::lstm`` reads its input as its result type (the mirror's LSTM: result = accum =
+    ``fixed<16,6,RND,SAT>``): ``RecurrentPlain`` gives the layer feeding it that result type, which is exact only
+    when that layer is a ``quantized_bits`` quantizer whose grid the result type holds."""
     from trigflow.models.rnn import RecurrentTypes
+    from trigflow.quantize.fixed import FixedType
 
-    result = RecurrentTypes().result
-    for layer in layers:
-        raise TrigflowError(
-            f"recurrent layer '{layer.name}' (QLSTM): hls4ml's nnet::lstm reads its input as its result type "
-            f"({result}), which trigflow verify does not set up for a user model yet; use QGRU "
-            "(reset_after=True), or train it with `trigflow run rnn --set model.arch=lstm`"
-        )
+    result = FixedType.parse(RecurrentTypes().result)
+    for name in names:
+        source = model.get_layer(name).inbound_nodes[0].inbound_layers
+        quantizer = getattr(source, "quantizer", None)
+        grid = None
+        if type(source).__name__ == "QActivation" and type(quantizer).__name__ == "quantized_bits":
+            try:
+                grid = FixedType.from_quantizer(quantizer, source.name)
+            except TrigflowError:
+                grid = None
+        if grid is None or grid.frac > result.frac or grid.integer > result.integer:
+            raise TrigflowError(
+                f"recurrent layer '{name}' (QLSTM): hls4ml's nnet::lstm reads its input as its result type "
+                f"{result}, so its input must come from a quantized_bits QActivation with ≤ {result.frac} "
+                f"fractional and ≤ {result.integer - 1} integer bits (got {grid or type(source).__name__}); "
+                "quantize the LSTM's input so"
+            )
 
 
 def _exact_weight_types(model) -> dict[str, dict[str, str]]:

@@ -15,11 +15,14 @@ from trigflow.errors import TrigflowError
 T, F, UNITS = 4, 3, 4
 
 
-def user_model(path: Path, *, seed: int = 0, activations: str = "float", **recurrent) -> Path:
+def user_model(
+    path: Path, *, arch: str = "gru", seed: int = 0, activations: str = "float", input_bits: tuple = (10, 3),
+    **recurrent,
+) -> Path:
     """A QKeras model as a user writes it: input quantizer → QGRU (quantized weights; float or quantized
     sigmoid/tanh) → QDense/quantized_relu → QDense → softmax; random weights large enough to saturate gates."""
     import tensorflow as tf
-    from qkeras import (QActivation, QDense, QGRU, quantized_bits, quantized_relu, quantized_sigmoid,
+    from qkeras import (QActivation, QDense, QGRU, QLSTM, quantized_bits, quantized_relu, quantized_sigmoid,
                         quantized_tanh)
 
     from trigflow.models.rnn import qkeras_recurrent_fix
@@ -35,10 +38,12 @@ def user_model(path: Path, *, seed: int = 0, activations: str = "float", **recur
                 "recurrent_activation": quantized_sigmoid(8, use_real_sigmoid=True)}
     elif activations == "qkeras_default":
         acts = {}
-    options = {"reset_after": True, **acts, **recurrent}
+    options = {**({"reset_after": True} if arch == "gru" else {}), **acts, **recurrent}
     x_in = tf.keras.Input((T, F))
-    x = QActivation(quantized_bits(10, 3, alpha=1), name="inq")(x_in)
-    x = QGRU(UNITS, kernel_quantizer=q(), recurrent_quantizer=q(), bias_quantizer=q(), name="gru", **options)(x)
+    x = QActivation(quantized_bits(*input_bits, alpha=1), name="inq")(x_in)
+    x = (QGRU if arch == "gru" else QLSTM)(
+        UNITS, kernel_quantizer=q(), recurrent_quantizer=q(), bias_quantizer=q(), name=arch, **options
+    )(x)
     if recurrent.get("return_sequences"):
         x = tf.keras.layers.Flatten(name="flat")(x)
     x = QDense(6, kernel_quantizer=q(), bias_quantizer=q(), name="d1")(x)
@@ -65,7 +70,17 @@ def _verify(tmp_path: Path, model: Path, data: Path, **options):
                            verify={"min_samples": 100}, **options)
 
 
-def test_verify_proves_a_user_qgru_against_its_mirror_and_reports_the_model(tmp_path):
+@pytest.mark.parametrize(
+    ("arch", "activations"),
+    [
+        ("gru", "float"),  # 74 s on this shared 2-core machine (load ≈ 6)
+        pytest.param("gru", "quantized", marks=pytest.mark.slow),  # quantized_tanh/sigmoid(use_real_*): 78 s
+        pytest.param("lstm", "float", marks=pytest.mark.slow),  # 69 s
+    ],
+)
+def test_verify_proves_a_user_recurrent_model_against_its_mirror_and_reports_the_model(
+    tmp_path, arch, activations
+):
     from trigflow.evaluate_run import link_firmware
     from trigflow.firmware.autoconfig import rebuild
     from trigflow.firmware.csim import predict
@@ -73,7 +88,8 @@ def test_verify_proves_a_user_qgru_against_its_mirror_and_reports_the_model(tmp_
     from trigflow.firmware.passes.recurrent_mirror import RecurrentMirror
     from trigflow.proof.reference import exact_predict
 
-    model_path, data_path = user_model(tmp_path / "user_gru.h5"), user_data(tmp_path / "jets.npz")
+    model_path = user_model(tmp_path / f"user_{arch}.h5", arch=arch, activations=activations)
+    data_path = user_data(tmp_path / "jets.npz")
     result = _verify(tmp_path, model_path, data_path)
     report = result.report
     assert result.failures == [] and report["passed"]
@@ -85,13 +101,14 @@ def test_verify_proves_a_user_qgru_against_its_mirror_and_reports_the_model(tmp_
     logits_model = rebuild(load_model(model_path), "reference")[0]  # the user's model up to its logits
     mirror, changed = RecurrentMirror().apply(logits_model)
     assert changed
-    firmware = predict(link_firmware(tmp_path / "prj", tmp_path / "out", "gru"), x)
+    firmware = predict(link_firmware(tmp_path / "prj", tmp_path / "out", arch), x)
     np.testing.assert_array_equal(firmware, exact_predict(mirror, x))
 
     # ... and the user's model itself beside it: named layer, tables stated, the figures are the model's
     model = exact_predict(logits_model, x)
     rec = report["recurrent"]
-    assert rec["layers"] == {"gru": "QGRU"} and "lookup tables" in rec["activations"]
+    kind = f"Q{arch.upper()}"
+    assert rec["layers"] == {arch: kind} and "lookup tables" in rec["activations"]
     versus = rec["firmware_vs_model"]
     differ = int(np.sum(np.any(firmware != model, axis=1)))
     assert versus["differing_samples"] == differ > 0  # the tables do change the logits: not hidden
@@ -105,10 +122,10 @@ def test_verify_proves_a_user_qgru_against_its_mirror_and_reports_the_model(tmp_
     assert report["accuracy"]["mirror"] == accuracy["mirror"] == report["accuracy"]["firmware"]
     assert report["argmax_agreement"]["firmware_vs_model_on_raw_data"] == versus["argmax_agreement"]
     note = report["verdict_note"]
-    assert "'gru' (QGRU)" in note and "lookup tables" in note and f"{differ:,} of 160" in note
-    assert "mirror of recurrent layer 'gru'" in report["checks"]["bit_exact"]["detail"]
+    assert f"'{arch}' ({kind})" in note and "lookup tables" in note and f"{differ:,} of 160" in note
+    assert f"mirror of recurrent layer '{arch}'" in report["checks"]["bit_exact"]["detail"]
     assert report["configuration"]["conversion"]["path"] == "recurrent_mirror"
-    assert report["configuration"]["firmware_types"]["gru"]["table"].startswith("fixed<18,8")
+    assert report["configuration"]["firmware_types"][arch]["table"].startswith("fixed<18,8")
 
 
 @pytest.mark.parametrize(
@@ -118,6 +135,7 @@ def test_verify_proves_a_user_qgru_against_its_mirror_and_reports_the_model(tmp_
         ({"reset_after": False}, "reset_after=False"),
         ({"activations": "qkeras_default"}, "activation=quantized_tanh without use_real_tanh=True is a hard"),
         ({"io_type": "io_stream"}, "io_type=io_stream is not proven"),
+        ({"arch": "lstm", "input_bits": (16, 8)}, "layer 'lstm' (QLSTM): hls4ml's nnet::lstm reads its input as"),
     ],
 )
 def test_recurrent_options_hls4ml_cannot_build_are_refused_in_one_line(tmp_path, options, match):
