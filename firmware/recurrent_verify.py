@@ -173,7 +173,7 @@ def mirror_recurrent(dep) -> tuple[Any, RecurrentCheck | None]:
         _check_lstm_input(dep.model, [name for name, arch in archs.items() if arch == "lstm"])
     from trigflow.firmware.passes.recurrent_plain import RecurrentPlain
 
-    mirror_pass = RecurrentMirror()
+    mirror_pass = RecurrentMirror(_gru_types(dep, [name for name, arch in archs.items() if arch == "gru"]))
     reference, _ = mirror_pass.apply(dep.reference)
     mirror_deploy, _ = mirror_pass.apply(dep.model)
     plain_pass = RecurrentPlain()
@@ -219,6 +219,56 @@ def _check_lstm_input(model, names: list[str]) -> None:
                 f"fractional and ≤ {result.integer - 1} integer bits (got {grid or type(source).__name__}); "
                 "quantize the LSTM's input so"
             )
+
+
+MAX_ACCUM_WIDTH = 52  # the mirror computes in float64: every accum_t value must be exact there
+
+
+def _gru_types(dep, names: list[str]) -> dict[str, Any]:
+    """Per GRU: ``accum_t`` wide enough that no gate sum wraps and every product is exact, for any input on
+    the layer's input grid (a ``quantized_bits`` QActivation, or the input type chosen for the data): integer
+    bits for max Σ|x|·|W| + Σ|U| + |b| (the state stays in [-1, 1]), fractional bits of the products; at least
+    the default ``fixed<32,10>``. Without a known input grid (or wider than the float64 mirror holds), the
+    default."""
+    from trigflow.firmware.passes.recurrent_mirror import RecurrentMirror
+    from trigflow.models.rnn import RecurrentTypes
+    from trigflow.quantize.fixed import FixedType, grid_frac_bits
+
+    default = RecurrentTypes()
+    if not names:
+        return {}
+    mirror, _ = RecurrentMirror().apply(dep.reference)  # the firmware weights (on their quantizers' grids)
+    acc, result = default.fixed("accum"), default.fixed("result")
+    out = {}
+    for name in names:
+        grid = _input_grid(dep, name)
+        if grid is None:
+            continue
+        kernel, recurrent, bias = (np.asarray(w, np.float64) for w in mirror.get_layer(name).firmware_weights())
+        x_max = max(abs(grid.lo), abs(grid.hi))
+        bound = x_max * np.abs(kernel).sum(0) + np.abs(recurrent).sum(0) + np.abs(bias).sum(0)
+        integer = FixedType.covering(-float(bound.max()), float(bound.max()), 0).integer
+        fracs = [grid_frac_bits(w, 0, 40) for w in (kernel, recurrent, bias)]
+        if None in fracs:
+            continue
+        frac = max(acc.frac, grid.frac + fracs[0], result.frac + fracs[1], fracs[2])
+        integer = max(acc.integer, integer)
+        if integer + frac <= MAX_ACCUM_WIDTH:
+            out[name] = dataclasses.replace(default, accum=f"fixed<{integer + frac},{integer}>")
+    return out
+
+
+def _input_grid(dep, name: str):
+    """The fixed-point type of what enters recurrent layer ``name`` (None when not known)."""
+    from trigflow.firmware.autoconfig import input_format_of
+
+    source = dep.reference.get_layer(name).inbound_nodes[0].inbound_layers
+    if type(source).__name__ == "QActivation":
+        fmt = input_format_of(getattr(source, "quantizer", None), source.name)
+        return fmt.type if fmt else None
+    if type(source).__name__ == "InputLayer" and dep.input_format is not None:
+        return dep.input_format.type
+    return None
 
 
 def _exact_weight_types(model) -> dict[str, dict[str, str]]:

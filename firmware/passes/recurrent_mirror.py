@@ -80,8 +80,8 @@ def activation_name(activation: Any) -> str:
 
 class RecurrentMirror:
     """``apply(model) -> (model, changed)``: every QGRU/QLSTM (checked by ``check_recurrent``) → its
-    mirror with ``types`` (default: ``RecurrentTypes()``; an LSTM gets accum = result, as ``nnet::lstm``
-    needs)."""
+    mirror with ``types`` (one ``RecurrentTypes`` for all, or {layer name: types}; default:
+    ``RecurrentTypes()``; an LSTM gets accum = result, as ``nnet::lstm`` needs)."""
 
     def __init__(self, types: Any = None) -> None:
         self.types = types
@@ -98,7 +98,8 @@ class RecurrentMirror:
 
         def clone(layer):
             if layer.name in archs:
-                types = self.types or RecurrentTypes()
+                types = self.types.get(layer.name) if isinstance(self.types, dict) else self.types
+                types = types or RecurrentTypes()
                 if archs[layer.name] == "lstm":
                     types = RecurrentTypes(**{**types.to_dict(), "accum": types.result})
                 return recurrent_hls_layer(archs[layer.name]).from_config(
