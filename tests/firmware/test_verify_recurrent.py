@@ -126,6 +126,7 @@ def test_verify_proves_a_user_recurrent_model_against_its_mirror_and_reports_the
     assert f"mirror of recurrent layer '{arch}'" in report["checks"]["bit_exact"]["detail"]
     assert report["configuration"]["conversion"]["path"] == "recurrent_mirror"
     assert report["configuration"]["firmware_types"][arch]["table"].startswith("fixed<18,8")
+    assert rec["types"][arch]["accum"] == ("fixed<32,10>" if arch == "gru" else "fixed<16,6,RND,SAT>")
 
 
 @pytest.mark.parametrize(
@@ -147,3 +148,23 @@ def test_recurrent_options_hls4ml_cannot_build_are_refused_in_one_line(tmp_path,
         _verify(tmp_path, model_path, user_data(tmp_path / "d.npz", n=120), **extra)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out").exists() and not (tmp_path / "prj").exists()
+
+
+def test_gru_accum_is_widened_so_no_gate_sum_wraps_on_the_input_grid(tmp_path):
+    """No compile: the mirror's accum_t covers max Σ|x|·|W| + Σ|U| + |b| over the input grid (raw GeV-like
+    inputs, quantized_bits(16, 11), need more than the default fixed<32,10>; the small grid of the test above
+    keeps the default) and is what hls4ml is given."""
+    from trigflow.firmware.autoconfig import choose_configuration
+    from trigflow.firmware.convert import FirmwareSpec
+    from trigflow.firmware.loaders import load_model
+    from trigflow.firmware.recurrent_verify import mirror_recurrent
+    from trigflow.quantize.fixed import FixedType
+
+    model = load_model(user_model(tmp_path / "m.h5", input_bits=(16, 11)))
+    dep, check = mirror_recurrent(choose_configuration(model, np.zeros((4, T, F), np.float32), FirmwareSpec()))
+    accum = check.types["gru"].accum
+    assert dep.reference.get_layer("gru").hls_types.accum == accum == dep.spec.layer_precisions["gru"]["accum"]
+    kernel, recurrent, bias = (np.asarray(w, np.float64) for w in dep.reference.get_layer("gru").firmware_weights())
+    bound = 2.0**11 * np.abs(kernel).sum(0) + np.abs(recurrent).sum(0) + np.abs(bias).sum(0)
+    t = FixedType.parse(accum)
+    assert t.hi >= bound.max() and t.integer > 10 and t.frac >= 22
