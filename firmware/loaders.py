@@ -100,6 +100,10 @@ def register_custom_objects(specs: list[str] | tuple[str, ...] | None) -> dict[s
 def custom_objects() -> dict[str, Any]:
     from qkeras.utils import _add_supported_quantized_objects
 
+    from trigflow.models.rnn import qkeras_recurrent_fix
+
+    qkeras_recurrent_fix()  # QKeras 0.9's QGRU/QSimpleRNN on TF 2.14 (else they fail on their first call)
+
     objects: dict[str, Any] = {}
     _add_supported_quantized_objects(objects)
     objects["QActivation"] = _qactivation_class()

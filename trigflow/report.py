@@ -131,7 +131,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             )
         )
     if report.get("verdict_note"):
-        rows.append(("saturation", report["verdict_note"]))
+        rows.append(("verdict note", report["verdict_note"]))  # saturations; recurrent tables
     if "onnx_max_abs_diff" in report:
         rows.append(("ONNX max |Δ| vs QKeras", f"{report['onnx_max_abs_diff']:.3g}"))
     if "resources" in report:

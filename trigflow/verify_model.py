@@ -294,6 +294,7 @@ class ModelFile:
         from trigflow.firmware.autoconfig import choose_configuration, firmware_types
         from trigflow.firmware.convert import FirmwareSpec
         from trigflow.firmware.loaders import load_model
+        from trigflow.firmware.recurrent_verify import mirror_recurrent
         from trigflow.proof.checks import float_scale, prove
         from trigflow.proof.checks import FLOAT_LAYER_FLOOR
         from trigflow.proof.reference import exact_predict
@@ -317,6 +318,7 @@ class ModelFile:
                 config.firmware, layer_precisions=self.layer_precisions, layer_reuse=self.layer_reuse or {}
             )
             dep = choose_configuration(model, x, base, predict=exact_predict)
+            dep, recurrent = mirror_recurrent(dep)  # QGRU/QLSTM: proven through the firmware's tables
         with ui.stage("hls4ml convert + g++ compile"):
             hls_model, dep, conversion = _convert(dep, self.project, self.force)
         with ui.stage("resource/latency estimate"):
@@ -370,6 +372,8 @@ class ModelFile:
                 f" (float layer {', '.join(dep.float_layers)}: rounding-boundary differences allowed to "
                 f"{100 * (1 - FLOAT_LAYER_FLOOR):.1f} %)"
             )
+        if recurrent is not None:  # the user's model beside firmware and mirror; named on the verdict line
+            recurrent.update(sections, options, hls_model, outputs, x, labels if classes else None)
         return Evidence(
             sections=sections,
             proof=proof,

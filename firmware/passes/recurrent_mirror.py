@@ -14,7 +14,7 @@ from typing import Any
 
 from trigflow.errors import TrigflowError
 
-__all__ = ["RECURRENT", "RecurrentMirror", "check_recurrent"]
+__all__ = ["RECURRENT", "RecurrentMirror", "activation_name", "check_recurrent"]
 
 RECURRENT = ("QGRU", "QLSTM", "QSimpleRNN", "GRU", "LSTM", "SimpleRNN")
 
@@ -42,10 +42,17 @@ def check_recurrent(layer: Any) -> str:
             "build it with reset_after=True"
         )
     for key, want in (("activation", "tanh"), ("recurrent_activation", "sigmoid")):
-        if config.get(key) != want:
+        given = activation_name(config.get(key))
+        if given == f"quantized_{want}":
             raise TrigflowError(
-                f"{where} ({name}): {key}={config.get(key)!r}; hls4ml's recurrent tables are {want}, use "
-                f"{key}='{want}'"
+                f"{where} ({name}): {key}=quantized_{want} without use_real_{want}=True is a hard {want} "
+                f"(QKeras' default), which hls4ml 1.3 rejects in recurrent layers ('Hard activation not "
+                f"supported'); use {key}='{want}' or quantized_{want}(bits, use_real_{want}=True)"
+            )
+        if given != want:
+            raise TrigflowError(
+                f"{where} ({name}): {key}={given!r}; hls4ml's recurrent tables are {want}, use "
+                f"{key}='{want}' (or quantized_{want}(bits, use_real_{want}=True))"
             )
     if not config.get("use_bias", True):
         raise TrigflowError(f"{where} ({name}): use_bias=False is not mirrored; use use_bias=True")
@@ -55,10 +62,26 @@ def check_recurrent(layer: Any) -> str:
     return "gru" if name == "QGRU" else "lstm"
 
 
+def activation_name(activation: Any) -> str:
+    """'tanh' / 'sigmoid' for the float activation or a QKeras ``quantized_tanh``/``quantized_sigmoid`` with
+    ``use_real_tanh``/``use_real_sigmoid`` (hls4ml maps both to its lookup table and never applies the
+    activation quantizer's rounding in ``nnet::gru``/``lstm``); else the activation's name."""
+    if isinstance(activation, str) or activation is None:
+        return str(activation)
+    if isinstance(activation, dict):
+        cls, conf = str(activation.get("class_name", "?")), activation.get("config") or {}
+    else:
+        cls, conf = type(activation).__name__, getattr(activation, "get_config", dict)()
+    for want in ("tanh", "sigmoid"):
+        if cls == f"quantized_{want}":
+            return want if conf.get(f"use_real_{want}") else cls
+    return cls
+
+
 class RecurrentMirror:
     """``apply(model) -> (model, changed)``: every QGRU/QLSTM (checked by ``check_recurrent``) → its
-    mirror with ``types`` (default: ``RecurrentTypes()``; an LSTM gets accum = result, as ``nnet::lstm``
-    needs)."""
+    mirror with ``types`` (one ``RecurrentTypes`` for all, or {layer name: types}; default:
+    ``RecurrentTypes()``; an LSTM gets accum = result, as ``nnet::lstm`` needs)."""
 
     def __init__(self, types: Any = None) -> None:
         self.types = types
@@ -69,13 +92,14 @@ class RecurrentMirror:
             return model, False
         import tensorflow as tf
 
-        from trigflow.models.rnn import RecurrentTypes, recurrent_hls_layer
+        from trigflow.models.rnn import RecurrentTypes, custom_objects, recurrent_hls_layer
 
         archs = {layer.name: check_recurrent(layer) for layer in found}
 
         def clone(layer):
             if layer.name in archs:
-                types = self.types or RecurrentTypes()
+                types = self.types.get(layer.name) if isinstance(self.types, dict) else self.types
+                types = types or RecurrentTypes()
                 if archs[layer.name] == "lstm":
                     types = RecurrentTypes(**{**types.to_dict(), "accum": types.result})
                 return recurrent_hls_layer(archs[layer.name]).from_config(
@@ -83,6 +107,7 @@ class RecurrentMirror:
                 )
             return layer.__class__.from_config(layer.get_config())
 
-        mirror = tf.keras.models.clone_model(model, clone_function=clone)
+        with tf.keras.utils.custom_object_scope(custom_objects()):  # QKeras quantizers, initializers
+            mirror = tf.keras.models.clone_model(model, clone_function=clone)
         mirror.set_weights(model.get_weights())
         return mirror, True

@@ -33,7 +33,7 @@ class RecurrentPlain:
         import tensorflow as tf
         from qkeras import QGRU, QLSTM
 
-        from trigflow.models.rnn import qkeras_recurrent_fix
+        from trigflow.models.rnn import custom_objects, qkeras_recurrent_fix
 
         qkeras_recurrent_fix()
 
@@ -45,7 +45,8 @@ class RecurrentPlain:
                 return (QGRU if name == "QGRUHLS" else QLSTM).from_config(config)
             return layer.__class__.from_config(layer.get_config())
 
-        plain = tf.keras.models.clone_model(model, clone_function=clone)
+        with tf.keras.utils.custom_object_scope(custom_objects()):  # QKeras quantizers, initializers
+            plain = tf.keras.models.clone_model(model, clone_function=clone)
         plain.set_weights(model.get_weights())
         for layer in mirrors:
             weights = [np.asarray(w.numpy(), np.float32) for w in layer.firmware_weights()]
