@@ -111,6 +111,14 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(
             ("accuracy float / QKeras / firmware", " / ".join(f"{acc[k]:.4f}" for k in ("float", "qkeras", "firmware")))
         )
+    reshaped = (report.get("data") or {}).get("reshape")
+    if reshaped:  # verify --reshape: what was done to the data before anything else
+        how = (
+            "C-order reshape" if reshaped["rule"] == "flatten"
+            else f"{reshaped['order']}; {reshaped['samples_truncated']:,} truncated, "
+            f"{reshaped['samples_zero_padded']:,} zero-padded"
+        )
+        rows.append(("data reshaped (--reshape)", f"{tuple(reshaped['from'])} → {tuple(reshaped['to'])}: {how}"))
     raw = report.get("model_on_raw_data")
     if raw:
         if raw.get("accuracy") is not None:

@@ -109,10 +109,23 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- inputs -------------------------------------------------------------------------------------------------
+RESHAPE_HELP = (
+    "flattened <-> (N, F) when the sizes match (C order); (P, F) constituents -> the model's N, F: sorted by "
+    "the first feature (pT) highest first, then truncated or zero-padded"
+)
+
+
 def load_data(
-    path: str | Path, shape: tuple[int, ...], n: int | None = None
+    path: str | Path, shape: tuple[int, ...], n: int | None = None, reshape: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Inputs (and labels if present) from ``.npy``, ``.npz`` or ``.h5``, shaped for the model input."""
+    """Inputs (and labels if present) from ``.npy``, ``.npz`` or ``.h5``, of the model input's shape
+    (``reshape``: the documented reshape rule of ``fit_shape``)."""
+    x, y = read_data(path, n)
+    return fit_shape(x, shape, reshape, f"data file {path}")[0], y
+
+
+def read_data(path: str | Path, n: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs (float32, as stored) and labels (class ids for one-hot rows) from ``.npy``, ``.npz`` or ``.h5``."""
     from trigflow.data.prepare import check_finite
 
     path = Path(path)
@@ -148,14 +161,87 @@ def load_data(
         y = y.reshape(len(y))
         if len(y) != len(x):
             raise TrigflowError(f"data file {path}: {len(x)} inputs but {len(y)} labels")
-    per_sample = int(np.prod(shape))
-    if x.ndim < 1 or len(x) == 0 or int(np.prod(x.shape[1:])) != per_sample:
-        raise TrigflowError(
-            f"data file {path}: inputs of shape {tuple(x.shape[1:])} per sample, the model expects "
-            f"{tuple(shape)}; give inputs of that shape (or the model they belong to)"
-        )
+    if x.ndim < 1 or len(x) == 0:
+        raise TrigflowError(f"data file {path}: no samples (shape {x.shape}); give an array of samples")
     check_finite(x, f"data file {path}")
-    return x.reshape((len(x), *shape)), y
+    return x, y
+
+
+def fit_shape(
+    x: np.ndarray, shape: tuple[int, ...], reshape: bool, where: str
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """``(x, what was done)``: ``x`` as the model input ``shape`` per sample. Data of another shape is refused
+    in one line naming both shapes and the fix, unless ``reshape`` and one of the two unambiguous rules applies
+    (``RESHAPE_HELP``):
+
+    * **flatten** — the same number of values per sample (``(N, F)`` ↔ ``(N·F,)``, any ranks): C-order reshape;
+    * **constituents** — the model takes ``(N, F)`` (or ``N·F`` flattened values with the data giving F) and
+      the data hold ``(P, F)`` per sample (or ``P·F`` flattened values, with the model giving F): rows sorted
+      by the first feature (pT) highest first, the first N kept or zero rows appended
+      (``trigflow.data.public.leading_constituents``, the rule of ``trigflow evaluate``), then shaped as the
+      model input.
+
+    The second value is None when nothing was done, else the record for the report (``data.reshape``)."""
+    from trigflow.data.public import leading_constituents
+
+    given, shape = tuple(int(d) for d in x.shape[1:]), tuple(int(d) for d in shape)
+    if given == shape:
+        return x, None
+    size, want = int(np.prod(given)), int(np.prod(shape))
+    rows = _constituent_view(given, shape)
+    if not reshape:
+        fix = (
+            "pass --reshape (reshape=True) to " + ("flatten/unflatten them in C order" if size == want else
+                                                   f"sort the rows by pT and truncate or zero-pad to {rows[1][0]}")
+            if size == want or rows is not None
+            else "give inputs of that shape (or the model they belong to)"
+        )
+        raise TrigflowError(
+            f"{where}: inputs of shape {given} per sample, the model expects {shape}; {fix}"
+            + ("" if "give inputs" in fix else "; or give inputs of that shape")
+        )
+    record: dict[str, Any] = {"from": list(given), "to": list(shape)}
+    if size == want:
+        return x.reshape((len(x), *shape)), {**record, "rule": "flatten", "order": "C"}
+    if rows is None:
+        raise TrigflowError(
+            f"{where}: inputs of shape {given} per sample, the model expects {shape}; no reshape rule applies "
+            f"(--reshape: {RESHAPE_HELP}); give inputs of that shape"
+        )
+    (supplied, features), (target, _) = rows
+    parts = x.reshape(len(x), supplied, features)
+    real = np.sum(parts[..., 0] > 0, axis=1)
+    top = leading_constituents(parts, target)
+    return top.reshape((len(x), *shape)), {
+        **record,
+        "rule": "constituents",
+        "constituents_supplied": supplied,
+        "constituents_expected": target,
+        "features": features,
+        "order": "sorted by the first feature (pT), highest first",
+        "samples_truncated": int(np.sum(real > target)),
+        "samples_zero_padded": int(np.sum(real < target)),
+    }
+
+
+def _constituent_view(
+    given: tuple[int, ...], shape: tuple[int, ...]
+) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """``((P, F), (N, F))`` when data and model are both constituent lists of the same F (one of them may be
+    flattened; F comes from the one that is not), else None."""
+    size, want = int(np.prod(given)), int(np.prod(shape))
+    if len(shape) == 2:
+        features = shape[1]
+    elif len(given) == 2 and len(shape) == 1:
+        features = given[1]
+    else:
+        return None
+    if len(given) == 2 and given[1] != features or features < 1 or size % features or want % features:
+        return None
+    supplied, target = size // features, want // features
+    if supplied == target:
+        return None
+    return (supplied, features), (target, features)
 
 
 def _pick(arrays: dict[str, Any], path: Path, n: int | None = None) -> tuple[Any, Any]:
@@ -249,6 +335,7 @@ def verify_model(
     ui: StageUI | None = None,
     custom_objects: list[str] | tuple[str, ...] = (),
     layer_reuse: dict[str, int] | None = None,
+    reshape: bool = False,
 ) -> RunResult:
     """Verify the firmware of the model at ``model_path``; write the report; return it with the failures."""
     import logging
@@ -261,7 +348,7 @@ def verify_model(
         raise TrigflowError(f"--n {n}: give a positive number of samples")
     start = ModelFile(
         Path(model_path), config, weights, data, n, layer_precisions or {}, max_float_rel_diff,
-        custom_objects=tuple(custom_objects), layer_reuse=dict(layer_reuse or {}),
+        custom_objects=tuple(custom_objects), layer_reuse=dict(layer_reuse or {}), reshape=reshape,
     )
     return drive(start, ui)
 
@@ -280,6 +367,7 @@ class ModelFile:
     max_float_rel_diff: float
     custom_objects: tuple[str, ...] = ()  # module:Class of the user's own layers
     layer_reuse: dict[str, int] | None = None  # per-layer ReuseFactor (hls4ml LayerName keys)
+    reshape: bool = False  # fit data of another shape by the rule of ``fit_shape`` (--reshape)
     kind: str = "verify"
     out_label: str = "report folder"
 
@@ -305,8 +393,10 @@ class ModelFile:
             warnings.simplefilter("ignore")  # Keras/QKeras serialisation notices
             model = load_model(model_path, weights, self.custom_objects)
             shape = tuple(model.input_shape[1:])
+            reshaped = None
             if data is not None:
-                x, labels = load_data(data, shape, n)  # the user's raw data: what the proof is against
+                x, labels = read_data(data, n)  # the user's raw data: what the proof is against
+                x, reshaped = fit_shape(x, shape, self.reshape, f"data file {data}")
                 source = str(Path(data).resolve())
             else:
                 x, source = draw_inputs(model, n or DEFAULT_SAMPLES, config.seed)
@@ -354,7 +444,10 @@ class ModelFile:
                 "layers": len(model.layers),
                 "parameters": int(model.count_params()),
             },
-            data={"source": source, "samples": int(len(dep.x)), "labels": labels is not None},
+            data={
+                "source": source, "samples": int(len(dep.x)), "labels": labels is not None,
+                "reshape": reshaped,  # what verify did to the data's shape (--reshape), None: nothing
+            },
             parameters=int(dep.reference.count_params()),
             configuration={
                 **dep.describe(), "conversion": conversion, "firmware_types": firmware_types(hls_model)
