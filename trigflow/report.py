@@ -138,7 +138,21 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{agreement['firmware_vs_model_on_raw_data']:.6f} / {agreement['firmware_vs_float']:.6f}",
             )
         )
-    if report.get("verdict_note"):
+    garnet = report.get("garnet")
+    if garnet:  # hls4ml's GarNet: firmware = the mirror; your float model measured against it
+        vs = garnet["firmware_vs_model"]
+        rows.append(("GarNet layers not exact in float", ", ".join(garnet["not_exact_in_float"])))
+        rows.append((
+            "firmware vs your model",
+            f"{vs['differing_samples']:,} of {vs['samples']:,} samples differ, max |Δ| {vs['max_abs_diff']:.3g}, "
+            f"argmax agreement {vs['argmax_agreement']:.6f}",
+        ))
+        if garnet.get("accuracy"):
+            acc = garnet["accuracy"]
+            rows.append(("accuracy firmware / mirror / your model",
+                         " / ".join(f"{acc[k]:.4f}" for k in ("firmware", "mirror", "model"))))
+        rows.append(("GarNet vertex count", garnet["second_input"]["source"]))
+    elif report.get("verdict_note"):
         rows.append(("saturation", report["verdict_note"]))
     if "onnx_max_abs_diff" in report:
         rows.append(("ONNX max |Δ| vs QKeras", f"{report['onnx_max_abs_diff']:.3g}"))

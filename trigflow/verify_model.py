@@ -125,7 +125,7 @@ def load_data(
 
 
 def read_data(path: str | Path, n: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Inputs (float32, as stored) and labels (class ids for one-hot rows) from ``.npy``, ``.npz`` or ``.h5``."""
+    """Inputs (float32, as stored) and labels (class ids for one-hot rows) from .npy, .npz or .h5."""
     from trigflow.data.prepare import check_finite
 
     path = Path(path)
@@ -171,10 +171,11 @@ def fit_shape(
     x: np.ndarray, shape: tuple[int, ...], reshape: bool, where: str
 ) -> tuple[np.ndarray, dict[str, Any] | None]:
     """``(x, what was done)``: ``x`` as the model input ``shape`` per sample. Data of another shape is refused
-    in one line naming both shapes and the fix, unless ``reshape`` and one of the two unambiguous rules applies
-    (``RESHAPE_HELP``):
+    in one line naming both shapes and the fix, unless ``reshape`` and one of the two unambiguous rules
+    applies (``RESHAPE_HELP``):
 
-    * **flatten** — the same number of values per sample (``(N, F)`` ↔ ``(N·F,)``, any ranks): C-order reshape;
+    * **flatten** — the same number of values per sample (``(N, F)`` ↔ ``(N·F,)``, any ranks): a C-order
+      reshape;
     * **constituents** — the model takes ``(N, F)`` (or ``N·F`` flattened values with the data giving F) and
       the data hold ``(P, F)`` per sample (or ``P·F`` flattened values, with the model giving F): rows sorted
       by the first feature (pT) highest first, the first N kept or zero rows appended
@@ -190,12 +191,14 @@ def fit_shape(
     size, want = int(np.prod(given)), int(np.prod(shape))
     rows = _constituent_view(given, shape)
     if not reshape:
-        fix = (
-            "pass --reshape (reshape=True) to " + ("flatten/unflatten them in C order" if size == want else
-                                                   f"sort the rows by pT and truncate or zero-pad to {rows[1][0]}")
-            if size == want or rows is not None
-            else "give inputs of that shape (or the model they belong to)"
-        )
+        if size == want:
+            fix = "pass --reshape (reshape=True) to flatten/unflatten them in C order"
+        elif rows is not None:
+            fix = (
+                f"pass --reshape (reshape=True) to sort the rows by pT and truncate or zero-pad to {rows[1][0]}"
+            )
+        else:
+            fix = "give inputs of that shape (or the model they belong to)"
         raise TrigflowError(
             f"{where}: inputs of shape {given} per sample, the model expects {shape}; {fix}"
             + ("" if "give inputs" in fix else "; or give inputs of that shape")
@@ -205,8 +208,8 @@ def fit_shape(
         return x.reshape((len(x), *shape)), {**record, "rule": "flatten", "order": "C"}
     if rows is None:
         raise TrigflowError(
-            f"{where}: inputs of shape {given} per sample, the model expects {shape}; no reshape rule applies "
-            f"(--reshape: {RESHAPE_HELP}); give inputs of that shape"
+            f"{where}: inputs of shape {given} per sample, the model expects {shape}; no reshape rule "
+            f"applies (--reshape: {RESHAPE_HELP}); give inputs of that shape"
         )
     (supplied, features), (target, _) = rows
     parts = x.reshape(len(x), supplied, features)
@@ -388,19 +391,23 @@ class ModelFile:
         from trigflow.proof.overflow import overflow_report, plot_ranges, saturation_summary
         from trigflow.quantize.train import Trained
 
+        from trigflow.verify_garnet import build_garnet_evidence, garnet_inputs, has_garnet
+
         config, model_path, weights, data, n = self.config, self.model_path, self.weights, self.data, self.n
         with ui.stage("load model + inputs"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras/QKeras serialisation notices
             model = load_model(model_path, weights, self.custom_objects)
-            shape = tuple(model.input_shape[1:])
+            garnet = garnet_inputs(self, model) if has_garnet(model) else None
             reshaped = None
-            if data is not None:
+            if garnet is None and data is not None:
                 x, labels = read_data(data, n)  # the user's raw data: what the proof is against
-                x, reshaped = fit_shape(x, shape, self.reshape, f"data file {data}")
+                x, reshaped = fit_shape(x, tuple(model.input_shape[1:]), self.reshape, f"data file {data}")
                 source = str(Path(data).resolve())
-            else:
+            elif garnet is None:
                 x, source = draw_inputs(model, n or DEFAULT_SAMPLES, config.seed)
                 labels = None
+        if garnet is not None:  # hls4ml's float GarNet: proven against trigflow's mirror of its firmware
+            return build_garnet_evidence(self, model, garnet, ui)
         with ui.stage("choose configuration"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             base = FirmwareSpec.from_config(

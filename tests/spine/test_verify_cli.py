@@ -187,7 +187,7 @@ def test_load_data_formats(tmp_path):
     with h5py.File(tmp_path / "d.h5", "w") as f:
         f["features"] = x
         f["labels"] = y
-    with pytest.raises(TrigflowError, match=r"shape \(4,\) per sample, the model expects \(2, 2\); pass --reshape"):
+    with pytest.raises(TrigflowError, match=r"shape \(4,\) per sample, the model expects \(2, 2\); pass"):
         load_data(tmp_path / "d.h5", (2, 2), n=5)  # another shape: only with the opt-in reshape rule
     xs, ys = load_data(tmp_path / "d.h5", (2, 2), n=5, reshape=True)
     assert xs.shape == (5, 2, 2) and ys.tolist() == [0, 1, 2, 0, 1]
@@ -329,7 +329,8 @@ def test_reshape_pads_constituents_and_is_recorded(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["data"]["reshape"] == {
         "from": [8, 3], "to": [16, 3], "rule": "constituents", "constituents_supplied": 8,
-        "constituents_expected": 16, "features": 3, "order": "sorted by the first feature (pT), highest first",
+        "constituents_expected": 16, "features": 3,
+        "order": "sorted by the first feature (pT), highest first",
         "samples_truncated": 0, "samples_zero_padded": 1000,
     }
     assert report["bit_exact_fraction"] == 1.0 and report["samples"] == 1000
