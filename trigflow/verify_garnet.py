@@ -194,6 +194,7 @@ def build_garnet_evidence(start: Any, model: Any, given: GarNetInputs, ui: Any) 
     from trigflow.driver import Evidence
     from trigflow.firmware.convert import FirmwareSpec
     from trigflow.firmware.csim import predict
+    from trigflow.firmware.fallback import compile_firmware
     from trigflow.firmware.gnn import convert_graph_network
     from trigflow.proof.checks import Thresholds, float_scale, prove
     from trigflow.proof.reference import exact_predict
@@ -208,9 +209,11 @@ def build_garnet_evidence(start: Any, model: Any, given: GarNetInputs, ui: Any) 
         user, head = _logits(model)
         surgery = GarNetMirror()
         mirror, _ = surgery.apply(user)
-    with ui.stage("hls4ml convert + g++ compile"):
+    with ui.stage("hls4ml convert"):
         spec = FirmwareSpec.from_config(config.firmware, layer_reuse=start.layer_reuse or {})
-        hls_model, record = convert_graph_network(mirror, start.project, spec, force=start.force)
+        hls_model, record = convert_graph_network(mirror, start.project, spec, force=start.force, compile=False)
+    with ui.stage("g++ compile"):
+        compile_firmware(hls_model)
         order = [v.name for v in hls_model.get_input_variables()]  # the C function's argument order
         if sorted(order) != sorted(mirror.input_names):
             raise TrigflowError(f"hls4ml built inputs {order} for the model's {mirror.input_names}")

@@ -384,6 +384,7 @@ class ModelFile:
         from trigflow.driver import simulate
         from trigflow.firmware.autoconfig import choose_configuration, firmware_types
         from trigflow.firmware.convert import FirmwareSpec
+        from trigflow.firmware.fallback import compile_firmware
         from trigflow.firmware.loaders import load_model
         from trigflow.proof.checks import float_scale, prove
         from trigflow.proof.checks import FLOAT_LAYER_FLOOR
@@ -414,8 +415,10 @@ class ModelFile:
                 config.firmware, layer_precisions=self.layer_precisions, layer_reuse=self.layer_reuse or {}
             )
             dep = choose_configuration(model, x, base, predict=exact_predict)
-        with ui.stage("hls4ml convert + g++ compile"):
+        with ui.stage("hls4ml convert"):
             hls_model, dep, conversion = _convert(dep, self.project, self.force)
+        with ui.stage("g++ compile"):
+            compile_firmware(hls_model)
         with ui.stage("resource/latency estimate"):
             cost = _cost(hls_model)
         trained = Trained(qmodel=dep.reference, float_model=dep.float_model)
@@ -435,8 +438,9 @@ class ModelFile:
             sections["accuracy"] = {**accuracy(outputs, labels), "model_on_raw_data": raw["accuracy"]}
             if outputs["firmware"].shape[1] > 1:
                 self._plot = (outputs, labels)
-        with ui.stage("localise + overflow"):
+        with ui.stage("localise"):  # only when some sample differs
             sections["localization"] = _localization(dep, proof, outputs, tmp)
+        with ui.stage("overflow"):
             overflow = overflow_report(dep, hls_model, dep.x, raw_x=x)
             plot_ranges(overflow, tmp / "ranges.png")
         sections.update(
@@ -519,7 +523,10 @@ def model_on_raw_data(
 
     x_raw = np.asarray(x_raw, np.float32)
     n = len(x_raw)
-    y_raw = exact_predict(dep.reference, x_raw).reshape(n, -1)
+    if dep.x.shape == x_raw.shape and np.array_equal(dep.x, x_raw):  # no grid applied: the same computation
+        y_raw = outputs["reference"].reshape(n, -1)
+    else:
+        y_raw = exact_predict(dep.reference, x_raw).reshape(n, -1)
     reference, firmware = outputs["reference"].reshape(n, -1), outputs["firmware"].reshape(n, -1)
     changed = np.any(y_raw != reference, axis=1)
     fmt = dep.input_format
@@ -558,10 +565,11 @@ def model_on_raw_data(
 
 def _convert(dep, project: Path, force: bool):
     """``(hls_model, dep, conversion)``: the firmware through the fallback chain (``firmware.fallback``): the
-    bit-exact flow, else graph rewrites, else explicit per-layer types; ``dep`` is what was built."""
+    bit-exact flow, else graph rewrites, else explicit per-layer types; ``dep`` is what was built. Not yet
+    compiled (``compile_firmware``: timed as its own stage)."""
     from trigflow.firmware.fallback import build_with_fallback
 
-    return build_with_fallback(dep, project, force=force)
+    return build_with_fallback(dep, project, force=force, compile=False)
 
 
 def _cost(hls_model) -> dict[str, Any]:
