@@ -192,6 +192,7 @@ def garnet_inputs(start: Any, model: Any) -> GarNetInputs:
 def build_garnet_evidence(start: Any, model: Any, given: GarNetInputs, ui: Any) -> Any:
     """``Evidence`` for ``verify_model.ModelFile`` when its model holds a GarNet (module docstring)."""
     from trigflow.driver import Evidence
+    from trigflow.firmware.autoconfig import firmware_types
     from trigflow.firmware.convert import FirmwareSpec
     from trigflow.firmware.csim import predict
     from trigflow.firmware.fallback import compile_firmware
@@ -279,6 +280,7 @@ def build_garnet_evidence(start: Any, model: Any, given: GarNetInputs, ui: Any) 
         parameters=int(mirror.count_params()),
         configuration={
             "path": "garnet_mirror",
+            "firmware_types": firmware_types(hls_model),  # the final per-layer types, as for other models
             "input_type": record["layer_precisions"][record["converted_input"]]["result"],
             "layer_precisions": record["layer_precisions"],
             "notes": list(record["warnings"]),
