@@ -576,8 +576,9 @@ def choose_configuration(
         deploy, _ = rebuild(model, "deploy", input_quantizer=insert)
     notes.append("weights baked from their quantizers; activations as separate layers")
     precisions = {}
-    for node in graph_of(deploy)[1]:
-        consumers = [n for n in graph_of(deploy)[1] if node.layer.name in n.inbound]
+    nodes = graph_of(deploy)[1]
+    for node in nodes:
+        consumers = [n for n in nodes if node.layer.name in n.inbound]
         if (
             node.layer.__class__.__name__ in KERNEL_LAYERS
             and len(consumers) == 1

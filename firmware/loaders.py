@@ -357,7 +357,8 @@ def check_supported(model) -> None:
         if kind in supported:
             continue
         _unsupported(layer.name, kind, supported)
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    garnet = any(type(layer).__name__ in ("GarNet", "GarNetStack") for layer in model.layers)  # + vertex count
+    if len(model.inputs) != (2 if garnet else 1) or len(model.outputs) != 1:
         raise TrigflowError(
             f"model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; trigflow verify "
             "supports "

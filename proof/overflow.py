@@ -29,7 +29,7 @@ def _log2_stats(v: np.ndarray) -> dict[str, float] | None:
     a = np.abs(v[v != 0])
     if a.size == 0:
         return None
-    q = np.log2(np.percentile(a, [0, 25, 50, 75, 100]))
+    q = np.log2(np.percentile(a, [0, 25, 50, 75, 100], overwrite_input=True))  # ``a`` is a copy already
     return dict(zip(("whislo", "q1", "med", "q3", "whishi"), map(float, q), strict=True))
 
 

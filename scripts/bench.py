@@ -767,10 +767,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             result["json"] = str(args.out_json.resolve().relative_to(ROOT))
         result.setdefault("json", str(args.out_json))
         write_text(args.out_json, json.dumps(result, indent=2, default=str) + "\n")
-    text = render(result)
+    text = keep_marked_sections(args.out_md, render(result))
     write_text(args.out_md, text)
     print(text)
     return result
+
+
+def keep_marked_sections(path: Path, text: str) -> str:
+    """``text`` plus the sections other scripts keep in ``path`` between ``<!-- NAME:start -->`` and
+    ``<!-- NAME:end -->`` (e.g. ``scripts/bench_verify.py``), so a re-render does not drop them."""
+    import re
+
+    old = path.read_text() if path.is_file() else ""
+    pattern = re.compile(r"<!-- ([\w-]+):start -->.*?<!-- \1:end -->", re.DOTALL)
+    kept = [m.group(0) for m in pattern.finditer(old) if f"<!-- {m.group(1)}:start -->" not in text]
+    return text.rstrip("\n") + "".join(f"\n\n{block}" for block in kept) + "\n" if kept else text
 
 
 if __name__ == "__main__":

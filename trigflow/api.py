@@ -250,6 +250,7 @@ def verify(
     max_float_rel_diff: float = 0.01,
     layer_precisions: dict[str, dict[str, str]] | None = None,
     custom_objects: list[str] | tuple[str, ...] = (),
+    reshape: bool = False,
     progress: bool | StageUI = False,
     **overrides: Any,
 ) -> VerifyResult:
@@ -258,7 +259,8 @@ def verify(
     ``data``: inputs (and labels) as .h5/.npy/.npz, else ``n`` (default 10,000) inputs drawn over the input
     range; ``weights``: a weights .h5 beside an architecture .json; ``backend``/``io_type``/``strategy``: the
     ``firmware.*`` keys; ``custom_objects``: ``"module:Class"`` of the model's own layers (the module may
-    register their hls4ml converter); ``overrides``: other config keys (``verify={"min_samples": 500}``,
+    register their hls4ml converter); ``reshape``: fit data of another shape (flattened ↔ (N, F); constituents
+    sorted by pT, truncated or zero-padded; recorded in ``report["data"]["reshape"]``); ``overrides``: other config keys (``verify={"min_samples": 500}``,
     ``out=...``)."""
     from trigflow.verify_model import layer_config, verify_config, verify_model
 
@@ -285,6 +287,7 @@ def verify(
         max_float_rel_diff=max_float_rel_diff,
         ui=_ui(progress),
         custom_objects=custom_objects,
+        reshape=reshape,
     )
     return VerifyResult(
         report=result.report,

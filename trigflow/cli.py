@@ -175,6 +175,14 @@ def verify(
         Optional[list[str]],
         typer.Option("--custom-objects", help="Your own layer class as module:Class (repeatable)."),
     ] = None,
+    reshape: Annotated[
+        bool,
+        typer.Option(
+            "--reshape",
+            help="Fit data of another shape: flattened <-> (N, F) (C order); constituents sorted by pT, "
+            "truncated or zero-padded to the model's count.",
+        ),
+    ] = False,
 ) -> None:
     """Prove any model's firmware: pick a bit-exact configuration, compare bits, localise, count overflows."""
     if model.suffix.lower() == ".onnx":  # ONNX models take hls4ml's ONNX frontend, proven against onnxruntime
@@ -204,6 +212,7 @@ def verify(
         config=config,
         max_float_rel_diff=max_float_diff,
         custom_objects=custom_objects or (),
+        reshape=reshape,
         progress=StageUI(err_console),
         **_dotted(_merge(parse_overrides(set_ or []), flags)),
     )

@@ -99,11 +99,12 @@ def write_plots(outputs: dict[str, np.ndarray], class_names: tuple[str, ...], ou
 
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     acc = report.get("accuracy", {})
+    ref, other = ("GarNet mirror", "your model") if report.get("garnet") else ("QKeras", "float")
     rows = [
         ("samples", f"{report['samples']:,}"),
-        ("bit-exact fraction (firmware vs QKeras)", f"{report['bit_exact_fraction']:.6f}"),
-        ("max |Δ| firmware vs QKeras", f"{report['max_abs_diff_vs_qkeras']:.3g}"),
-        ("max |Δ| firmware vs float", f"{report['max_abs_diff_vs_float']:.3g}"),
+        (f"bit-exact fraction (firmware vs {ref})", f"{report['bit_exact_fraction']:.6f}"),
+        (f"max |Δ| firmware vs {ref}", f"{report['max_abs_diff_vs_qkeras']:.3g}"),
+        (f"max |Δ| firmware vs {other}", f"{report['max_abs_diff_vs_float']:.3g}"),
     ]
     if "argmax_agreement_vs_qkeras" in report:
         rows.append(("argmax agreement vs QKeras", f"{report['argmax_agreement_vs_qkeras']:.6f}"))
@@ -111,6 +112,14 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(
             ("accuracy float / QKeras / firmware", " / ".join(f"{acc[k]:.4f}" for k in ("float", "qkeras", "firmware")))
         )
+    reshaped = (report.get("data") or {}).get("reshape")
+    if reshaped:  # verify --reshape: what was done to the data before anything else
+        how = (
+            "C-order reshape" if reshaped["rule"] == "flatten"
+            else f"{reshaped['order']}; {reshaped['samples_truncated']:,} truncated, "
+            f"{reshaped['samples_zero_padded']:,} zero-padded"
+        )
+        rows.append(("data reshaped (--reshape)", f"{tuple(reshaped['from'])} → {tuple(reshaped['to'])}: {how}"))
     raw = report.get("model_on_raw_data")
     if raw:
         if raw.get("accuracy") is not None:
@@ -130,9 +139,23 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{agreement['firmware_vs_model_on_raw_data']:.6f} / {agreement['firmware_vs_float']:.6f}",
             )
         )
-    if report.get("verdict_note"):
+    garnet = report.get("garnet")
+    if garnet:  # hls4ml's GarNet: firmware = the mirror; your float model measured against it
+        vs = garnet["firmware_vs_model"]
+        rows.append(("GarNet layers not exact in float", ", ".join(garnet["not_exact_in_float"])))
+        rows.append((
+            "firmware vs your model",
+            f"{vs['differing_samples']:,} of {vs['samples']:,} samples differ, max |Δ| {vs['max_abs_diff']:.3g}, "
+            f"argmax agreement {vs['argmax_agreement']:.6f}",
+        ))
+        if garnet.get("accuracy"):
+            acc = garnet["accuracy"]
+            rows.append(("accuracy firmware / mirror / your model",
+                         " / ".join(f"{acc[k]:.4f}" for k in ("firmware", "mirror", "model"))))
+        rows.append(("GarNet vertex count", garnet["second_input"]["source"]))
+    elif report.get("verdict_note"):
         rows.append(("verdict note", report["verdict_note"]))  # saturations; recurrent tables
-    if "onnx_max_abs_diff" in report:
+    if report.get("onnx_max_abs_diff") is not None:  # None: no ONNX model was run (GarNet)
         rows.append(("ONNX max |Δ| vs QKeras", f"{report['onnx_max_abs_diff']:.3g}"))
     if "resources" in report:
         res = report["resources"]

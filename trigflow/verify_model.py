@@ -109,10 +109,23 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- inputs -------------------------------------------------------------------------------------------------
+RESHAPE_HELP = (
+    "flattened <-> (N, F) when the sizes match (C order); (P, F) constituents -> the model's N, F: sorted by "
+    "the first feature (pT) highest first, then truncated or zero-padded"
+)
+
+
 def load_data(
-    path: str | Path, shape: tuple[int, ...], n: int | None = None
+    path: str | Path, shape: tuple[int, ...], n: int | None = None, reshape: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Inputs (and labels if present) from ``.npy``, ``.npz`` or ``.h5``, shaped for the model input."""
+    """Inputs (and labels if present) from ``.npy``, ``.npz`` or ``.h5``, of the model input's shape
+    (``reshape``: the documented reshape rule of ``fit_shape``)."""
+    x, y = read_data(path, n)
+    return fit_shape(x, shape, reshape, f"data file {path}")[0], y
+
+
+def read_data(path: str | Path, n: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs (float32, as stored) and labels (class ids for one-hot rows) from .npy, .npz or .h5."""
     from trigflow.data.prepare import check_finite
 
     path = Path(path)
@@ -148,14 +161,90 @@ def load_data(
         y = y.reshape(len(y))
         if len(y) != len(x):
             raise TrigflowError(f"data file {path}: {len(x)} inputs but {len(y)} labels")
-    per_sample = int(np.prod(shape))
-    if x.ndim < 1 or len(x) == 0 or int(np.prod(x.shape[1:])) != per_sample:
-        raise TrigflowError(
-            f"data file {path}: inputs of shape {tuple(x.shape[1:])} per sample, the model expects "
-            f"{tuple(shape)}; give inputs of that shape (or the model they belong to)"
-        )
+    if x.ndim < 1 or len(x) == 0:
+        raise TrigflowError(f"data file {path}: no samples (shape {x.shape}); give an array of samples")
     check_finite(x, f"data file {path}")
-    return x.reshape((len(x), *shape)), y
+    return x, y
+
+
+def fit_shape(
+    x: np.ndarray, shape: tuple[int, ...], reshape: bool, where: str
+) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """``(x, what was done)``: ``x`` as the model input ``shape`` per sample. Data of another shape is refused
+    in one line naming both shapes and the fix, unless ``reshape`` and one of the two unambiguous rules
+    applies (``RESHAPE_HELP``):
+
+    * **flatten** — the same number of values per sample (``(N, F)`` ↔ ``(N·F,)``, any ranks): a C-order
+      reshape;
+    * **constituents** — the model takes ``(N, F)`` (or ``N·F`` flattened values with the data giving F) and
+      the data hold ``(P, F)`` per sample (or ``P·F`` flattened values, with the model giving F): rows sorted
+      by the first feature (pT) highest first, the first N kept or zero rows appended
+      (``trigflow.data.public.leading_constituents``, the rule of ``trigflow evaluate``), then shaped as the
+      model input.
+
+    The second value is None when nothing was done, else the record for the report (``data.reshape``)."""
+    from trigflow.data.public import leading_constituents
+
+    given, shape = tuple(int(d) for d in x.shape[1:]), tuple(int(d) for d in shape)
+    if given == shape:
+        return x, None
+    size, want = int(np.prod(given)), int(np.prod(shape))
+    rows = _constituent_view(given, shape)
+    if not reshape:
+        if size == want:
+            fix = "pass --reshape (reshape=True) to flatten/unflatten them in C order"
+        elif rows is not None:
+            fix = (
+                f"pass --reshape (reshape=True) to sort the rows by pT and truncate or zero-pad to {rows[1][0]}"
+            )
+        else:
+            fix = "give inputs of that shape (or the model they belong to)"
+        raise TrigflowError(
+            f"{where}: inputs of shape {given} per sample, the model expects {shape}; {fix}"
+            + ("" if "give inputs" in fix else "; or give inputs of that shape")
+        )
+    record: dict[str, Any] = {"from": list(given), "to": list(shape)}
+    if size == want:
+        return x.reshape((len(x), *shape)), {**record, "rule": "flatten", "order": "C"}
+    if rows is None:
+        raise TrigflowError(
+            f"{where}: inputs of shape {given} per sample, the model expects {shape}; no reshape rule "
+            f"applies (--reshape: {RESHAPE_HELP}); give inputs of that shape"
+        )
+    (supplied, features), (target, _) = rows
+    parts = x.reshape(len(x), supplied, features)
+    real = np.sum(parts[..., 0] > 0, axis=1)
+    top = leading_constituents(parts, target)
+    return top.reshape((len(x), *shape)), {
+        **record,
+        "rule": "constituents",
+        "constituents_supplied": supplied,
+        "constituents_expected": target,
+        "features": features,
+        "order": "sorted by the first feature (pT), highest first",
+        "samples_truncated": int(np.sum(real > target)),
+        "samples_zero_padded": int(np.sum(real < target)),
+    }
+
+
+def _constituent_view(
+    given: tuple[int, ...], shape: tuple[int, ...]
+) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """``((P, F), (N, F))`` when data and model are both constituent lists of the same F (one of them may be
+    flattened; F comes from the one that is not), else None."""
+    size, want = int(np.prod(given)), int(np.prod(shape))
+    if len(shape) == 2:
+        features = shape[1]
+    elif len(given) == 2 and len(shape) == 1:
+        features = given[1]
+    else:
+        return None
+    if len(given) == 2 and given[1] != features or features < 1 or size % features or want % features:
+        return None
+    supplied, target = size // features, want // features
+    if supplied == target:
+        return None
+    return (supplied, features), (target, features)
 
 
 def _pick(arrays: dict[str, Any], path: Path, n: int | None = None) -> tuple[Any, Any]:
@@ -249,6 +338,7 @@ def verify_model(
     ui: StageUI | None = None,
     custom_objects: list[str] | tuple[str, ...] = (),
     layer_reuse: dict[str, int] | None = None,
+    reshape: bool = False,
 ) -> RunResult:
     """Verify the firmware of the model at ``model_path``; write the report; return it with the failures."""
     import logging
@@ -261,7 +351,7 @@ def verify_model(
         raise TrigflowError(f"--n {n}: give a positive number of samples")
     start = ModelFile(
         Path(model_path), config, weights, data, n, layer_precisions or {}, max_float_rel_diff,
-        custom_objects=tuple(custom_objects), layer_reuse=dict(layer_reuse or {}),
+        custom_objects=tuple(custom_objects), layer_reuse=dict(layer_reuse or {}), reshape=reshape,
     )
     return drive(start, ui)
 
@@ -280,6 +370,7 @@ class ModelFile:
     max_float_rel_diff: float
     custom_objects: tuple[str, ...] = ()  # module:Class of the user's own layers
     layer_reuse: dict[str, int] | None = None  # per-layer ReuseFactor (hls4ml LayerName keys)
+    reshape: bool = False  # fit data of another shape by the rule of ``fit_shape`` (--reshape)
     kind: str = "verify"
     out_label: str = "report folder"
 
@@ -293,6 +384,7 @@ class ModelFile:
         from trigflow.driver import simulate
         from trigflow.firmware.autoconfig import choose_configuration, firmware_types
         from trigflow.firmware.convert import FirmwareSpec
+        from trigflow.firmware.fallback import compile_firmware
         from trigflow.firmware.loaders import load_model
         from trigflow.firmware.recurrent_verify import mirror_recurrent
         from trigflow.proof.checks import float_scale, prove
@@ -301,17 +393,23 @@ class ModelFile:
         from trigflow.proof.overflow import overflow_report, plot_ranges, saturation_summary
         from trigflow.quantize.train import Trained
 
+        from trigflow.verify_garnet import build_garnet_evidence, garnet_inputs, has_garnet
+
         config, model_path, weights, data, n = self.config, self.model_path, self.weights, self.data, self.n
         with ui.stage("load model + inputs"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras/QKeras serialisation notices
             model = load_model(model_path, weights, self.custom_objects)
-            shape = tuple(model.input_shape[1:])
-            if data is not None:
-                x, labels = load_data(data, shape, n)  # the user's raw data: what the proof is against
+            garnet = garnet_inputs(self, model) if has_garnet(model) else None
+            reshaped = None
+            if garnet is None and data is not None:
+                x, labels = read_data(data, n)  # the user's raw data: what the proof is against
+                x, reshaped = fit_shape(x, tuple(model.input_shape[1:]), self.reshape, f"data file {data}")
                 source = str(Path(data).resolve())
-            else:
+            elif garnet is None:
                 x, source = draw_inputs(model, n or DEFAULT_SAMPLES, config.seed)
                 labels = None
+        if garnet is not None:  # hls4ml's float GarNet: proven against trigflow's mirror of its firmware
+            return build_garnet_evidence(self, model, garnet, ui)
         with ui.stage("choose configuration"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             base = FirmwareSpec.from_config(
@@ -319,8 +417,10 @@ class ModelFile:
             )
             dep = choose_configuration(model, x, base, predict=exact_predict)
             dep, recurrent = mirror_recurrent(dep)  # QGRU/QLSTM: proven through the firmware's tables
-        with ui.stage("hls4ml convert + g++ compile"):
+        with ui.stage("hls4ml convert"):
             hls_model, dep, conversion = _convert(dep, self.project, self.force)
+        with ui.stage("g++ compile"):
+            compile_firmware(hls_model)
         with ui.stage("resource/latency estimate"):
             cost = _cost(hls_model)
         trained = Trained(qmodel=dep.reference, float_model=dep.float_model)
@@ -340,8 +440,9 @@ class ModelFile:
             sections["accuracy"] = {**accuracy(outputs, labels), "model_on_raw_data": raw["accuracy"]}
             if outputs["firmware"].shape[1] > 1:
                 self._plot = (outputs, labels)
-        with ui.stage("localise + overflow"):
+        with ui.stage("localise"):  # only when some sample differs
             sections["localization"] = _localization(dep, proof, outputs, tmp)
+        with ui.stage("overflow"):
             overflow = overflow_report(dep, hls_model, dep.x, raw_x=x)
             plot_ranges(overflow, tmp / "ranges.png")
         sections.update(
@@ -356,7 +457,10 @@ class ModelFile:
                 "layers": len(model.layers),
                 "parameters": int(model.count_params()),
             },
-            data={"source": source, "samples": int(len(dep.x)), "labels": labels is not None},
+            data={
+                "source": source, "samples": int(len(dep.x)), "labels": labels is not None,
+                "reshape": reshaped,  # what verify did to the data's shape (--reshape), None: nothing
+            },
             parameters=int(dep.reference.count_params()),
             configuration={
                 **dep.describe(), "conversion": conversion, "firmware_types": firmware_types(hls_model)
@@ -423,7 +527,10 @@ def model_on_raw_data(
 
     x_raw = np.asarray(x_raw, np.float32)
     n = len(x_raw)
-    y_raw = exact_predict(dep.reference, x_raw).reshape(n, -1)
+    if dep.x.shape == x_raw.shape and np.array_equal(dep.x, x_raw):  # no grid applied: the same computation
+        y_raw = outputs["reference"].reshape(n, -1)
+    else:
+        y_raw = exact_predict(dep.reference, x_raw).reshape(n, -1)
     reference, firmware = outputs["reference"].reshape(n, -1), outputs["firmware"].reshape(n, -1)
     changed = np.any(y_raw != reference, axis=1)
     fmt = dep.input_format
@@ -462,10 +569,11 @@ def model_on_raw_data(
 
 def _convert(dep, project: Path, force: bool):
     """``(hls_model, dep, conversion)``: the firmware through the fallback chain (``firmware.fallback``): the
-    bit-exact flow, else graph rewrites, else explicit per-layer types; ``dep`` is what was built."""
+    bit-exact flow, else graph rewrites, else explicit per-layer types; ``dep`` is what was built. Not yet
+    compiled (``compile_firmware``: timed as its own stage)."""
     from trigflow.firmware.fallback import build_with_fallback
 
-    return build_with_fallback(dep, project, force=force)
+    return build_with_fallback(dep, project, force=force, compile=False)
 
 
 def _cost(hls_model) -> dict[str, Any]:

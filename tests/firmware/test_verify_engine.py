@@ -343,3 +343,41 @@ def test_load_errors_are_one_line(case, match, tmp_path, saved_example):
     with pytest.raises(TrigflowError, match=match) as err:
         load_model(path, weights)
     assert "\n" not in str(err.value)
+
+
+def test_garnet_second_input_rule_and_mirror_refusals(tmp_path):
+    """The vertex count: the data file's ``n_vertices`` (checked: one whole count 0..N per sample), else the
+    count of particles with any non-zero feature (CountValid). A GarNet the mirror does not cover is refused
+    in one line."""
+    import tensorflow as tf
+    from hls4ml.contrib.garnet import GarNet
+    from qkeras import QActivation, quantized_bits
+
+    from trigflow.errors import TrigflowError
+    from trigflow.firmware.passes.garnet_mirror import GarNetMirror
+    from trigflow.verify_garnet import _second_input
+
+    x = np.zeros((3, 4, 3), np.float32)
+    x[0, :2, 0], x[1, :4, 1], x[2, 0, 2] = 1.0, -2.0, 0.5
+    counts, source = _second_input(None, x, None)
+    assert counts.ravel().tolist() == [2, 4, 1] and "CountValid" in source
+    np.savez(tmp_path / "d.npz", x=x, n_vertices=np.array([4, 4, 3]))
+    counts, source = _second_input(tmp_path / "d.npz", x, None)
+    assert counts.ravel().tolist() == [4, 4, 3] and source == "data file array 'n_vertices'"
+    np.savez(tmp_path / "bad.npz", x=x, n_vertices=np.array([4, 5, 3]))
+    with pytest.raises(TrigflowError, match="whole vertex counts 0..4"):
+        _second_input(tmp_path / "bad.npz", x, None)
+
+    def model(quantized: bool, **kwargs):
+        inp, count = tf.keras.Input((4, 3)), tf.keras.Input((1,), dtype="uint16")
+        h = QActivation(quantized_bits(12, 6, alpha=1))(inp) if quantized else inp
+        options = {"simplified": True, "collapse": "mean", "input_format": "xn", "output_activation": None,
+                   "quantize_transforms": False, "name": "garnet", **kwargs}
+        return tf.keras.Model([inp, count], GarNet(2, 4, 4, **options)([h, count]))
+
+    with pytest.raises(TrigflowError, match="collapse='max'; hls4ml's GarNet firmware"):
+        GarNetMirror().apply(model(True, collapse="max"))
+    with pytest.raises(TrigflowError, match=r"QActivation\(quantized_bits\(bits, integer, alpha=1\)\) right"):
+        GarNetMirror().apply(model(False))
+    mirror, changed = GarNetMirror().apply(model(True))
+    assert changed and type(mirror.get_layer("garnet")).__name__ == "GarNetHLS"

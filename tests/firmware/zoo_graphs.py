@@ -9,6 +9,10 @@ need", Odagiu et al. 2024), written here from their description:
   features, a QConv1D node MLP, Flatten, QDense head (softmax).
 * ``form="dense"``: the same with ``Dense``/``QDense`` applied to rank-3 tensors and a
   ``GlobalAveragePooling1D`` before the head.
+* ``garnet(n, bits)``: hls4ml's own Keras ``GarNet`` layer (``hls4ml.contrib.garnet``; simplified,
+  collapse='mean', input_format='xn': a second input with the vertex count) after the input quantizer, then
+  QDense + quantized_relu and a QDense head (softmax). Not exact in float: its firmware is proven against
+  trigflow's mirror of hls4ml's GarNet template (``trigflow.verify_garnet``).
 * ``graph_conv(n, bits)``: QConv1D node transforms, the graph mean (``GlobalAveragePooling1D`` → ``Reshape`` →
   ``UpSampling1D``) added back to every node (``Add``), ``AveragePooling1D`` over the nodes, ``Flatten``,
   QDense head.
@@ -25,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BUILDERS", "INPUT_QUANTIZER", "graph_conv", "interaction_network", "raw_jets", "train", "save"]
+__all__ = ["BUILDERS", "INPUT_QUANTIZER", "garnet", "graph_conv", "interaction_network", "raw_jets", "train", "save"]
 
 # pT < 2048 GeV needs 12 integer bits (sign included); 8 fractional bits keep η/φ to 0.004
 INPUT_QUANTIZER = "quantized_bits(20,11,alpha=1)"
@@ -182,6 +186,25 @@ BUILDERS = {
     ),
     "graphconv": graph_conv,
 }
+
+
+def garnet(n: int, bits: int, aggregators: int = 4, filters: int = 8, propagate: int = 8, hidden: int = 16):
+    """The L1 jet-ID GarNet: input quantizer → hls4ml ``GarNet([particles, n_vertices])`` → QDense +
+    quantized_relu → QDense(5) → softmax. Two inputs: (n, 3) particles and (1,) vertex count."""
+    import tensorflow as tf
+    from hls4ml.contrib.garnet import GarNet
+    from qkeras import QActivation, QDense
+
+    particles = tf.keras.Input((n, FEATURES), name="particles")
+    count = tf.keras.Input((1,), name="n_vertices", dtype="uint16")
+    h = QActivation(INPUT_QUANTIZER, name="input_q")(particles)
+    h = GarNet(aggregators, filters, propagate, simplified=True, collapse="mean", input_format="xn",
+               output_activation=None, quantize_transforms=False, name="garnet")([h, count])
+    h = QDense(hidden, kernel_quantizer=_q(bits), bias_quantizer=_q(bits), name="dense1")(h)
+    h = QActivation(_relu(bits), name="relu1")(h)
+    h = QDense(5, kernel_quantizer=_q(bits), bias_quantizer=_q(bits), name="head")(h)
+    out = tf.keras.layers.Activation("softmax", name="softmax")(h)
+    return tf.keras.Model([particles, count], out, name=f"garnet_{n}p_{bits}b")
 
 
 def train(model, x: np.ndarray, y: np.ndarray, epochs: int = 2, seed: int = 0):

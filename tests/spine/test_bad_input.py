@@ -12,7 +12,10 @@ relative to tests/; "here" is this file.
 - unsupported layer: here, test_unsupported_layer_names_it_the_alternative_and_the_supported_ones;
   firmware/test_verify_engine.py::test_load_errors_are_one_line[lambda] (message, library level)
 - input shape mismatch: spine/test_verify_cli.py::test_bad_inputs_are_one_line_errors[model.h5-...] (both);
-  here, test_bad_data_is_refused_before_anything_is_written[x6.npy] (the fix in the message)
+  here, test_bad_data_is_refused_before_anything_is_written[x6.npy] (the fix in the message),
+  test_data_of_another_shape_names_both_shapes_and_the_fix (8 vs 16 constituents, flattened vs (N, F):
+  --reshape named; --reshape where no rule applies), both; the rule applied and recorded:
+  spine/test_verify_cli.py::test_reshape_pads_constituents_and_is_recorded
 - NaN/inf in data: here, test_bad_data_is_refused_before_anything_is_written[nan.npy] (verify),
   test_nan_in_run_data_is_refused (run)
 - unknown config key: spine/test_config.py::test_unknown_key_suggests_nearest (library);
@@ -127,7 +130,12 @@ def models(tmp_path_factory) -> Path:
     tf.keras.Model(x, QDense(2, kernel_quantizer=q, name="dense")(Scale(name="scale")(x))).save(
         root / "custom.h5"
     )
+    x = tf.keras.Input((4, 3))  # 4 constituents × 3 features
+    h = layers.Flatten(name="flat")(QActivation(quantized_bits(8, 2, alpha=1), name="inq")(x))
+    tf.keras.Model(x, QDense(2, kernel_quantizer=q, name="dense")(h)).save(root / "sets.h5")
     rng = np.random.default_rng(0)
+    np.save(root / "c2.npy", rng.normal(size=(1200, 2, 3)).astype(np.float32))
+    np.save(root / "flat12.npy", rng.normal(size=(1200, 12)).astype(np.float32))
     data = rng.normal(size=(1200, 4)).astype(np.float32)
     np.save(root / "x6.npy", rng.normal(size=(1200, 6)).astype(np.float32))
     data[5, 1], data[7, 0] = np.nan, np.inf
@@ -191,6 +199,28 @@ def test_bad_data_is_refused_before_anything_is_written(
 ):
     work = tmp_path / "w"
     result = cli(monkeypatch, capsys, *verify_args(models, work, "tiny.h5", "--data", str(models / data)))
+    assert_error(result, f"data file {models / data}", *fragments)
+    assert_nothing_left(work)
+
+
+@pytest.mark.parametrize(
+    "model, data, extra, fragments",
+    [
+        ("sets.h5", "c2.npy", (), ["inputs of shape (2, 3) per sample, the model expects (4, 3)",
+                                   "pass --reshape (reshape=True) to sort the rows by pT and truncate or "
+                                   "zero-pad to 4; or give inputs of that shape"]),
+        ("sets.h5", "flat12.npy", (), ["inputs of shape (12,) per sample, the model expects (4, 3)",
+                                       "pass --reshape (reshape=True) to flatten/unflatten them in C order"]),
+        ("tiny.h5", "x6.npy", ("--reshape",), ["inputs of shape (6,) per sample, the model expects (4,)",
+                                               "no reshape rule applies", "give inputs of that shape"]),
+    ],
+)
+def test_data_of_another_shape_names_both_shapes_and_the_fix(
+    models, tmp_path, monkeypatch, capsys, model, data, extra, fragments
+):
+    work = tmp_path / "w"
+    args = verify_args(models, work, model, "--data", str(models / data), *extra)
+    result = cli(monkeypatch, capsys, *args)
     assert_error(result, f"data file {models / data}", *fragments)
     assert_nothing_left(work)
 

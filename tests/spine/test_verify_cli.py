@@ -187,7 +187,9 @@ def test_load_data_formats(tmp_path):
     with h5py.File(tmp_path / "d.h5", "w") as f:
         f["features"] = x
         f["labels"] = y
-    xs, ys = load_data(tmp_path / "d.h5", (2, 2), n=5)
+    with pytest.raises(TrigflowError, match=r"shape \(4,\) per sample, the model expects \(2, 2\); pass"):
+        load_data(tmp_path / "d.h5", (2, 2), n=5)  # another shape: only with the opt-in reshape rule
+    xs, ys = load_data(tmp_path / "d.h5", (2, 2), n=5, reshape=True)
     assert xs.shape == (5, 2, 2) and ys.tolist() == [0, 1, 2, 0, 1]
     np.save(tmp_path / "d.npy", x)
     xs, ys = load_data(tmp_path / "d.npy", (4,))
@@ -271,3 +273,64 @@ def test_lossless_check_names_clipping_and_float_layer_boundaries():
     assert not ok
     ok, _ = check_lossless({**boundary, "float_layers": []})  # no float layer: any change fails
     assert not ok
+
+
+def test_reshape_rule_flattens_sorts_truncates_and_pads():
+    """``--reshape``: flattened ↔ (N, F) in C order; (P, F) constituents sorted by the first feature (pT),
+    highest first, truncated or zero-padded to the model's N (the rule of ``trigflow evaluate``)."""
+    from trigflow.errors import TrigflowError
+    from trigflow.verify_model import fit_shape
+
+    x = np.array([[[1.0, 0.1, 0.2], [5.0, 0.3, 0.4], [0.0, 0.0, 0.0], [3.0, 0.5, 0.6]]], np.float64)
+    same, record = fit_shape(x, (4, 3), False, "d")
+    assert same is x and record is None
+    flat, record = fit_shape(x, (12,), True, "d")
+    np.testing.assert_array_equal(flat, x.reshape(1, 12))
+    assert record == {"from": [4, 3], "to": [12], "rule": "flatten", "order": "C"}
+    top2, record = fit_shape(x, (2, 3), True, "d")
+    np.testing.assert_array_equal(top2, [[[5.0, 0.3, 0.4], [3.0, 0.5, 0.6]]])
+    assert record["rule"] == "constituents" and record["samples_truncated"] == 1
+    assert (record["constituents_supplied"], record["constituents_expected"], record["features"]) == (4, 2, 3)
+    padded, record = fit_shape(x.reshape(1, 12), (6, 3), True, "d")  # flattened data, the model gives F
+    np.testing.assert_array_equal(padded[0, :3], [[5.0, 0.3, 0.4], [3.0, 0.5, 0.6], [1.0, 0.1, 0.2]])
+    np.testing.assert_array_equal(padded[0, 3:], np.zeros((3, 3)))
+    assert record["samples_zero_padded"] == 1 and record["samples_truncated"] == 0
+    flat2, record = fit_shape(x, (6,), True, "d")  # a flattened model of 2 constituents, F from the data
+    np.testing.assert_array_equal(flat2, [[5.0, 0.3, 0.4, 3.0, 0.5, 0.6]])
+    with pytest.raises(TrigflowError, match="no reshape rule applies"):
+        fit_shape(x, (5, 2), True, "d")  # F differs: ambiguous
+
+
+def test_reshape_pads_constituents_and_is_recorded(tmp_path):
+    """8 constituents for a 16-constituent model: exit 2 without --reshape (nothing written); with it the
+    rows are sorted by pT and zero-padded, the proof runs on the padded data and the report says so."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits
+
+    x_in = tf.keras.Input((16, 3))
+    h = tf.keras.layers.Flatten(name="flat")(QActivation(quantized_bits(10, 6, alpha=1), name="inq")(x_in))
+    model = randomize(tf.keras.Model(x_in, QDense(3, kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                                                  name="head")(h)))
+    model.save(tmp_path / "m.h5")
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(0, 60, (1000, 8, 1)), rng.normal(0, 0.3, (1000, 8, 2))], axis=2)
+    np.savez(tmp_path / "d.npz", x=x.astype(np.float32), y=rng.integers(0, 3, 1000))
+    out, prj = tmp_path / "out", tmp_path / "prj"
+    args = ("verify", str(tmp_path / "m.h5"), "--data", str(tmp_path / "d.npz"), "--out", str(out),
+            "--project-dir", str(prj))
+    refused = trigflow(*args)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "inputs of shape (8, 3) per sample, the model expects (16, 3)" in lines[0]
+    assert "--reshape" in lines[0] and not out.exists() and not prj.exists()
+    result = trigflow(*args, "--reshape")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "data reshaped (--reshape)" in result.stdout + result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["reshape"] == {
+        "from": [8, 3], "to": [16, 3], "rule": "constituents", "constituents_supplied": 8,
+        "constituents_expected": 16, "features": 3,
+        "order": "sorted by the first feature (pT), highest first",
+        "samples_truncated": 0, "samples_zero_padded": 1000,
+    }
+    assert report["bit_exact_fraction"] == 1.0 and report["samples"] == 1000

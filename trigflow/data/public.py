@@ -312,6 +312,23 @@ def raw_constituents(constituents: np.ndarray, names: Sequence[str] | None = Non
     return np.ascontiguousarray(c[..., index], dtype=np.float32)
 
 
+def leading_constituents(constituents: np.ndarray, n: int) -> np.ndarray:
+    """(samples, P, F) → (samples, n, F): each sample's rows sorted by the first feature (pT) highest first
+    (stable; rows whose first feature is ≤ 0 — padding — sort last), the first ``n`` kept, zero rows appended
+    when P < n. The one sort/truncate/pad rule of ``trigflow evaluate`` (gnn) and ``trigflow verify --reshape``.
+    """
+    c = np.asarray(constituents)
+    if c.ndim != 3:
+        raise TrigflowError(f"constituents must have shape (samples, particles, features); got {c.shape}")
+    key = np.where(c[..., 0] > 0, c[..., 0], 0)
+    order = np.argsort(-key, axis=1, kind="stable")[:, : int(n)]
+    top = np.take_along_axis(c, order[..., None], axis=1)
+    if top.shape[1] < n:
+        pad = np.zeros((len(top), int(n) - top.shape[1], c.shape[2]), c.dtype)
+        top = np.concatenate([top, pad], axis=1)
+    return np.ascontiguousarray(top)
+
+
 def _read_adc(path: Path, max_events: int | None) -> np.ndarray:
     with open_h5(path, required=("Particles",)) as f:
         d = f["Particles"]

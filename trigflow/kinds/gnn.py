@@ -124,16 +124,13 @@ def features_from_raw(raw: np.ndarray, n_particles: int, jet_pt: np.ndarray | No
         raise TrigflowError(f"jet pT must hold one value per jet ({len(raw)}); got shape {jet_pt.shape}")
     if not np.all(np.isfinite(jet_pt)) or np.any(jet_pt < 0):
         raise TrigflowError("jet pT must be finite and ≥ 0")
-    n = int(n_particles)
-    order = np.argsort(-pt_all, axis=1, kind="stable")[:, :n]
-    pt = np.take_along_axis(pt_all, order, axis=1)
-    deta = np.take_along_axis(raw[..., 1], order, axis=1)
-    dphi = np.take_along_axis(raw[..., 2], order, axis=1)
+    from trigflow.data.public import leading_constituents
+
+    top = leading_constituents(raw, int(n_particles))  # sorted by pT, truncated or zero-padded
+    pt = np.where(top[..., 0] > 0, top[..., 0], 0.0).astype(np.float32)
     scale = jet_pt[:, None]
     z = np.divide(pt, scale, out=np.zeros_like(pt), where=scale > 0)
-    x = np.stack([z, deta, dphi], axis=-1) * (pt > 0)[..., None]
-    if x.shape[1] < n:  # fewer constituents than slots: zero-pad
-        x = np.concatenate([x, np.zeros((len(x), n - x.shape[1], x.shape[2]), np.float32)], axis=1)
+    x = np.stack([z, top[..., 1], top[..., 2]], axis=-1) * (pt > 0)[..., None]
     return np.ascontiguousarray(x, dtype=np.float32)
 
 

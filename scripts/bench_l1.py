@@ -1,0 +1,224 @@
+"""Benchmark: does each io_parallel kind's default firmware fit a Level-1 trigger budget?
+
+Usage::
+
+    python scripts/bench_l1.py                          # mlp, ae, gnn-deepsets with today's defaults
+    python scripts/bench_l1.py --kinds mlp --set quant.epochs=2 --out-md /tmp/l1.md   # a quick look
+
+Each kind's default recipe is trained and taken three ways, side by side on the same trained model:
+
+* **HLS Latency** — the run's own hls4ml project (``trigflow run``), ``trigflow estimate``;
+* **HLS DA** — the same recipe and seed with ``firmware.strategy=distributed_arithmetic`` (a second
+  ``trigflow run``; its accuracy is listed, so a training that is not reproducible shows), ``trigflow estimate``;
+* **RTL** — ``trigflow rtl`` on the first run (da4ml Verilog, proven bit-exact by Verilator on the run's test
+  set), then ``trigflow synth --yosys`` (yosys ``synth_xilinx``): measured LUT/FF/DSP/CARRY, latency in cycles.
+
+Writes ``scripts/results/l1.json`` and the section between ``<!-- l1:begin -->`` and ``<!-- l1:end -->`` of
+BENCHMARKS.md (added at the end when missing). The Level-1 goals checked are issue #19's: MLP ≤ 40k LUT, 0 DSP,
+≤ 50 ns, II 1; AE (score on chip) ≤ 50 ns, II 1; a 16-particle constituent GNN ≤ 200 ns, II ≤ 5, ≤ 30 % of a
+VU13P's 1,728k LUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+SCRIPTS = Path(__file__).resolve().parent
+ROOT = SCRIPTS.parent
+RESULTS = SCRIPTS / "results" / "l1.json"
+MARKDOWN = ROOT / "BENCHMARKS.md"
+BEGIN, END = "<!-- l1:begin -->", "<!-- l1:end -->"
+sys.path.insert(0, str(SCRIPTS))
+
+from bench_csim import machine  # noqa: E402  (one description of the machine for every benchmark)
+
+VU13P_LUT = 1_728_000
+# kind label -> (trigflow kind, config overrides that define it, Level-1 goal)
+KINDS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "mlp": ("mlp", {}, {"lut": 40_000, "dsp": 0, "latency_ns": 50, "ii": 1}),
+    "ae": ("ae", {}, {"latency_ns": 50, "ii": 1}),
+    "gnn-deepsets": (
+        "gnn",
+        {"model.arch": "deepsets", "model.n_particles": 16},
+        {"latency_ns": 200, "ii": 5, "lut": int(0.3 * VU13P_LUT)},
+    ),
+    "gnn-in": ("gnn", {"model.n_particles": 16}, {"latency_ns": 200, "ii": 5, "lut": int(0.3 * VU13P_LUT)}),
+}
+
+
+def _quality(report: dict[str, Any]) -> tuple[str, float]:
+    if report["kind"] == "ae":
+        aucs = [a["firmware"] for a in report["auc"].values()]
+        return "mean AUC", sum(aucs) / len(aucs)
+    return "accuracy", report["accuracy"]["firmware"]
+
+
+def _estimate_row(project_dir: Path) -> dict[str, Any]:
+    import trigflow
+
+    est = trigflow.estimate(project_dir).report
+    return {
+        **{k: est["resources"][k] for k in ("dsp", "lut", "ff", "bram")},
+        "latency_cycles": est["latency_cycles"],
+        "latency_ns": est["latency_ns"],
+        "ii": est.get("ii"),
+        "source": "estimate",
+    }
+
+
+def _timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, round(time.perf_counter() - start, 1)
+
+
+def bench_kind(label: str, overrides: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    import trigflow
+    from trigflow.errors import TrigflowError
+    from trigflow.firmware.synth import synthesize
+
+    kind, defining, goal = KINDS[label]
+    settings = {**defining, **overrides}
+    row: dict[str, Any] = {"kind": kind, "settings": settings, "goal": goal}
+
+    base, row["run_s"] = _timed(trigflow.run, kind, out=str(workdir / label), force=True, **settings)
+    metric, value = _quality(base.report)
+    row["metric"] = metric
+    row["latency"] = {**_estimate_row(base.project_dir), metric: value, "bit_exact": base.report["bit_exact_fraction"]}
+
+    da, row["da_run_s"] = _timed(
+        trigflow.run, kind, out=str(workdir / f"{label}-da"), force=True,
+        **{**settings, "firmware.strategy": "distributed_arithmetic"},
+    )
+    row["da"] = {**_estimate_row(da.project_dir), metric: _quality(da.report)[1],
+                 "bit_exact": da.report["bit_exact_fraction"]}
+
+    try:
+        rtl, row["rtl_s"] = _timed(trigflow.rtl, base.run_dir)
+    except TrigflowError as exc:  # a layer the tracer cannot express: say which
+        row["rtl"] = {"refused": str(exc)}
+        return row
+    synth, row["yosys_s"] = _timed(synthesize, base.project_dir, open_flow=True)
+    row["rtl"] = {
+        **{k: synth["resources"][k] for k in ("dsp", "lut", "ff", "bram")},
+        "carry": synth["resources"].get("carry"),
+        "latency_cycles": synth["latency_cycles"],
+        "latency_ns": synth["latency_ns"],
+        "ii": synth["ii"],
+        "source": "yosys",
+        metric: value,  # the RTL is proven equal to the Latency run's firmware on its test set
+        "bit_exact": rtl.report["bit_exact_fraction"],
+        "proof_samples": rtl.report["samples"],
+    }
+    return row
+
+
+def meets(goal: dict[str, Any], figures: dict[str, Any]) -> str:
+    misses = []
+    for key, limit in goal.items():
+        value = figures.get(key)
+        if value is None:
+            misses.append(f"{key} unknown")
+        elif value > limit:
+            misses.append(f"{key} {value:,} > {limit:,}")
+    return "yes" if not misses else "no: " + "; ".join(misses)
+
+
+def _n(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 10 else f"{value:,.1f}"
+    return f"{value:,}"
+
+
+def render(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        BEGIN,
+        "## Level-1 fit: HLS Latency estimate, HLS DA estimate, RTL measured with yosys",
+        "",
+        f"Generated by `python scripts/bench_l1.py {' '.join(result['argv'])}`".rstrip() + f" on {result['when']} "
+        f"({m['cpus']} cores, load average {m['load_average_1min']} at start; {result['total_s']:,} s). "
+        "Same trained model per kind in the Latency and RTL rows; the DA row is a second run of the same recipe "
+        "and seed. Latency and DA figures are trigflow's estimate; RTL figures are yosys `synth_xilinx` "
+        "cells of the da4ml Verilog (CARRY4 counted separately), latency from da4ml's pipeline at the clock. "
+        "Goals from issue #19.",
+        "",
+        "| kind | firmware | DSP | LUT | FF | CARRY | latency cycles | latency ns | II | quality | bit-exact "
+        "| Level-1 goal met |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, row in result["kinds"].items():
+        if "error" in row:
+            lines.append(f"| {label} | failed: {row['error']} |" + " |" * 10)
+            continue
+        metric = row["metric"]
+        for name, key in (("HLS Latency (estimate)", "latency"), ("HLS DA (estimate)", "da"), ("RTL (yosys)", "rtl")):
+            f = row.get(key, {})
+            if "refused" in f:
+                lines.append(f"| {label} | {name}: refused — {f['refused']} |" + " |" * 10)
+                continue
+            cells = [f.get(k) for k in ("dsp", "lut", "ff", "carry", "latency_cycles", "latency_ns", "ii")]
+            lines.append(
+                f"| {label} | {name} | " + " | ".join(_n(c) for c in cells)
+                + f" | {metric} {_n(f.get(metric))} | {_n(f.get('bit_exact'))} | {meets(row['goal'], f)} |"
+            )
+    lines += ["", "Settings per kind: " + "; ".join(
+        f"{label}: `{json.dumps(row.get('settings', {}))}`" for label, row in result["kinds"].items()), END]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kinds", default="mlp,ae,gnn-deepsets", help=f"comma-separated, of {', '.join(KINDS)}")
+    parser.add_argument("--set", action="append", default=[], help="config override key=value (every kind)")
+    parser.add_argument("--out-json", type=Path, default=RESULTS)
+    parser.add_argument("--out-md", type=Path, default=MARKDOWN)
+    args = parser.parse_args(argv)
+    overrides = {}
+    for pair in args.set:
+        key, _, value = pair.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    start = time.perf_counter()
+    result: dict[str, Any] = {"argv": argv, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+                              "kinds": {}}
+    with tempfile.TemporaryDirectory(prefix="trigflow-l1-") as tmp:
+        for label in args.kinds.split(","):
+            try:
+                result["kinds"][label] = bench_kind(label, overrides, Path(tmp))
+            except Exception as exc:  # a failed kind is a row, not the end of the benchmark
+                result["kinds"][label] = {"error": f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"}
+            print(label, json.dumps(result["kinds"][label])[:400], flush=True)
+    result["total_s"] = round(time.perf_counter() - start)
+    args.out_json.parent.mkdir(parents=True, exist_ok=True)
+    args.out_json.write_text(json.dumps(result, indent=1) + "\n")
+    write_markdown(args.out_md, render(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""scripts/bench_verify.py: the 16-constituent IN benchmark of `trigflow verify`, run here only in its smoke
+setting (4 particles, 1,000 jets): per-stage times in the JSON, the row written between its markers in the
+markdown without touching the rest, and scripts/bench.py keeping that section when it re-renders."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"trigflow_{name}_script", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_setting_writes_json_and_the_marked_row(tmp_path):
+    """Measured: ~40 s wall on the shared 2-core machine (training 1 epoch on 1,000 jets, verify 4 particles)."""
+    bench = _load("bench_verify")
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\nkept as it is\n")
+    out_json = tmp_path / "bench_verify.json"
+    args = ["--particles", "4", "--jets", "1000", "--train-jets", "1000", "--out-json", str(out_json),
+            "--out-md", str(md)]
+    result = bench.main(args)
+    m = json.loads(out_json.read_text())["measurement"]
+    assert m == result["measurement"] and m["passed"] and m["bit_exact_fraction"] == 1.0
+    assert set(m["stages_s"]) == {"convert", "compile", "C-sim", "localisation", "overflow", "other"}
+    assert m["stages_s"]["compile"] > 0 and m["stages_s"]["convert"] > 0 and m["stages_s"]["C-sim"] > 0
+    assert m["stages_s"]["localisation"] < 1  # exact: nothing to localise
+    assert m["conversion"]["path"] == "rewritten"
+    text = md.read_text()
+    assert text.startswith("# Benchmarks\n\nkept as it is\n\n<!-- bench-verify:start -->")
+    assert "| IN Conv1D form, 4 constituents, 8 bit | 1,000 | rewritten | 1.000000 |" in text
+    bench.write_section(md, bench.render(result))  # a rerun replaces the section, nothing else
+    assert md.read_text() == text
+
+
+def test_bench_render_keeps_marked_sections(tmp_path):
+    bench = _load("bench")
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# old\n\n<!-- bench-verify:start -->\nrow\n<!-- bench-verify:end -->\n")
+    assert bench.keep_marked_sections(md, "# new\n") == (
+        "# new\n\n<!-- bench-verify:start -->\nrow\n<!-- bench-verify:end -->\n"
+    )
+    assert bench.keep_marked_sections(tmp_path / "missing.md", "# new\n") == "# new\n"
