@@ -24,7 +24,7 @@ def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[
     """Trace, build and prove the RTL of the run in ``run_dir``; return the written report."""
     import numpy as np
 
-    from trigflow.evaluate_run import load_models, read_run
+    from trigflow.evaluate_run import read_run
     from trigflow.firmware.rtl import RtlProject, build_rtl
     from trigflow.fsio import write_text
     from trigflow.proof.checks import Thresholds, check_thresholds, failures_of, prove, versions
@@ -44,7 +44,7 @@ def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[
     iq = preprocessing["input_quantizer"]
     input_kif = (1, int(iq["integer"]), int(iq["bits"]) - 1 - int(iq["integer"]))
     with ui.stage("load models"):
-        models = load_models(run_dir, kind, x, list(preprocessing["classes"]))
+        models = _proven_models(run_dir, kind, x, list(preprocessing["classes"]))
     with ui.stage("QKeras reference"):
         qmodel = models["qkeras"]
         outputs = {
@@ -85,3 +85,15 @@ def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[
 
     write_page(load_report(run_dir), run_dir)  # the run's index.html gains the RTL section
     return report
+
+
+def _proven_models(run_dir: Path, kind: str, x, classes: list[str]) -> dict[str, Any]:
+    """The models the run's firmware was proven against: the deployed twins where the kind deploys more than
+    it trains (the AE's on-chip score, ``*_deployed.h5``), else the trained twins rebuilt by the recipe."""
+    from trigflow.evaluate_run import load_models
+    from trigflow.onnx import load_keras
+
+    deployed = {name: run_dir / f"{name}_deployed.h5" for name in ("qkeras", "float")}
+    if all(path.is_file() for path in deployed.values()):
+        return {name: load_keras(path) for name, path in deployed.items()}
+    return load_models(run_dir, kind, x, classes)

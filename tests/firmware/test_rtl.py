@@ -230,3 +230,23 @@ def test_deepsets_run_then_trigflow_rtl_proves_the_rtl(tmp_path, monkeypatch):
     assert proof["source"] == "rtl" and proof["samples"] == samples and proof["bit_exact_fraction"] == 1.0
     assert proof["interpreter_bit_exact_fraction"] == 1.0
     assert report["rtl"]["inputs"]["shape"] == [8, 3]
+
+
+@pytest.mark.slow
+def test_autoencoder_run_then_trigflow_rtl_proves_the_score_firmware(tmp_path):
+    """`trigflow run ae` (57-8-3-8-57, 6 bits) then `trigflow rtl`: the traced model is the deployed one (the
+    reconstruction score Σ (x − x̂)² on chip, from qkeras_deployed.h5), exact on the run's whole test set."""
+    from trigflow import api
+
+    run = api.run(
+        "ae", out=str(tmp_path / "out"), project_dir=str(tmp_path / "prj"), model={"hidden": (8,), "latent": 3},
+        data={"max_samples": 8000}, quant={"epochs": 1}, verify={"min_samples": 1000},
+    )
+    assert run.passed, run.failures
+    result = api.rtl(run.run_dir)
+    report = json.loads((run.run_dir / "rtl_report.json").read_text())
+    proof = report["proof"]
+    samples = len(np.load(run.run_dir / "test_data.npz")["x"])
+    assert result.failures == [] and report["passed"] and report["kind"] == "ae"
+    assert proof["source"] == "rtl" and proof["samples"] == samples and proof["bit_exact_fraction"] == 1.0
+    assert report["rtl"]["outputs"]["shape"] == [1]  # one score per event, not the 57 reconstructions
