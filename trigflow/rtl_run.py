@@ -3,7 +3,8 @@
 The run folder is the starting point: its deployed QKeras model is traced with da4ml into Verilog under
 ``<project>/rtl/`` (``firmware.rtl``), compiled with Verilator, and the RTL simulation is compared bit for bit with
 the exact QKeras reference on the run's whole test set, judged by the run's thresholds. The proof (the C-sim
-proof's keys plus ``source: "rtl"``) is ``rtl_report.json`` in the RTL folder and in the run folder.
+proof's keys plus ``source: "rtl"``) is ``rtl_report.json`` in the run folder (one copy: the run page reads it
+there; it names the RTL folder as ``rtl_dir``).
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[
             kind=kind, run_dir=str(run_dir), rtl_dir=str(project / "rtl"), proof=proof, rtl=built.manifest,
             checks=checks, passed=not failures, failures=failures, versions=versions("da4ml", "verilator"),
         )
-        write_text(built.path / RTL_REPORT, json.dumps(report, indent=2, default=float))
 
     with ui.stage("trace + Verilog + Verilator build"):
         build_rtl(
@@ -79,7 +79,6 @@ def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[
             force=force, check=prove_rtl,
         )
     report["timings_s"] = {k: round(v, 3) for k, v in ui.timings.items()}
-    write_text(project / "rtl" / RTL_REPORT, json.dumps(report, indent=2, default=float))
     write_text(run_dir / RTL_REPORT, json.dumps(report, indent=2, default=float))
     from trigflow.report_html import load_report, write_page
 
