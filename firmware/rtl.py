@@ -291,7 +291,14 @@ class RtlProject:
 
     @property
     def logic(self):
-        return self.model._solution
+        """da4ml's logic with its interpreter: the traced one, or (a loaded project's model holds only the
+        pipeline) the combinational logic da4ml wrote beside it, ``model/comb.json``."""
+        solution = self.model._solution
+        if hasattr(solution, "predict"):
+            return solution
+        from da4ml.cmvm.types import CombLogic
+
+        return CombLogic.load(self.path / "model" / "comb.json")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Verilator simulation of the RTL, one float64 row per sample."""

@@ -57,6 +57,7 @@ def test_small_mlp_rtl_is_bit_exact(tmp_path):
     from trigflow.proof.reference import exact_predict
 
     np.testing.assert_array_equal(again.predict(x), exact_predict(_mlp((8,)), x))
+    np.testing.assert_array_equal(again.interpret(x), exact_predict(_mlp((8,)), x))
 
 
 def test_a_layer_the_tracer_cannot_express_is_refused_by_name():
