@@ -10,7 +10,11 @@ temporary path and renamed into place when complete.
 QKeras semantics are traced exactly (the reference is ``proof.reference.exact_predict``):
 ``quantized_bits(bits, integer, alpha=1)`` and ``quantized_relu(bits, integer)`` round half to even
 (``tf.round``) and saturate (``clip``); ``QDense`` multiplies by its quantized kernel and adds its quantized
-bias exactly. da4ml rounds only by truncation or half up, so half-to-even is built from them:
+bias exactly (on an (items, features) tensor: per item, as Keras' tensordot); plain ``Dense`` layers (the graph
+networks' fixed 0/1 gather/scatter/sum matrices) are exact constant products; ``GlobalAveragePooling1D`` is an
+adder tree over the items and a shift (a power-of-two item count only, where the mean is exact);
+``Permute``/``Reshape``/``Flatten``/``Concatenate`` move wires. da4ml rounds only by truncation or half up, so
+half-to-even is built from them:
 ``trunc(x + s/2 - e + b·e)`` with ``s`` the output step, ``e`` the input step and ``b`` the bit of ``x`` at
 weight ``s`` (at a midpoint this picks the even neighbour, elsewhere it is the nearest one).
 """
@@ -54,8 +58,10 @@ TOP = "trigflow_top"
 # Verilator to split into several .cpp files passes its precompiled header to g++ as a bare file name
 # ("linker input file not found"); GCC's flag is -include.
 PCH_FIX = "-MAKEFLAGS CFG_CXXFLAGS_PCH_I=-include"
-QUANTIZED_LAYERS = ("QDense", "QActivation", "Activation", "InputLayer", "Flatten", "Reshape")
+QUANTIZED_LAYERS = ("QDense", "QConv1D", "QActivation", "Activation", "InputLayer")
+STRUCTURE_LAYERS = ("Dense", "Flatten", "Reshape", "Permute", "GlobalAveragePooling1D")  # exact, no rounding
 MERGE_LAYERS = ("Add", "Subtract", "Multiply", "Concatenate")  # exact in fixed point (no rounding)
+SUPPORTED_LAYERS = QUANTIZED_LAYERS + STRUCTURE_LAYERS + MERGE_LAYERS
 
 
 # --- tracing ---------------------------------------------------------------------------------------------
@@ -105,12 +111,82 @@ def _activation_of(layer):
     return act if hasattr(act, "bits") else getattr(act, "__name__", str(act))
 
 
+def _quantized_kernel(layer, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(kernel as (inputs, outputs), bias or None) of a QDense / pointwise QConv1D, as its quantizers give them."""
+    if layer.kernel_quantizer_internal is None or (layer.use_bias and layer.bias_quantizer_internal is None):
+        raise TrigflowError(f"RTL backend: {where} has an unquantized kernel or bias; firmware needs both quantized")
+    kernel = np.asarray(layer.kernel_quantizer_internal(layer.kernel), dtype=np.float64)
+    if kernel.ndim == 3:  # QConv1D: (width, inputs, outputs)
+        if kernel.shape[0] != 1 or tuple(layer.strides) != (1,) or tuple(layer.dilation_rate) != (1,):
+            raise TrigflowError(f"RTL backend: {where} is not pointwise (kernel_size 1, stride 1); only "
+                                "QConv1D(kernel_size=1) can be traced")
+        kernel = kernel[0]
+    bias = np.asarray(layer.bias_quantizer_internal(layer.bias), dtype=np.float64) if layer.use_bias else None
+    return kernel, bias
+
+
+def _constant_matmul(x, matrix: np.ndarray):
+    """``x @ matrix`` with a constant matrix, as da4ml's ``matmul`` computes it (one constant matrix-vector
+    solution per row of ``x``), but solved once per distinct row format: the items of a per-item layer (Deep
+    Sets φ, the IN's 240 edges) share their input intervals and latencies, so da4ml's solver, the bulk of the
+    trace time, runs once instead of once per item. Each row still gets its own logic (``solution(row)``)."""
+    from da4ml.cmvm.api import solve
+    from da4ml.trace import FixedVariableArray
+    from da4ml.trace.fixed_variable import QInterval
+    from numba.typed import List as NumbaList
+
+    options = dict(x.solver_options or {})
+    if x.collapsed or options.get("offload_fn") is not None or x.ndim == 1:
+        return x @ matrix
+    rows = x._vars.reshape(-1, x.shape[-1])
+    hwconf = rows.ravel()[0].hwconf
+    options.setdefault("adder_size", hwconf.adder_size)
+    options.setdefault("carry_size", hwconf.carry_size)
+    kernel = np.ascontiguousarray(np.asarray(matrix).astype(np.float32))
+    solutions: dict[tuple, Any] = {}
+    out = []
+    for row in rows:
+        intervals = tuple((float(v.low), float(v.high), float(v.step)) for v in row)
+        latencies = tuple(float(v.latency) for v in row)
+        key = intervals + latencies
+        if key not in solutions:
+            solutions[key] = solve(kernel, qintervals=NumbaList([QInterval(*q) for q in intervals]),
+                                   latencies=NumbaList(list(latencies)), **options)
+        out.append(solutions[key](row))
+    shape = x.shape[:-1] + (matrix.shape[1],)
+    return FixedVariableArray(np.array(out).reshape(shape), x.solver_options)
+
+
+def _constant_dense(layer, x, where: str):
+    """A plain Dense: a fixed matrix (the graph networks' 0/1 structure), exact; no activation allowed."""
+    if _activation_of(layer) != "linear":
+        raise TrigflowError(f"RTL backend: {where} is a plain Dense with activation '{_activation_of(layer)}'; "
+                            "only linear constant layers can be traced (use QDense)")
+    weights = [np.asarray(w, dtype=np.float64) for w in layer.get_weights()]
+    x = _constant_matmul(x, weights[0])
+    if len(weights) > 1 and np.any(weights[1]):
+        x = x + weights[1]
+    return x
+
+
+def _average_pool(layer, x, where: str):
+    from da4ml.trace.ops import reduce
+
+    if getattr(layer, "keepdims", False) or getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise TrigflowError(f"RTL backend: {where} must average channels_last items without keepdims")
+    n = int(x.shape[0])
+    if n & (n - 1):
+        raise TrigflowError(f"RTL backend: {where} averages {n} items; the mean is exact in fixed point only over "
+                            "a power-of-two count (use sum pooling)")
+    return reduce(lambda a, b: a + b, x, axis=0) * (1.0 / n)  # adder tree, then a shift
+
+
 def _trace_layer(layer, inputs: list):
     kind = layer.__class__.__name__
     where = f"layer '{layer.name}' ({kind})"
-    if kind not in QUANTIZED_LAYERS + MERGE_LAYERS:
+    if kind not in SUPPORTED_LAYERS:
         raise TrigflowError(f"RTL backend: {where} cannot be traced into da4ml logic (supported: "
-                            f"{', '.join(QUANTIZED_LAYERS + MERGE_LAYERS)})")
+                            f"{', '.join(SUPPORTED_LAYERS)})")
     if kind in MERGE_LAYERS:
         return _merge(kind, layer, inputs)
     if len(inputs) != 1:
@@ -119,14 +195,17 @@ def _trace_layer(layer, inputs: list):
     if kind in ("Flatten", "Reshape"):
         shape = (-1,) if kind == "Flatten" else tuple(layer.target_shape)
         return x.reshape(*shape)
-    if kind == "QDense":
-        if layer.kernel_quantizer_internal is None or (layer.use_bias and layer.bias_quantizer_internal is None):
-            raise TrigflowError(f"RTL backend: {where} has an unquantized kernel or bias; firmware needs both "
-                                "quantized")
-        kernel = np.asarray(layer.kernel_quantizer_internal(layer.kernel), dtype=np.float64)
-        x = x @ kernel
-        if layer.use_bias:
-            x = x + np.asarray(layer.bias_quantizer_internal(layer.bias), dtype=np.float64)
+    if kind == "Permute":
+        return x.transpose(tuple(int(d) - 1 for d in layer.dims))  # the traced arrays have no batch axis
+    if kind == "Dense":
+        return _constant_dense(layer, x, where)
+    if kind == "GlobalAveragePooling1D":
+        return _average_pool(layer, x, where)
+    if kind in ("QDense", "QConv1D"):
+        kernel, bias = _quantized_kernel(layer, where)
+        x = _constant_matmul(x, kernel)  # per item on an (items, features) tensor
+        if bias is not None:
+            x = x + bias
         return _apply_quantizer(x, _activation_of(layer), where)
     if kind == "QActivation":
         return _apply_quantizer(x, layer.quantizer, where)
@@ -212,7 +291,14 @@ class RtlProject:
 
     @property
     def logic(self):
-        return self.model._solution
+        """da4ml's logic with its interpreter: the traced one, or (a loaded project's model holds only the
+        pipeline) the combinational logic da4ml wrote beside it, ``model/comb.json``."""
+        solution = self.model._solution
+        if hasattr(solution, "predict"):
+            return solution
+        from da4ml.cmvm.types import CombLogic
+
+        return CombLogic.load(self.path / "model" / "comb.json")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Verilator simulation of the RTL, one float64 row per sample."""

@@ -401,7 +401,7 @@ def rtl(run_dir: PathLike, *, force: bool = False, progress: StageUI | None = No
     """Trace a finished run's proven QKeras model into pipelined Verilog (da4ml) in ``<project>/rtl/``, compile
     it with Verilator and prove the RTL simulation bit-exact against the exact QKeras reference on the run's
     whole test set: ``trigflow rtl RUN_DIR``. The proof (C-sim proof keys plus ``source: "rtl"``) is written
-    as ``rtl_report.json`` into the RTL folder and the run folder."""
+    as ``rtl_report.json`` into the run folder."""
     from trigflow.rtl_run import prove_rtl
     from trigflow.ui import StageUI
 

@@ -3,7 +3,8 @@
 The run folder is the starting point: its deployed QKeras model is traced with da4ml into Verilog under
 ``<project>/rtl/`` (``firmware.rtl``), compiled with Verilator, and the RTL simulation is compared bit for bit with
 the exact QKeras reference on the run's whole test set, judged by the run's thresholds. The proof (the C-sim
-proof's keys plus ``source: "rtl"``) is ``rtl_report.json`` in the RTL folder and in the run folder.
+proof's keys plus ``source: "rtl"``) is ``rtl_report.json`` in the run folder (one copy: the run page reads it
+there; it names the RTL folder as ``rtl_dir``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[
     """Trace, build and prove the RTL of the run in ``run_dir``; return the written report."""
     import numpy as np
 
-    from trigflow.evaluate_run import load_models, read_run
+    from trigflow.evaluate_run import read_run
     from trigflow.firmware.rtl import RtlProject, build_rtl
     from trigflow.fsio import write_text
     from trigflow.proof.checks import Thresholds, check_thresholds, failures_of, prove, versions
@@ -44,7 +45,7 @@ def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[
     iq = preprocessing["input_quantizer"]
     input_kif = (1, int(iq["integer"]), int(iq["bits"]) - 1 - int(iq["integer"]))
     with ui.stage("load models"):
-        models = load_models(run_dir, kind, x, list(preprocessing["classes"]))
+        models = _proven_models(run_dir, kind, x, list(preprocessing["classes"]))
     with ui.stage("QKeras reference"):
         qmodel = models["qkeras"]
         outputs = {
@@ -71,7 +72,6 @@ def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[
             kind=kind, run_dir=str(run_dir), rtl_dir=str(project / "rtl"), proof=proof, rtl=built.manifest,
             checks=checks, passed=not failures, failures=failures, versions=versions("da4ml", "verilator"),
         )
-        write_text(built.path / RTL_REPORT, json.dumps(report, indent=2, default=float))
 
     with ui.stage("trace + Verilog + Verilator build"):
         build_rtl(
@@ -79,9 +79,20 @@ def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[
             force=force, check=prove_rtl,
         )
     report["timings_s"] = {k: round(v, 3) for k, v in ui.timings.items()}
-    write_text(project / "rtl" / RTL_REPORT, json.dumps(report, indent=2, default=float))
     write_text(run_dir / RTL_REPORT, json.dumps(report, indent=2, default=float))
     from trigflow.report_html import load_report, write_page
 
     write_page(load_report(run_dir), run_dir)  # the run's index.html gains the RTL section
     return report
+
+
+def _proven_models(run_dir: Path, kind: str, x, classes: list[str]) -> dict[str, Any]:
+    """The models the run's firmware was proven against: the deployed twins where the kind deploys more than
+    it trains (the AE's on-chip score, ``*_deployed.h5``), else the trained twins rebuilt by the recipe."""
+    from trigflow.evaluate_run import load_models
+    from trigflow.onnx import load_keras
+
+    deployed = {name: run_dir / f"{name}_deployed.h5" for name in ("qkeras", "float")}
+    if all(path.is_file() for path in deployed.values()):
+        return {name: load_keras(path) for name, path in deployed.items()}
+    return load_models(run_dir, kind, x, classes)
