@@ -133,7 +133,7 @@ def test_declared_dependencies_equal_imported_ones():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = {_name(r) for r in project["dependencies"]}
     optional = {_name(r) for extra in project["optional-dependencies"].values() for r in extra}
-    local = {p.stem for p in (ROOT / "scripts").glob("*.py")} | {"trigflow"}
+    local = {p.stem for folder in ("scripts", "tests") for p in (ROOT / folder).rglob("*.py")} | {"trigflow"}
     modules = set()
     for folder in ("trigflow", "models", "quantize", "firmware", "proof", "scripts"):
         for path in (ROOT / folder).rglob("*.py"):
