@@ -17,7 +17,8 @@ parts, both in the report:
    ``bit_exact`` detail, and on the verdict line (``verdict_note``), naming the layer. ``accuracy`` and
    ``argmax_agreement`` keep their meaning: ``model_on_raw_data`` is the user's own model there.
 
-``mirror_recurrent(dep) -> (dep, RecurrentCheck | None)`` (None: no recurrent layer, nothing changes);
+``mirror_recurrent(dep) -> (dep, RecurrentCheck | None)`` (None: no recurrent layer, or a float model, which is
+verified as any float model; nothing changes);
 ``RecurrentCheck.update(sections, options, hls_model, outputs, x_raw, labels)`` after the C-simulation.
 """
 
@@ -160,7 +161,10 @@ def mirror_recurrent(dep) -> tuple[Any, RecurrentCheck | None]:
     from trigflow.firmware.passes.recurrent_mirror import RECURRENT, RecurrentMirror, check_recurrent
 
     found = [layer for layer in dep.reference.layers if type(layer).__name__ in RECURRENT]
-    if not found:
+    for layer in found:  # no SimpleRNN template in hls4ml's Vivado/Vitis backend, float model or not
+        if "SimpleRNN" in type(layer).__name__ and dep.spec.backend in ("Vivado", "Vitis"):
+            check_recurrent(layer)
+    if not found or not dep.quantized:  # a float model: profiled types and float_agreement, as any float model
         return dep, None
     archs = {layer.name: check_recurrent(layer) for layer in found}  # one line per unsupported option
     where = ", ".join(f"'{layer.name}' ({type(layer).__name__})" for layer in found)

@@ -168,3 +168,16 @@ def test_gru_accum_is_widened_so_no_gate_sum_wraps_on_the_input_grid(tmp_path):
     bound = 2.0**11 * np.abs(kernel).sum(0) + np.abs(recurrent).sum(0) + np.abs(bias).sum(0)
     t = FixedType.parse(accum)
     assert t.hi >= bound.max() and t.integer > 10 and t.frac >= 22
+
+
+def test_simplernn_is_refused_in_one_line_float_or_quantized(tmp_path):
+    """hls4ml 1.3's Vivado/Vitis backend registers its recurrent templates for LSTM and GRU only."""
+    import tensorflow as tf
+
+    x_in = tf.keras.Input((T, F))
+    x = tf.keras.layers.SimpleRNN(UNITS, name="rnn")(x_in)
+    tf.keras.Model(x_in, tf.keras.layers.Dense(5, name="out")(x)).save(tmp_path / "float_rnn.h5")
+    with pytest.raises(TrigflowError, match=re.escape("layer 'rnn' (SimpleRNN): hls4ml 1.3's Vivado/Vitis")) as info:
+        _verify(tmp_path, tmp_path / "float_rnn.h5", user_data(tmp_path / "d.npz", n=120))
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "prj").exists()
