@@ -141,7 +141,7 @@ def _layer_differences(user: Any, mirror: Any, inputs: list[np.ndarray], names: 
     out: dict[str, Any] = {}
     for name in names:
         a, b = (
-            np.asarray(tf.keras.Model(m.inputs, m.get_layer(name).output).predict(inputs, verbose=0), np.float64)
+            np.asarray(tf.keras.Model(m.inputs, m.get_layer(name).output).predict(inputs, verbose=0), float)
             for m in (user, mirror)
         )
         out[name] = {
@@ -212,7 +212,9 @@ def build_garnet_evidence(start: Any, model: Any, given: GarNetInputs, ui: Any) 
         mirror, _ = surgery.apply(user)
     with ui.stage("hls4ml convert"):
         spec = FirmwareSpec.from_config(config.firmware, layer_reuse=start.layer_reuse or {})
-        hls_model, record = convert_graph_network(mirror, start.project, spec, force=start.force, compile=False)
+        hls_model, record = convert_graph_network(
+            mirror, start.project, spec, force=start.force, compile=False
+        )
     with ui.stage("g++ compile"):
         compile_firmware(hls_model)
         order = [v.name for v in hls_model.get_input_variables()]  # the C function's argument order
@@ -235,7 +237,7 @@ def build_garnet_evidence(start: Any, model: Any, given: GarNetInputs, ui: Any) 
     versus_model = {
         "samples": int(len(x)),
         "differing_samples": int(differ.sum()),
-        "bit_exact_fraction": float(1 - differ.mean()),
+        "bit_exact_fraction": float(np.mean(~differ)),
         "max_abs_diff": float(np.max(np.abs(y_fw - y_user))),
         "argmax_agreement": _agreement(y_fw, y_user),
     }
