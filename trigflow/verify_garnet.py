@@ -16,7 +16,8 @@ configuration makes the firmware equal the user's model bit for bit. What can be
 The second input (the vertex count ``n_vertices`` of ``input_format='xn'``): from the data file when it holds
 an array named one of ``N_KEYS`` (one value per sample), else the number of particles with any non-zero
 feature — what ``trigflow run gnn``'s ``CountValid`` computes (``trigflow.kinds.gnn.n_valid``), right for
-zero-padded particle lists. Without a data file, samples are drawn over the input quantizer's range with a
+zero-padded particle lists (with ``--reshape`` truncating the particles to N, the file's counts are capped at
+N). Without a data file, samples are drawn over the input quantizer's range with a
 uniform vertex count 1..N per sample (rows beyond it zero). The report's ``garnet.second_input`` says which.
 """
 
@@ -75,8 +76,11 @@ def _logits(model: Any) -> tuple[Any, str | None]:
     return tf.keras.Model(model.inputs, last.input, name=model.name), head
 
 
-def _second_input(data: str | Path | None, x: np.ndarray, n: int | None) -> tuple[np.ndarray, str]:
-    """The vertex count per sample: the data file's ``N_KEYS`` array, else the count of non-zero particles."""
+def _second_input(
+    data: str | Path | None, x: np.ndarray, n: int | None, *, cap: bool = False
+) -> tuple[np.ndarray, str]:
+    """The vertex count per sample: the data file's ``N_KEYS`` array, else the count of non-zero particles.
+    ``cap``: the particles were truncated to N (``--reshape``): the file's counts are capped at N too."""
     from trigflow.kinds.gnn import n_valid
 
     if data is not None:
@@ -89,11 +93,14 @@ def _second_input(data: str | Path | None, x: np.ndarray, n: int | None) -> tupl
                     "vertex count per sample"
                 )
             counts = counts.reshape(len(x), 1).astype(np.float64)
+            if cap:
+                counts = np.minimum(counts, x.shape[1])
             if np.any(counts < 0) or np.any(counts > x.shape[1]) or np.any(counts != np.round(counts)):
                 raise TrigflowError(
                     f"data file {data}: '{key}' must hold whole vertex counts 0..{x.shape[1]} per sample"
                 )
-            return counts, f"data file array '{key}'"
+            capped = f" (capped at {x.shape[1]}, --reshape)" if cap else ""
+            return counts, f"data file array '{key}'{capped}"
     return n_valid(x), "count of particles with any non-zero feature (trigflow run gnn's CountValid)"
 
 
@@ -179,7 +186,8 @@ def garnet_inputs(start: Any, model: Any) -> GarNetInputs:
     if start.data is not None:
         x, labels = read_data(start.data, start.n)
         x, reshaped = fit_shape(x, shape, start.reshape, f"data file {start.data}")
-        counts, count_source = _second_input(start.data, x, start.n)
+        capped = reshaped is not None and reshaped["rule"] == "constituents"
+        counts, count_source = _second_input(start.data, x, start.n, cap=capped)
         source = str(Path(start.data).resolve())
     else:
         x, counts, source = _drawn(model, shape, start.n or DEFAULT_SAMPLES, start.config.seed)

@@ -367,6 +367,8 @@ def test_garnet_second_input_rule_and_mirror_refusals(tmp_path):
     np.savez(tmp_path / "bad.npz", x=x, n_vertices=np.array([4, 5, 3]))
     with pytest.raises(TrigflowError, match="whole vertex counts 0..4"):
         _second_input(tmp_path / "bad.npz", x, None)
+    counts, source = _second_input(tmp_path / "bad.npz", x, None, cap=True)  # particles truncated to 4
+    assert counts.ravel().tolist() == [4, 4, 3] and source.endswith("(capped at 4, --reshape)")
 
     def model(quantized: bool, **kwargs):
         inp, count = tf.keras.Input((4, 3)), tf.keras.Input((1,), dtype="uint16")
