@@ -184,7 +184,7 @@ def garnet_inputs(start: Any, model: Any) -> GarNetInputs:
     shape = tuple(int(d) for d in model.inputs[data_k].shape[1:])
     reshaped, labels = None, None
     if start.data is not None:
-        x, labels = read_data(start.data, start.n)
+        x, labels, _ = read_data(start.data, start.n)
         x, reshaped = fit_shape(x, shape, start.reshape, f"data file {start.data}")
         capped = reshaped is not None and reshaped["rule"] == "constituents"
         counts, count_source = _second_input(start.data, x, start.n, cap=capped)
