@@ -11,14 +11,15 @@ configuration makes the firmware equal the user's model bit for bit. What can be
 2. the user's model vs that firmware is measured and reported, not hidden: the GarNet layers named as not
    exact in float, the differing samples, max |Δ| of the logits and of each GarNet layer's output, argmax
    agreement and, with labels, the accuracies of firmware, mirror and the user's model side by side
-   (``report["garnet"]``, the ``accuracy`` section); the verdict line says it (``verdict_note``).
+   (``report["garnet"]``, its ``accuracy``); the verdict line says it (``verdict_note``). No ONNX export
+   (``onnx_max_abs_diff`` None), overflow table or localisation: the mirror is exact by construction.
 
 The second input (the vertex count ``n_vertices`` of ``input_format='xn'``): from the data file when it holds
 an array named one of ``N_KEYS`` (one value per sample), else the number of particles with any non-zero
 feature — what ``trigflow run gnn``'s ``CountValid`` computes (``trigflow.kinds.gnn.n_valid``), right for
 zero-padded particle lists (with ``--reshape`` truncating the particles to N, the file's counts are capped at
-N). Without a data file, samples are drawn over the input quantizer's range with a
-uniform vertex count 1..N per sample (rows beyond it zero). The report's ``garnet.second_input`` says which.
+N). Without a data file, samples are drawn over the input quantizer's range with a uniform vertex count 1..N
+per sample (rows beyond it zero). The report's ``garnet.second_input`` says which.
 """
 
 from __future__ import annotations
