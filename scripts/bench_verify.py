@@ -48,13 +48,15 @@ STAGES = {  # table column: report timings_s stage names
 
 def measure(particles: int, jets: int, train_jets: int, epochs: int, bits: int, work: Path) -> dict[str, Any]:
     """Build, train and save the IN, then time ``trigflow.verify`` on ``jets`` raw-unit jets."""
-    import numpy as np
+    import importlib
 
-    sys.path.insert(0, str(ROOT / "tests" / "firmware"))
+    import numpy as np
     import tensorflow as tf
-    import zoo_graphs
 
     import trigflow
+
+    sys.path.insert(0, str(ROOT / "tests" / "firmware"))
+    zoo_graphs = importlib.import_module("zoo_graphs")  # the test zoo's builders (tests/firmware/zoo_graphs.py)
 
     t0 = time.perf_counter()
     x, y = zoo_graphs.raw_jets(particles)
