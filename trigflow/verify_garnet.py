@@ -11,13 +11,15 @@ configuration makes the firmware equal the user's model bit for bit. What can be
 2. the user's model vs that firmware is measured and reported, not hidden: the GarNet layers named as not
    exact in float, the differing samples, max |Δ| of the logits and of each GarNet layer's output, argmax
    agreement and, with labels, the accuracies of firmware, mirror and the user's model side by side
-   (``report["garnet"]``, the ``accuracy`` section); the verdict line says it (``verdict_note``).
+   (``report["garnet"]``, its ``accuracy``); the verdict line says it (``verdict_note``). No ONNX export
+   (``onnx_max_abs_diff`` None), overflow table or localisation: the mirror is exact by construction.
 
 The second input (the vertex count ``n_vertices`` of ``input_format='xn'``): from the data file when it holds
 an array named one of ``N_KEYS`` (one value per sample), else the number of particles with any non-zero
 feature — what ``trigflow run gnn``'s ``CountValid`` computes (``trigflow.kinds.gnn.n_valid``), right for
-zero-padded particle lists. Without a data file, samples are drawn over the input quantizer's range with a
-uniform vertex count 1..N per sample (rows beyond it zero). The report's ``garnet.second_input`` says which.
+zero-padded particle lists (with ``--reshape`` truncating the particles to N, the file's counts are capped at
+N). Without a data file, samples are drawn over the input quantizer's range with a uniform vertex count 1..N
+per sample (rows beyond it zero). The report's ``garnet.second_input`` says which.
 """
 
 from __future__ import annotations
@@ -75,8 +77,11 @@ def _logits(model: Any) -> tuple[Any, str | None]:
     return tf.keras.Model(model.inputs, last.input, name=model.name), head
 
 
-def _second_input(data: str | Path | None, x: np.ndarray, n: int | None) -> tuple[np.ndarray, str]:
-    """The vertex count per sample: the data file's ``N_KEYS`` array, else the count of non-zero particles."""
+def _second_input(
+    data: str | Path | None, x: np.ndarray, n: int | None, *, cap: bool = False
+) -> tuple[np.ndarray, str]:
+    """The vertex count per sample: the data file's ``N_KEYS`` array, else the count of non-zero particles.
+    ``cap``: the particles were truncated to N (``--reshape``): the file's counts are capped at N too."""
     from trigflow.kinds.gnn import n_valid
 
     if data is not None:
@@ -89,11 +94,14 @@ def _second_input(data: str | Path | None, x: np.ndarray, n: int | None) -> tupl
                     "vertex count per sample"
                 )
             counts = counts.reshape(len(x), 1).astype(np.float64)
+            if cap:
+                counts = np.minimum(counts, x.shape[1])
             if np.any(counts < 0) or np.any(counts > x.shape[1]) or np.any(counts != np.round(counts)):
                 raise TrigflowError(
                     f"data file {data}: '{key}' must hold whole vertex counts 0..{x.shape[1]} per sample"
                 )
-            return counts, f"data file array '{key}'"
+            capped = f" (capped at {x.shape[1]}, --reshape)" if cap else ""
+            return counts, f"data file array '{key}'{capped}"
     return n_valid(x), "count of particles with any non-zero feature (trigflow run gnn's CountValid)"
 
 
@@ -141,7 +149,7 @@ def _layer_differences(user: Any, mirror: Any, inputs: list[np.ndarray], names: 
     out: dict[str, Any] = {}
     for name in names:
         a, b = (
-            np.asarray(tf.keras.Model(m.inputs, m.get_layer(name).output).predict(inputs, verbose=0), np.float64)
+            np.asarray(tf.keras.Model(m.inputs, m.get_layer(name).output).predict(inputs, verbose=0), float)
             for m in (user, mirror)
         )
         out[name] = {
@@ -177,9 +185,10 @@ def garnet_inputs(start: Any, model: Any) -> GarNetInputs:
     shape = tuple(int(d) for d in model.inputs[data_k].shape[1:])
     reshaped, labels = None, None
     if start.data is not None:
-        x, labels = read_data(start.data, start.n)
+        x, labels, _ = read_data(start.data, start.n)
         x, reshaped = fit_shape(x, shape, start.reshape, f"data file {start.data}")
-        counts, count_source = _second_input(start.data, x, start.n)
+        capped = reshaped is not None and reshaped["rule"] == "constituents"
+        counts, count_source = _second_input(start.data, x, start.n, cap=capped)
         source = str(Path(start.data).resolve())
     else:
         x, counts, source = _drawn(model, shape, start.n or DEFAULT_SAMPLES, start.config.seed)
@@ -212,7 +221,9 @@ def build_garnet_evidence(start: Any, model: Any, given: GarNetInputs, ui: Any) 
         mirror, _ = surgery.apply(user)
     with ui.stage("hls4ml convert"):
         spec = FirmwareSpec.from_config(config.firmware, layer_reuse=start.layer_reuse or {})
-        hls_model, record = convert_graph_network(mirror, start.project, spec, force=start.force, compile=False)
+        hls_model, record = convert_graph_network(
+            mirror, start.project, spec, force=start.force, compile=False
+        )
     with ui.stage("g++ compile"):
         compile_firmware(hls_model)
         order = [v.name for v in hls_model.get_input_variables()]  # the C function's argument order
@@ -235,7 +246,7 @@ def build_garnet_evidence(start: Any, model: Any, given: GarNetInputs, ui: Any) 
     versus_model = {
         "samples": int(len(x)),
         "differing_samples": int(differ.sum()),
-        "bit_exact_fraction": float(1 - differ.mean()),
+        "bit_exact_fraction": float(np.mean(~differ)),
         "max_abs_diff": float(np.max(np.abs(y_fw - y_user))),
         "argmax_agreement": _agreement(y_fw, y_user),
     }

@@ -120,31 +120,58 @@ def load_data(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Inputs (and labels if present) from ``.npy``, ``.npz`` or ``.h5``, of the model input's shape
     (``reshape``: the documented reshape rule of ``fit_shape``)."""
-    x, y = read_data(path, n)
+    x, y, _ = read_data(path, n)
     return fit_shape(x, shape, reshape, f"data file {path}")[0], y
 
 
-def read_data(path: str | Path, n: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Inputs (float32, as stored) and labels (class ids for one-hot rows) from .npy, .npz or .h5."""
+PUBLIC_JETS_KEY = "jetConstituentList"  # a public hls4ml jet .h5 file (Zenodo 3602260)
+FEATURE_NAME_KEYS = ("particleFeatureNames", "feature_names")  # named constituent features in an .npz
+
+
+def read_data(
+    path: str | Path, n: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """``(x, y, public format)``: inputs (float32, as stored) and labels (class ids for one-hot rows) from .npy,
+    .npz or .h5. The public formats ``trigflow evaluate`` reads are read the same way
+    (``trigflow.data.public``): a hls4ml jet .h5 file (``jetConstituentList``) gives its constituents as
+    (pT, η_rel, φ_rel) and its labels, an .npz with ``particleFeatureNames`` its (pT, η_rel, φ_rel) columns;
+    the third value names the format (None for plain arrays)."""
     from trigflow.data.prepare import check_finite
 
     path = Path(path)
     if not path.is_file():
         raise TrigflowError(f"data file {path} not found; check the path given to --data")
     suffix = path.suffix.lower()
-    y = None
+    y, public = None, None
     try:
         if suffix == ".npy":
             x = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as f:
-                x, y = _pick(dict(f), path)
+                arrays = dict(f)
+            names = next((arrays.pop(k) for k in FEATURE_NAME_KEYS if k in arrays), None)
+            x, y = _pick(arrays, path)
+            if names is not None and x.ndim == 3:
+                from trigflow.data.public import raw_constituents
+
+                x = raw_constituents(x, [str(v) for v in names.tolist()])
+                public = "npz with named constituent features: (pT, eta_rel, phi_rel) columns"
         elif suffix in (".h5", ".hdf5"):
             from trigflow.data.h5 import open_h5
 
             with open_h5(path) as f:
-                arrays = {k: f[k] for k in f.keys() if hasattr(f[k], "shape")}
-                x, y = _pick(arrays, path, n)
+                public = "hls4ml jet h5: constituents as (pT, eta_rel, phi_rel)"
+                if PUBLIC_JETS_KEY not in f:
+                    public = None
+                if public is None:
+                    arrays = {k: f[k] for k in f.keys() if hasattr(f[k], "shape")}
+                    x, y = _pick(arrays, path, n)
+            if public is not None:
+                from trigflow.data.public import load_hls4ml_jets_h5, raw_constituents
+
+                jets = load_hls4ml_jets_h5(path, max_jets=n)
+                x = raw_constituents(jets.constituents, jets.constituent_features or None)
+                y = np.asarray(jets.label)
         else:
             raise TrigflowError(f"data file {path}: unsupported type '{path.suffix}'; give .h5, .npy or .npz")
     except TrigflowError:
@@ -164,7 +191,7 @@ def read_data(path: str | Path, n: int | None = None) -> tuple[np.ndarray, np.nd
     if x.ndim < 1 or len(x) == 0:
         raise TrigflowError(f"data file {path}: no samples (shape {x.shape}); give an array of samples")
     check_finite(x, f"data file {path}")
-    return x, y
+    return x, y, public
 
 
 def fit_shape(
@@ -400,9 +427,9 @@ class ModelFile:
             warnings.simplefilter("ignore")  # Keras/QKeras serialisation notices
             model = load_model(model_path, weights, self.custom_objects)
             garnet = garnet_inputs(self, model) if has_garnet(model) else None
-            reshaped = None
+            reshaped, public = None, None
             if garnet is None and data is not None:
-                x, labels = read_data(data, n)  # the user's raw data: what the proof is against
+                x, labels, public = read_data(data, n)  # the user's raw data: what the proof is against
                 x, reshaped = fit_shape(x, tuple(model.input_shape[1:]), self.reshape, f"data file {data}")
                 source = str(Path(data).resolve())
             elif garnet is None:
@@ -460,6 +487,7 @@ class ModelFile:
             data={
                 "source": source, "samples": int(len(dep.x)), "labels": labels is not None,
                 "reshape": reshaped,  # what verify did to the data's shape (--reshape), None: nothing
+                "format": public,  # a public format read as trigflow evaluate does, None: plain arrays
             },
             parameters=int(dep.reference.count_params()),
             configuration={

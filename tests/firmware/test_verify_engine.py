@@ -367,6 +367,8 @@ def test_garnet_second_input_rule_and_mirror_refusals(tmp_path):
     np.savez(tmp_path / "bad.npz", x=x, n_vertices=np.array([4, 5, 3]))
     with pytest.raises(TrigflowError, match="whole vertex counts 0..4"):
         _second_input(tmp_path / "bad.npz", x, None)
+    counts, source = _second_input(tmp_path / "bad.npz", x, None, cap=True)  # particles truncated to 4
+    assert counts.ravel().tolist() == [4, 4, 3] and source.endswith("(capped at 4, --reshape)")
 
     def model(quantized: bool, **kwargs):
         inp, count = tf.keras.Input((4, 3)), tf.keras.Input((1,), dtype="uint16")
@@ -381,3 +383,33 @@ def test_garnet_second_input_rule_and_mirror_refusals(tmp_path):
         GarNetMirror().apply(model(False))
     mirror, changed = GarNetMirror().apply(model(True))
     assert changed and type(mirror.get_layer("garnet")).__name__ == "GarNetHLS"
+
+
+def test_garnet_without_data_draws_samples_and_counts(tmp_path):
+    """No data file: samples over the input quantizer's range with a uniform vertex count 1..N (rows beyond it
+    zero); the firmware equals the mirror, and the user's float model is measured against it (4 vertices,
+    1,000 samples; ~20 s, mostly g++)."""
+    import tensorflow as tf
+    from hls4ml.contrib.garnet import GarNet
+    from qkeras import QActivation, QDense, quantized_bits
+
+    import trigflow
+
+    tf.keras.utils.set_random_seed(1)
+    inp = tf.keras.Input((4, 3), name="particles")
+    count = tf.keras.Input((1,), dtype="uint16", name="n_vertices")
+    h = QActivation(quantized_bits(10, 3, alpha=1), name="inq")(inp)
+    h = GarNet(2, 4, 4, simplified=True, collapse="mean", input_format="xn", output_activation=None,
+               quantize_transforms=False, name="garnet")([h, count])
+    q = quantized_bits(6, 0, alpha=1)
+    out = QDense(3, kernel_quantizer=q, bias_quantizer=q, name="head")(h)
+    tf.keras.Model([inp, count], out).save(tmp_path / "g.h5")
+    result = trigflow.verify(tmp_path / "g.h5", n=1000, out=tmp_path / "out", project_dir=tmp_path / "prj")
+    report = result.report
+    assert result.failures == [] and report["bit_exact_fraction"] == 1.0 and report["samples"] == 1000
+    garnet = report["garnet"]
+    assert garnet["second_input"]["source"] == "drawn uniformly 1..N per sample, rows beyond it zero"
+    versus = garnet["firmware_vs_model"]
+    assert versus["bit_exact_fraction"] == (1000 - versus["differing_samples"]) / 1000
+    assert report["data"]["labels"] is False and "accuracy" not in garnet
+    assert set(report["timings_s"]) >= {"hls4ml convert", "g++ compile", "C-simulation"}

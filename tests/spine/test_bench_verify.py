@@ -21,7 +21,7 @@ def _load(name: str):
 
 
 def test_smoke_setting_writes_json_and_the_marked_row(tmp_path):
-    """Measured: ~40 s wall on the shared 2-core machine (training 1 epoch on 1,000 jets, verify 4 particles)."""
+    """Measured: 40-86 s wall on the shared 2-core machine (1 epoch on 1,000 jets, verify on 4 particles)."""
     bench = _load("bench_verify")
     md = tmp_path / "BENCHMARKS.md"
     md.write_text("# Benchmarks\n\nkept as it is\n")

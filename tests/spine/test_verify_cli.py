@@ -334,3 +334,38 @@ def test_reshape_pads_constituents_and_is_recorded(tmp_path):
         "samples_truncated": 0, "samples_zero_padded": 1000,
     }
     assert report["bit_exact_fraction"] == 1.0 and report["samples"] == 1000
+
+
+def test_public_jet_formats_are_read_as_evaluate_reads_them(tmp_path):
+    """A hls4ml jet .h5 (jetConstituentList, 16 Zenodo features) and an .npz with particleFeatureNames give
+    their (pT, η_rel, φ_rel) columns (``trigflow.data.public.raw_constituents``), labels from the file, and
+    the report says which format was read."""
+    import h5py
+
+    from trigflow.data.public import ZENODO_PARTICLE_FEATURES
+    from trigflow.verify_model import fit_shape, read_data
+
+    rng = np.random.default_rng(0)
+    const = rng.normal(size=(6, 5, 16)).astype(np.float32)
+    names = list(ZENODO_PARTICLE_FEATURES)
+    want = const[..., [names.index("j1_pt"), names.index("j1_etarel"), names.index("j1_phirel")]]
+    np.savez(tmp_path / "c.npz", constituents=const, particleFeatureNames=np.array(names), y=np.arange(6) % 5)
+    x, y, public = read_data(tmp_path / "c.npz")
+    np.testing.assert_array_equal(x, want)
+    assert y.tolist() == [0, 1, 2, 3, 4, 0] and public.startswith("npz with named constituent features")
+    from trigflow.data import HLF_NAMES
+
+    jet_names = [f"j_{n}" for n in (*HLF_NAMES, "pt", "eta", "mass", "g", "q", "w", "z", "t")]
+    jets = np.zeros((6, len(jet_names)), np.float32)
+    for k, c in enumerate(("g", "q", "w", "z", "t", "g")):
+        jets[k, jet_names.index(f"j_{c}")] = 1
+    with h5py.File(tmp_path / "j.h5", "w") as f:
+        f["jets"] = jets
+        f["jetFeatureNames"] = np.array([s.encode() for s in jet_names])
+        f["jetConstituentList"] = const
+        f["particleFeatureNames"] = np.array([s.encode() for s in names])
+    x, y, public = read_data(tmp_path / "j.h5", n=4)
+    np.testing.assert_array_equal(x, want[:4])
+    assert y.tolist() == [0, 1, 2, 3] and public.startswith("hls4ml jet h5")
+    top, record = fit_shape(x, (8, 3), True, "d")  # 5 constituents for an 8-constituent model: zero-padded
+    assert top.shape == (4, 8, 3) and record["rule"] == "constituents"

@@ -315,7 +315,8 @@ def raw_constituents(constituents: np.ndarray, names: Sequence[str] | None = Non
 def leading_constituents(constituents: np.ndarray, n: int) -> np.ndarray:
     """(samples, P, F) → (samples, n, F): each sample's rows sorted by the first feature (pT) highest first
     (stable; rows whose first feature is ≤ 0 — padding — sort last), the first ``n`` kept, zero rows appended
-    when P < n. The one sort/truncate/pad rule of ``trigflow evaluate`` (gnn) and ``trigflow verify --reshape``.
+    when P < n. The one sort/truncate/pad rule of ``trigflow evaluate`` (gnn) and of
+    ``trigflow verify --reshape``.
     """
     c = np.asarray(constituents)
     if c.ndim != 3:
