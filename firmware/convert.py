@@ -159,8 +159,11 @@ def _first_error(log: str) -> str:
 # GCC >= 11 runs its -Wfree-nonheap-object / -Wmismatched-* analysis over every function, and the static
 # initialisers of weights compiled into headers are huge: 80-95 % of g++'s time on a 16-64-64-5 MLP (22 s ->
 # 4 s) and growing faster than the weight count. Turning the three warnings off skips that pass; the object
-# code is byte-identical (checked with objdump).
-FAST_BUILD_FLAGS = "-Wno-free-nonheap-object -Wno-mismatched-dealloc -Wno-mismatched-new-delete"
+# code is byte-identical (checked with objdump). -O1 instead of hls4ml's -O3 (the last -O wins): a
+# 16-constituent Interaction Network compiled in 31 s instead of 67 s and simulated 1,000 jets in 4.7 s
+# instead of 4.4 s, outputs identical (ap_fixed arithmetic is integer arithmetic at any -O; every proof checks
+# every bit). Only the C-simulation library is affected: HLS synthesis reads the sources, not these flags.
+FAST_BUILD_FLAGS = "-O1 -Wno-free-nonheap-object -Wno-mismatched-dealloc -Wno-mismatched-new-delete"
 
 
 # GCC 12 crashes (internal compiler error in gimple_duplicate_bb) while completely unrolling the static

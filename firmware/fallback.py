@@ -120,25 +120,15 @@ def build_with_fallback(dep, project_dir: str | Path, *, force: bool = False, co
     return hls_model, typed, conversion
 
 
-# g++ -O1 instead of hls4ml's -O3 for the C-simulation library verify proves: a 16-constituent Interaction
-# Network compiled in 31 s instead of 67 s and simulated 1,000 jets in 4.7 s instead of 4.4 s, with identical
-# outputs (ap_fixed arithmetic is integer arithmetic at any optimisation level; the proof checks every bit).
-# The last -O on the command line wins, so this is appended to hls4ml's CFLAGS.
-VERIFY_BUILD_FLAGS = "-O1"
-
-
-def compile_firmware(hls_model, flags: str = VERIFY_BUILD_FLAGS) -> None:
-    """The g++ build of a project converted with ``compile=False`` (``flags`` added to hls4ml's CFLAGS),
-    loaded into ``hls_model``; on failure the project folder is removed (no half-built project), as
-    ``build_firmware`` does."""
+def compile_firmware(hls_model) -> None:
+    """The g++ build of a project converted with ``compile=False``, loaded into ``hls_model``; on failure
+    the project folder is removed (no half-built project), as ``build_firmware`` does."""
     import shutil
 
-    from trigflow.firmware.convert import compile_project, load_library, use_build_flags
+    from trigflow.firmware.convert import compile_project, load_library
 
     project = Path(hls_model.config.get_output_dir())
     try:
-        if flags:
-            use_build_flags(project, flags)
         load_library(hls_model, compile_project(hls_model))
     except BaseException:
         shutil.rmtree(project, ignore_errors=True)
