@@ -184,6 +184,26 @@ def test_tiny_interaction_network_rtl_is_bit_exact(tmp_path):
     _assert_gnn_rtl_exact(_randomized(model), tmp_path / "rtl", 4)
 
 
+def test_the_firmware_graphs_pointwise_conv_form_traces_to_the_same_exact_outputs():
+    """`prepare_gnn_for_hls` proves the graph with rank-3 QDense rewritten to QConv1D(k=1): both forms trace to
+    logic equal to the exact reference (da4ml's interpreter; no Verilator build)."""
+    from da4ml.trace import comb_trace
+
+    from trigflow.firmware.passes.dense_to_pointwise_conv import DenseToPointwiseConv
+    from trigflow.models.gnn import build_deepsets
+    from trigflow.proof.reference import exact_predict
+
+    model = _randomized(build_deepsets(4, 3, 5, spec=GNN_SPEC, phi_hidden=(4, 4), rho_hidden=(4,)))
+    conv, changed = DenseToPointwiseConv().apply(model)
+    assert changed and "QConv1D" in {type(layer).__name__ for layer in conv.layers}
+    x = _particles(300, 4)
+    reference = exact_predict(model, x)
+    for form in (model, conv):
+        inp, out = trace_model(form, GNN_KIF)
+        logic = comb_trace(inp, out)
+        np.testing.assert_array_equal(np.asarray(logic.predict(x.reshape(len(x), -1))), reference)
+
+
 def test_mean_pooling_over_a_count_that_is_no_power_of_two_is_refused():
     from trigflow.models.gnn import build_deepsets
 
