@@ -42,6 +42,24 @@ def machine() -> dict:
     }
 
 
+def write_section(path: Path, section: str) -> str:
+    """``path``'s text with the section marked like ``section`` (it starts with ``<!-- NAME:start -->`` and
+    ends with ``<!-- NAME:end -->``) replaced by it, or appended when absent; returns the new text."""
+    import re
+
+    from trigflow.fsio import write_text
+
+    name = re.match(r"<!-- ([\w-]+):start -->", section).group(1)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.is_file() else ""
+    if start in text and end in text:
+        text = text[: text.index(start)] + section.rstrip("\n") + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + section.rstrip("\n") + "\n"
+    write_text(path, text)
+    return text
+
+
 def jet_mlp():
     from trigflow.models.mlp import build_mlp
     from trigflow.quantize.presets import QuantSpec

@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
@@ -20,6 +22,7 @@ def _load(name: str):
     return module
 
 
+@pytest.mark.slow  # 40-86 s: it trains and verifies a small IN
 def test_smoke_setting_writes_json_and_the_marked_row(tmp_path):
     """Measured: 40-86 s wall on the shared 2-core machine (1 epoch on 1,000 jets, verify on 4 particles)."""
     bench = _load("bench_verify")
@@ -50,3 +53,14 @@ def test_bench_render_keeps_marked_sections(tmp_path):
         "# new\n\n<!-- bench-verify:start -->\nrow\n<!-- bench-verify:end -->\n"
     )
     assert bench.keep_marked_sections(tmp_path / "missing.md", "# new\n") == "# new\n"
+
+
+def test_write_section_replaces_its_own_marked_section_only(tmp_path):
+    write_section = _load("bench_csim").write_section
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\n<!-- a:start -->\nold a\n<!-- a:end -->\n\nkept\n")
+    write_section(md, "<!-- b:start -->\nb\n<!-- b:end -->\n")  # absent: appended
+    write_section(md, "<!-- a:start -->\nnew a\n<!-- a:end -->")  # present: replaced in place
+    assert md.read_text() == (
+        "# Benchmarks\n\n<!-- a:start -->\nnew a\n<!-- a:end -->\n\nkept\n\n<!-- b:start -->\nb\n<!-- b:end -->\n"
+    )
