@@ -85,7 +85,6 @@ def test_csim_equals_the_mirror_bit_for_bit(gru_run):
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"model": {"arch": "simplernn"}}, "SimpleRNN"),
         ({"model": {"arch": "transformer"}}, "unknown model.arch"),
         ({"model": {"n_particles": 1}}, "sequence length"),
         ({"firmware": {"io_type": "io_stream"}}, "io_stream"),
