@@ -41,6 +41,13 @@ EXACTNESS = (
     "training uses QKeras' float sigmoid/tanh (straight-through), so the tables cost "
     "accuracy_float_activations - accuracy_qkeras"
 )
+EXACTNESS_UNROLLED = (
+    "bit-exact by construction (mirror): hls4ml 1.3 has no Vivado/Vitis SimpleRNN, so the firmware is the "
+    "layer unrolled over its {steps} steps (per step Dense x·W+b and Dense h·U on accum_t, Add on accum_t, "
+    "hls4ml's {size}-entry tanh table onto result_t); the QKeras model's QSimpleRNNHLS predicts exactly that "
+    "in float64; training uses QKeras' float tanh (straight-through), so the table costs "
+    "accuracy_float_activations - accuracy_qkeras"
+)
 
 
 def arch_of(config: RunConfig) -> str:
@@ -203,7 +210,8 @@ def write_extras(report: dict, outputs: dict, prepared: Prepared, config: RunCon
         "units": int(units),
         "head": [int(w) for w in head],
         "types": layer.hls_types.to_dict(),
-        "exactness": EXACTNESS.format(arch=arch, size=layer.hls_types.table_size),
+        "exactness": (EXACTNESS_UNROLLED if arch == "simplernn" else EXACTNESS).format(
+            arch=arch, size=layer.hls_types.table_size, steps=int(x.shape[1])),
         "accuracy_float_activations": float(np.mean(np.argmax(trained_path, 1) == y)),
     }
 
