@@ -33,7 +33,8 @@ from trigflow.errors import TrigflowError
 from trigflow.quantize.fixed import FixedType
 
 __all__ = [
-    "ARCHS", "MIRROR_NAMES", "RecurrentTypes", "build_rnn", "custom_objects", "qkeras_recurrent_fix", "recurrent_hls_layer",
+    "ARCHS", "MIRROR_NAMES", "RecurrentTypes", "build_rnn", "custom_objects", "qkeras_recurrent_fix",
+    "recurrent_hls_layer",
     "recurrent_layer", "sigmoid_table", "tanh_table",
 ]
 
@@ -77,7 +78,8 @@ _CLASSES: dict[str, Any] = {}
 
 
 def recurrent_hls_layer(arch: str):
-    """The ``QGRUHLS`` / ``QLSTMHLS`` / ``QSimpleRNNHLS`` Keras class (made on first use: importing this module needs no TF)."""
+    """The ``QGRUHLS`` / ``QLSTMHLS`` / ``QSimpleRNNHLS`` Keras class (made on first use: importing this
+    module needs no TF)."""
     if arch not in ARCHS:
         raise TrigflowError(f"unknown recurrent arch '{arch}': choose one of {', '.join(ARCHS)}")
     if arch not in _CLASSES:

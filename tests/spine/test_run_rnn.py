@@ -127,9 +127,9 @@ def test_default_run_is_bit_exact_on_ten_thousand_jets(tmp_path):
 @pytest.mark.slow
 def test_simplernn_run_is_bit_exact_on_ten_thousand_jets(tmp_path):
     """`trigflow run rnn --set model.arch=simplernn` (embedded jets, 16 steps): hls4ml 1.3 has no
-    Vivado/Vitis SimpleRNN, so the firmware is the unrolled graph (simplernn_unroll); proven bit-exact on every
-    test jet, estimated and exported to ONNX like the GRU. Two epochs. Measured: 56 s (pytest -m slow) on this shared
-    2-core machine."""
+    Vivado/Vitis SimpleRNN, so the firmware is the unrolled graph (simplernn_unroll); proven bit-exact on
+    every test jet, estimated and exported to ONNX like the GRU. Two epochs. Measured: 56 s (pytest -m slow)
+    on this shared 2-core machine."""
     from trigflow.config import load_config
     from trigflow.pipeline import run
 

@@ -11,8 +11,8 @@ Exactness: hls4ml computes sigmoid/tanh as lookup tables. The QKeras model's rec
 predicts with the firmware's arithmetic — its tables, its accum/table/result types — so the proof compares
 bits; the project gets exactly those types. hls4ml 1.3's Vivado/Vitis backend has no SimpleRNN template: a
 ``simplernn`` is converted unrolled (``trigflow.firmware.passes.simplernn_unroll``: per step Dense, Dense,
-Add and hls4ml's tanh table, on the mirror's types). What the tables cost is reported as the accuracy of the training
-path (float sigmoid/tanh) beside the mirror's.
+Add and hls4ml's tanh table, on the mirror's types). What the tables cost is reported as the accuracy of
+the training path (float sigmoid/tanh) beside the mirror's.
 """
 
 from __future__ import annotations
@@ -150,7 +150,8 @@ def convert(model, project_dir, spec, *, force: bool = False):
 
 
 def _convert_unrolled(model, layer, project_dir, spec, *, force: bool):
-    """A QSimpleRNNHLS: hls4ml from the unrolled graph, every unrolled layer's types checked after conversion."""
+    """A QSimpleRNNHLS: hls4ml from the unrolled graph; every unrolled layer's types checked after
+    conversion."""
     from trigflow.firmware.convert import convert as hls_convert
     from trigflow.firmware.passes.simplernn_unroll import SimpleRNNUnroll
     from trigflow.quantize.fixed import FixedType
