@@ -1,5 +1,5 @@
-"""Models layer: recurrent jet taggers — a QGRU (or QLSTM) over the pT-ordered constituents, a small QDense
-head.
+"""Models layer: recurrent jet taggers — a QGRU (or QLSTM, or QSimpleRNN) over the pT-ordered constituents, a
+small QDense head.
 
 ``build_rnn`` is the one builder (``quantized=False``: the float twin with Keras' GRU/LSTM). The quantized
 model's recurrent layer is ``QGRUHLS`` / ``QLSTMHLS``: a QKeras ``QGRU``/``QLSTM`` that trains as QKeras does
@@ -11,6 +11,11 @@ model's recurrent layer is ``QGRUHLS`` / ``QLSTMHLS``: a QKeras ``QGRU``/``QLSTM
   each value assigned to ``table_t``; index = trunc(v · table_size / 16 or 8) + table_size / 2, clipped;
 * every intermediate assignment to ``accum_t`` (GRU: r·(h·U_h + b_rh), the sums) and the new state assigned
   to ``result_t``.
+
+``QSimpleRNNHLS`` (a QKeras ``QSimpleRNN``) has no hls4ml template on Vivado/Vitis; it predicts what its
+unrolled firmware (``trigflow.firmware.passes.simplernn_unroll``: per step a Dense ``x_t·W + b`` and a Dense
+``h·U``, each on ``accum_t``, their sum on ``accum_t``, hls4ml's tanh ``Activation`` table onto ``result_t``)
+computes, with the same table as the GRU's candidate.
 
 Types (``RecurrentTypes``) are written into the hls4ml project by the rnn kind, so the firmware holds exactly
 these; the straight-through training path never sees the tables, which is what the lookup costs in accuracy
@@ -28,11 +33,13 @@ from trigflow.errors import TrigflowError
 from trigflow.quantize.fixed import FixedType
 
 __all__ = [
-    "ARCHS", "RecurrentTypes", "build_rnn", "custom_objects", "qkeras_recurrent_fix", "recurrent_hls_layer",
+    "ARCHS", "MIRROR_NAMES", "RecurrentTypes", "build_rnn", "custom_objects", "qkeras_recurrent_fix",
+    "recurrent_hls_layer",
     "recurrent_layer", "sigmoid_table", "tanh_table",
 ]
 
-ARCHS = ("gru", "lstm")
+ARCHS = ("gru", "lstm", "simplernn")
+MIRROR_NAMES = {"gru": "QGRUHLS", "lstm": "QLSTMHLS", "simplernn": "QSimpleRNNHLS"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,8 @@ _CLASSES: dict[str, Any] = {}
 
 
 def recurrent_hls_layer(arch: str):
-    """The ``QGRUHLS`` / ``QLSTMHLS`` Keras class (made on first use: importing this module needs no TF)."""
+    """The ``QGRUHLS`` / ``QLSTMHLS`` / ``QSimpleRNNHLS`` Keras class (made on first use: importing this
+    module needs no TF)."""
     if arch not in ARCHS:
         raise TrigflowError(f"unknown recurrent arch '{arch}': choose one of {', '.join(ARCHS)}")
     if arch not in _CLASSES:
@@ -95,11 +103,11 @@ def qkeras_recurrent_fix() -> None:
 
 def _recurrent_hls_class(arch: str):
     import tensorflow as tf
-    from qkeras import QGRU, QLSTM
+    from qkeras import QGRU, QLSTM, QSimpleRNN
 
     qkeras_recurrent_fix()
 
-    base = QGRU if arch == "gru" else QLSTM
+    base = {"gru": QGRU, "lstm": QLSTM, "simplernn": QSimpleRNN}[arch]
 
     class RecurrentHLS(base):  # type: ignore[misc, valid-type]
         """``base`` predicting with hls4ml's fixed-point recurrent arithmetic (see the module docstring)."""
@@ -158,7 +166,10 @@ def _recurrent_hls_class(arch: str):
             s = h
             for step in range(x.shape[1]):
                 xw = dense(x[:, step], kernel, bias[0] if arch == "gru" else bias)
-                if arch == "gru":
+                if arch == "simplernn":  # the unrolled firmware: two Dense layers on accum_t, Add, tanh table
+                    hu = dense(h, recurrent, tf.zeros_like(bias))
+                    h = res.cast(self._lut(a(a(xw) + a(hu)), tanh, 8.0), tf)
+                elif arch == "gru":
                     hu = dense(h, recurrent, bias[1])
                     zr = self._lut(a(xw[:, : 2 * n] + hu[:, : 2 * n]), sig, 16.0)
                     z, r = zr[:, :n], zr[:, n:]
@@ -175,7 +186,7 @@ def _recurrent_hls_class(arch: str):
                     h = res.cast(o * self._lut(s, tanh, 8.0), tf)
             return h
 
-    RecurrentHLS.__name__ = RecurrentHLS.__qualname__ = f"Q{arch.upper()}HLS"
+    RecurrentHLS.__name__ = RecurrentHLS.__qualname__ = MIRROR_NAMES[arch]
     return RecurrentHLS
 
 
@@ -211,13 +222,16 @@ def build_rnn(
     common = {"units": units, "kernel_initializer": next(init), "name": arch}
     if arch == "gru":
         common["reset_after"] = True  # the form hls4ml's nnet::gru computes
+    activations = {"activation": "tanh"}
+    if arch != "simplernn":
+        activations["recurrent_activation"] = "sigmoid"
     if quantized:
         x = QActivation(quantized_bits(input_bits, input_integer, alpha=1), name="input_quant")(x_in)
         wq = {"kernel_quantizer": _weight_quantizer(bits, integer),
               "recurrent_quantizer": _weight_quantizer(bits, integer),
               "bias_quantizer": _weight_quantizer(bits, integer)}
         layer = recurrent_hls_layer(arch)(
-            activation="tanh", recurrent_activation="sigmoid",
+            **activations,
             hls_types=(types or RecurrentTypes()).to_dict(),
             **wq, **common,
         )
@@ -231,8 +245,9 @@ def build_rnn(
                      bias_quantizer=_weight_quantizer(bits, integer), kernel_initializer=next(init),
                      name="output")(x)
     else:
-        base = tf.keras.layers.GRU if arch == "gru" else tf.keras.layers.LSTM
-        x = base(activation="tanh", recurrent_activation="sigmoid", **common)(x_in)
+        base = {"gru": tf.keras.layers.GRU, "lstm": tf.keras.layers.LSTM,
+                "simplernn": tf.keras.layers.SimpleRNN}[arch]
+        x = base(**activations, **common)(x_in)
         for k, width in enumerate(head_hidden):
             x = tf.keras.layers.Dense(width, kernel_initializer=next(init), name=f"head_dense_{k}")(x)
             x = tf.keras.layers.ReLU(name=f"head_relu_{k}")(x)
@@ -243,9 +258,9 @@ def build_rnn(
 
 def recurrent_layer(model):
     for layer in model.layers:
-        if type(layer).__name__ in ("QGRUHLS", "QLSTMHLS"):
+        if type(layer).__name__ in MIRROR_NAMES.values():
             return layer
-    raise TrigflowError(f"model '{model.name}' holds no QGRUHLS/QLSTMHLS layer")
+    raise TrigflowError(f"model '{model.name}' holds no {'/'.join(MIRROR_NAMES.values())} layer")
 
 
 def custom_objects() -> dict[str, Any]:

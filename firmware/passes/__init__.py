@@ -10,6 +10,8 @@ Keras passes take a Keras model, ONNX passes an ``onnx.ModelProto``. ``apply_pas
 * ``garnet_weights.GarNetWeights`` — GarNetHLS (the Keras mirror) → hls4ml's GarNet with weights on its grids.
 * ``recurrent_mirror.RecurrentMirror`` — a user's QGRU/QLSTM → its mirror QGRUHLS/QLSTMHLS (one-line refusals).
 * ``recurrent_plain.RecurrentPlain`` — QGRUHLS/QLSTMHLS (the Keras mirrors) → plain QGRU/QLSTM, weights on grid.
+* ``simplernn_unroll.SimpleRNNUnroll`` — QSimpleRNNHLS → per step Cropping1D, Reshape, QDense, QDense, Add,
+  tanh (hls4ml 1.3 has no Vivado/Vitis SimpleRNN template).
 * ``exact_types`` — the analysis behind the GNN conversion and verify's ``explicit_types`` fallback
   (``firmware.fallback``): an exact fixed-point type for every layer.
 * ``onnx_explicit_pads``, ``onnx_gemm_to_matmul``, ``onnx_builtin_clean``, ``onnx_qonnx_clean`` — cleaning for

@@ -142,3 +142,31 @@ def test_unmirrorable_recurrent_options_are_refused_in_one_line(options, match):
     with pytest.raises(TrigflowError, match=match) as info:
         RecurrentMirror().apply(_user_gru(**options))
     assert "\n" not in str(info.value) and "user_gru" in str(info.value)
+
+
+def test_unrolled_simplernn_firmware_equals_the_mirror(tmp_path):
+    """hls4ml 1.3 has no Vivado/Vitis SimpleRNN template: the mirror QSimpleRNNHLS is unrolled (per step
+    Cropping1D, Reshape, QDense, QDense, Add, tanh table) and the C-sim equals the mirror bit for bit. Tiny (4
+    steps, 4 units) so it runs by default: ≈ 20 s here, most of it the g++ build."""
+    from trigflow.firmware.convert import FirmwareSpec
+    from trigflow.firmware.passes.simplernn_unroll import SimpleRNNUnroll
+    from trigflow.kinds.rnn import convert, types_for
+    from trigflow.proof.reference import exact_predict
+
+    model = build_rnn(4, F, 5, arch="simplernn", units=4, head_hidden=(4,), quantized=True,
+                      types=types_for("simplernn"), seed=1)
+    rng = np.random.default_rng(0)
+    model.set_weights([w + rng.normal(0, 0.6, w.shape) for w in model.get_weights()])  # saturating tanh
+    x = _inputs(1000, seed=3)[:, :4]
+    rewrite = SimpleRNNUnroll()
+    unrolled, changed = rewrite.apply(model)
+    assert changed and rewrite.apply(unrolled) == (unrolled, False)
+    assert rewrite.tanh_layers["simplernn"] == [f"simplernn_h{t}" for t in range(4)]
+    assert "QSimpleRNNHLS" not in {type(layer).__name__ for layer in unrolled.layers}
+    # the training path is QKeras' QSimpleRNN (float tanh); the inference path the firmware's table
+    assert not np.array_equal(model(x, training=True).numpy(), model.predict(x, verbose=0))
+    hls_model = convert(model, tmp_path / "prj", FirmwareSpec(input_type="fixed<12,5,RND_CONV,SAT>"))
+    firmware = hls_model.predict(np.ascontiguousarray(x, dtype=np.float64)).reshape(len(x), -1)
+    reference = exact_predict(model, x)
+    assert len(np.unique(reference)) > 100
+    np.testing.assert_array_equal(firmware, reference)
