@@ -229,6 +229,20 @@ def test_autoencoder_with_its_on_chip_score_rtl_is_bit_exact(tmp_path):
     np.testing.assert_array_equal(project.interpret(x), reference)
 
 
+def _rtl_of_run(run, kind: str) -> dict:
+    """``trigflow rtl`` on a passed run: its report, asserted exact on the run's whole test set."""
+    from trigflow import api
+
+    assert run.passed, run.failures
+    result = api.rtl(run.run_dir)
+    report = json.loads((run.run_dir / "rtl_report.json").read_text())
+    proof = report["proof"]
+    samples = len(np.load(run.run_dir / "test_data.npz")["x"])
+    assert result.failures == [] and report["passed"] and report["kind"] == kind
+    assert proof["source"] == "rtl" and proof["samples"] == samples and proof["bit_exact_fraction"] == 1.0
+    return report
+
+
 @pytest.mark.slow
 def test_deepsets_run_then_trigflow_rtl_proves_the_rtl(tmp_path, monkeypatch):
     """`trigflow run gnn` (Deep Sets, 8 particles, φ 8-8 for a small design) then `trigflow rtl` on its folder:
@@ -242,14 +256,8 @@ def test_deepsets_run_then_trigflow_rtl_proves_the_rtl(tmp_path, monkeypatch):
         model={"arch": "deepsets", "n_particles": 8, "hidden": (8,)}, data={"max_samples": 3000},
         quant={"epochs": 2, "bits": 6}, verify={"min_samples": 500},
     )
-    assert run.passed, run.failures
-    result = api.rtl(run.run_dir)
-    report = json.loads((run.run_dir / "rtl_report.json").read_text())
-    proof = report["proof"]
-    samples = len(np.load(run.run_dir / "test_data.npz")["x"])
-    assert result.failures == [] and report["passed"] and report["kind"] == "gnn"
-    assert proof["source"] == "rtl" and proof["samples"] == samples and proof["bit_exact_fraction"] == 1.0
-    assert proof["interpreter_bit_exact_fraction"] == 1.0
+    report = _rtl_of_run(run, "gnn")
+    assert report["proof"]["interpreter_bit_exact_fraction"] == 1.0
     assert report["rtl"]["inputs"]["shape"] == [8, 3]
 
 
@@ -263,11 +271,5 @@ def test_autoencoder_run_then_trigflow_rtl_proves_the_score_firmware(tmp_path):
         "ae", out=str(tmp_path / "out"), project_dir=str(tmp_path / "prj"), model={"hidden": (8,), "latent": 3},
         data={"max_samples": 8000}, quant={"epochs": 1}, verify={"min_samples": 1000},
     )
-    assert run.passed, run.failures
-    result = api.rtl(run.run_dir)
-    report = json.loads((run.run_dir / "rtl_report.json").read_text())
-    proof = report["proof"]
-    samples = len(np.load(run.run_dir / "test_data.npz")["x"])
-    assert result.failures == [] and report["passed"] and report["kind"] == "ae"
-    assert proof["source"] == "rtl" and proof["samples"] == samples and proof["bit_exact_fraction"] == 1.0
+    report = _rtl_of_run(run, "ae")
     assert report["rtl"]["outputs"]["shape"] == [1]  # one score per event, not the 57 reconstructions
