@@ -16,9 +16,9 @@ Each kind's default recipe is trained and taken three ways, side by side on the 
 
 Rows are keyed by kind and ``--set`` overrides (``mlp --set quant.sparsity=0.5`` is its own row) and merged into
 ``scripts/results/l1.json`` (other rows kept, each with its command, time and load), which is rendered into the
-section between ``<!-- l1:start -->`` and ``<!-- l1:end -->`` of BENCHMARKS.md (appended when missing). The Level-1 goals checked are issue #19's: MLP ≤ 40k LUT, 0 DSP,
-≤ 50 ns, II 1; AE (score on chip) ≤ 50 ns, II 1; a 16-particle constituent GNN ≤ 200 ns, II ≤ 5, ≤ 30 % of a
-VU13P's 1,728k LUT.
+section between ``<!-- l1:start -->`` and ``<!-- l1:end -->`` of BENCHMARKS.md (appended when missing). The
+Level-1 goals checked are issue #19's: MLP ≤ 40k LUT, 0 DSP, ≤ 50 ns, II 1; AE (score on chip) ≤ 50 ns, II 1;
+a 16-particle constituent GNN ≤ 200 ns, II ≤ 5, ≤ 30 % of a VU13P's 1,728k LUT.
 """
 
 from __future__ import annotations
