@@ -64,3 +64,20 @@ def test_write_section_replaces_its_own_marked_section_only(tmp_path):
     assert md.read_text() == (
         "# Benchmarks\n\n<!-- a:start -->\nnew a\n<!-- a:end -->\n\nkept\n\n<!-- b:start -->\nb\n<!-- b:end -->\n"
     )
+
+
+def test_bench_l1_judges_each_firmware_against_the_level1_goal():
+    l1 = _load("bench_l1")
+    goal = l1.KINDS["mlp"][2]
+    assert l1.meets(goal, {"lut": 30_304, "dsp": 0, "latency_ns": 35.0, "ii": 1}) == "yes"
+    assert l1.meets(goal, {"lut": 42_238, "dsp": 0, "latency_ns": 40.0, "ii": 1}) == "no: lut 42,238 > 40,000"
+    assert l1.meets(goal, {"lut": 1, "dsp": 0, "ii": 1}) == "no: latency_ns unknown"
+    figures = {"dsp": 0, "lut": 30_304, "ff": 5_836, "carry": 8_058, "latency_cycles": 7, "latency_ns": 35.0, "ii": 1,
+               "accuracy": 0.6776, "bit_exact": 1.0}
+    row = {"metric": "accuracy", "goal": goal, "latency": {}, "da": {"refused": "no DA"}, "rtl": figures,
+           "command": "python scripts/bench_l1.py", "when": "now", "machine": {"load_average_1min": 0.1},
+           "total_s": 1}
+    text = l1.render({"kinds": {"mlp": row}})
+    assert "| mlp | RTL (yosys) | 0 | 30,304 | 5,836 | 8,058 | 7 | 35.0 | 1 | accuracy 0.6776 | 1.0000 | yes |" in text
+    assert "| mlp | HLS DA (estimate): refused — no DA |" in text
+    assert text.startswith("<!-- l1:start -->") and text.rstrip().endswith("<!-- l1:end -->")
