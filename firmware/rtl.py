@@ -25,6 +25,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -44,7 +45,9 @@ __all__ = [
     "MANIFEST",
     "MANIFEST_KEYS",
     "RtlProject",
+    "DEVICE_LUTS",
     "build_rtl",
+    "device_luts",
     "load_rtl",
     "trace_model",
     "verilator_bin",
@@ -62,6 +65,21 @@ QUANTIZED_LAYERS = ("QDense", "QConv1D", "QActivation", "Activation", "InputLaye
 STRUCTURE_LAYERS = ("Dense", "Flatten", "Reshape", "Permute", "GlobalAveragePooling1D")  # exact, no rounding
 MERGE_LAYERS = ("Add", "Subtract", "Multiply", "Concatenate")  # exact in fixed point (no rounding)
 SUPPORTED_LAYERS = QUANTIZED_LAYERS + STRUCTURE_LAYERS + MERGE_LAYERS
+# LUTs of a device (AMD's product tables); a traced design larger than its part is refused before it is written
+DEVICE_LUTS: tuple[tuple[str, int], ...] = (
+    (r"xcvu13p|xcu250", 1_728_000),
+    (r"xcvu9p|xcu200", 1_182_240),
+    (r"xcu280", 1_303_680),
+    (r"xcku15p", 522_720),
+)
+
+
+def device_luts(part: str) -> int | None:
+    """The LUT count of ``part`` if ``DEVICE_LUTS`` knows its device, else None."""
+    for pattern, luts in DEVICE_LUTS:
+        if re.match(pattern, part.lower()):
+            return luts
+    return None
 
 
 # --- tracing ---------------------------------------------------------------------------------------------
@@ -331,12 +349,14 @@ def build_rtl(
     part: str = "xcvu13p-flga2577-2-e",
     force: bool = False,
     compile: bool = True,
+    max_lut: float | None = None,
     check: Callable[[RtlProject], None] | None = None,
 ) -> RtlProject:
     """Trace ``model`` (input on the grid ``input_kif`` = (sign, integer, fraction) bits), pipeline it to
     ``clock_period`` ns, write the Verilog project into ``folder`` and compile its Verilator emulator.
-    ``check(project)`` runs on the finished project before it is renamed into place (it may add files to
-    ``project.path``; raise to leave nothing behind)."""
+    A design whose da4ml cost exceeds ``max_lut`` (default: the LUTs of ``part``, when ``DEVICE_LUTS`` knows
+    it) is refused before anything is written. ``check(project)`` runs on the finished project before it is
+    renamed into place (it may add files to ``project.path``; raise to leave nothing behind)."""
     from da4ml.codegen.rtl import VerilogModel
     from da4ml.trace import comb_trace
 
@@ -346,6 +366,13 @@ def build_rtl(
         inp, out = trace_model(model, input_kif)
         logic = comb_trace(inp, out)
     traced_s = time.perf_counter() - started
+    budget = device_luts(part) if max_lut is None else max_lut
+    if budget is not None and float(logic.cost) > budget:
+        of = f"the {budget:,.0f} LUTs of {part}" if max_lut is None else f"--max-lut {budget:,.0f}"
+        raise TrigflowError(
+            f"the traced design needs about {float(logic.cost):,.0f} LUTs (da4ml's cost), more than {of}; "
+            "shrink the model (fewer bits, pruning, narrower layers) or raise --max-lut to build it anyway"
+        )
     cutoff = max(1.0, clock_period * ADDER_LEVELS_PER_NS)
     with atomic_dir(folder, force=force) as tmp:
         rtl = VerilogModel(logic, TOP, tmp, latency_cutoff=cutoff, part_name=part, clock_period=clock_period)
@@ -364,6 +391,7 @@ def build_rtl(
             "inputs": {"shape": list(inp._vars.shape), "kif": [int(v.max()) for v in kifs[0]]},
             "outputs": {"shape": list(out._vars.shape), "kif_max": [int(v.max()) for v in kifs[1]]},
             "da4ml_cost_lut": round(float(logic.cost), 1),
+            "lut_budget": budget,
             "reg_bits": int(pipe.reg_bits) if pipe is not None else 0,
             "trace_s": round(traced_s, 2),
         }

@@ -397,13 +397,16 @@ class RtlResult:
         return not self.failures
 
 
-def rtl(run_dir: PathLike, *, force: bool = False, progress: StageUI | None = None) -> RtlResult:
+def rtl(
+    run_dir: PathLike, *, force: bool = False, max_lut: float | None = None, progress: StageUI | None = None
+) -> RtlResult:
     """Trace a finished run's proven QKeras model into pipelined Verilog (da4ml) in ``<project>/rtl/``, compile
     it with Verilator and prove the RTL simulation bit-exact against the exact QKeras reference on the run's
     whole test set: ``trigflow rtl RUN_DIR``. The proof (C-sim proof keys plus ``source: "rtl"``) is written
-    as ``rtl_report.json`` into the run folder."""
+    as ``rtl_report.json`` into the run folder. A design above ``max_lut`` LUTs (default: the part's) is
+    refused before anything is written."""
     from trigflow.rtl_run import prove_rtl
     from trigflow.ui import StageUI
 
-    report = prove_rtl(run_dir, force=force, ui=progress or StageUI(quiet=True))
+    report = prove_rtl(run_dir, force=force, max_lut=max_lut, ui=progress or StageUI(quiet=True))
     return RtlResult(report=report, rtl_dir=Path(report["rtl_dir"]), failures=list(report["failures"]))

@@ -307,13 +307,17 @@ def estimate(
 def rtl(
     run_dir: Annotated[Path, typer.Argument(help="A finished trigflow run folder.")],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing <project>/rtl/ folder.")] = False,
+    max_lut: Annotated[
+        Optional[float],
+        typer.Option("--max-lut", help="Largest design to build, in LUTs (da4ml's cost); default: the part's LUTs."),
+    ] = None,
 ) -> None:
     """Trace the run's proven model into pipelined Verilog (da4ml), compile it with Verilator and prove the
     RTL simulation bit-exact on the run's test set; writes <project>/rtl/ and rtl_report.json."""
     from trigflow import api
     from trigflow.ui import StageUI
 
-    result = api.rtl(run_dir, force=force, progress=StageUI(err_console))
+    result = api.rtl(run_dir, force=force, max_lut=max_lut, progress=StageUI(err_console))
     proof, manifest = result.report["proof"], result.report["rtl"]
     rows = [
         ("RTL project", str(result.rtl_dir)),

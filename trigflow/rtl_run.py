@@ -21,8 +21,11 @@ __all__ = ["RTL_REPORT", "prove_rtl"]
 RTL_REPORT = "rtl_report.json"
 
 
-def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[str, Any]:
-    """Trace, build and prove the RTL of the run in ``run_dir``; return the written report."""
+def prove_rtl(
+    run_dir: str | Path, *, force: bool = False, max_lut: float | None = None, ui: StageUI
+) -> dict[str, Any]:
+    """Trace, build and prove the RTL of the run in ``run_dir``; return the written report. ``max_lut``: the
+    largest design built (default: the part's LUTs, ``firmware.rtl.build_rtl``)."""
     import numpy as np
 
     from trigflow.evaluate_run import read_run
@@ -76,7 +79,7 @@ def prove_rtl(run_dir: str | Path, *, force: bool = False, ui: StageUI) -> dict[
     with ui.stage("trace + Verilog + Verilator build"):
         build_rtl(
             qmodel, input_kif, project / "rtl", clock_period=float(fw["clock_period"]), part=str(fw["part"]),
-            force=force, check=prove_rtl,
+            force=force, max_lut=max_lut, check=prove_rtl,
         )
     report["timings_s"] = {k: round(v, 3) for k, v in ui.timings.items()}
     write_text(run_dir / RTL_REPORT, json.dumps(report, indent=2, default=float))

@@ -70,6 +70,21 @@ def test_a_layer_the_tracer_cannot_express_is_refused_by_name():
         trace_model(model, INPUT_KIF)
 
 
+def test_a_design_larger_than_its_part_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(rtl_mod, "DEVICE_LUTS", ((r"xcvu13p", 10),))
+    with pytest.raises(TrigflowError, match=r"needs about [\d,]+ LUTs .*more than the 10 LUTs of xcvu13p.*--max-lut"):
+        build_rtl(_mlp((4,)), INPUT_KIF, tmp_path / "rtl", part="xcvu13p-flga2577-2-e")
+    with pytest.raises(TrigflowError, match=r"more than --max-lut 1;"):
+        build_rtl(_mlp((4,)), INPUT_KIF, tmp_path / "rtl", max_lut=1)
+    assert not (tmp_path / "rtl").exists()
+
+
+def test_device_luts_of_known_and_unknown_parts():
+    assert rtl_mod.device_luts("xcvu13p-flga2577-2-e") == 1_728_000
+    assert rtl_mod.device_luts("xcu250-figd2104-2L-e") == 1_728_000
+    assert rtl_mod.device_luts("xc7z020clg400-1") is None
+
+
 def test_a_folder_without_rtl_is_refused(tmp_path):
     with pytest.raises(TrigflowError, match="no RTL project.*trigflow rtl"):
         load_rtl(tmp_path)
