@@ -72,9 +72,14 @@ def test_bench_l1_judges_each_firmware_against_the_level1_goal():
     assert l1.meets(goal, {"lut": 30_304, "dsp": 0, "latency_ns": 35.0, "ii": 1}) == "yes"
     assert l1.meets(goal, {"lut": 42_238, "dsp": 0, "latency_ns": 40.0, "ii": 1}) == "no: lut 42,238 > 40,000"
     assert l1.meets(goal, {"lut": 1, "dsp": 0, "ii": 1}) == "no: latency_ns unknown"
+    fits = {"lut": 1, "dsp": 0, "latency_ns": 1.0, "ii": 1}
+    assert l1.meets(goal, {**fits, "accuracy": 0.6694}, "accuracy", 0.6794) == "yes"  # exactly 1 point lost
+    lost = l1.meets(goal, {**fits, "accuracy": 0.5}, "accuracy", 0.6794)
+    assert lost == "no: accuracy 0.5000 < default 0.6794 − 0.01"
     figures = {"dsp": 0, "lut": 30_304, "ff": 5_836, "carry": 8_058, "latency_cycles": 7, "latency_ns": 35.0, "ii": 1,
                "accuracy": 0.6776, "bit_exact": 1.0}
-    row = {"metric": "accuracy", "goal": goal, "latency": {}, "da": {"refused": "no DA"}, "rtl": figures,
+    row = {"kind": "mlp", "settings": {}, "metric": "accuracy", "goal": goal, "latency": {},
+           "da": {"refused": "no DA"}, "rtl": figures,
            "command": "python scripts/bench_l1.py", "when": "now", "machine": {"load_average_1min": 0.1},
            "total_s": 1}
     text = l1.render({"kinds": {"mlp": row}})
