@@ -48,6 +48,7 @@ def test_existing_project_needs_force(trained_mlp, tmp_path):
     assert (tmp_path / "prj" / "mine.txt").read_text() == "keep"
 
 
+@pytest.mark.slow  # 10 s: two compiles showing why trigflow picks its own types (the others prove ours exact)
 def test_naive_hls4ml_config_is_not_exact_but_ours_is(tmp_path):
     """Inputs on a grid finer than hls4ml's default fixed<16,6>: the default config truncates them."""
     fine = QuantSpec(bits=6, input_bits=20, input_integer=4)

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from trigflow.quantize.sensitivity import choose_layer_bits
 
@@ -59,6 +60,7 @@ def test_zero_tolerance_keeps_the_uniform_width():
     assert _choose(lambda i, b: 0.001 * (6 - b), tolerance=0.0).layer_bits == (6, 6, 6)
 
 
+@pytest.mark.slow  # 50-62 s: a whole run with the sensitivity search; the search itself is tested above
 def test_run_with_sensitivity_per_layer_bits_is_proven(fake_jets, tmp_path):
     from trigflow.config import load_config
     from trigflow.pipeline import run

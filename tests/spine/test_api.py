@@ -92,6 +92,7 @@ def test_run_through_the_api(fake_jets, tmp_path):
         data=fake_jets,
         out=tmp_path / "run",
         project_dir=tmp_path / "prj",
+        model={"hidden": (16,)},
         quant={"epochs": 2},
         **{"verify.min_samples": 1000},
     )

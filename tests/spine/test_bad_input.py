@@ -15,7 +15,7 @@ relative to tests/; "here" is this file.
   here, test_bad_data_is_refused_before_anything_is_written[x6.npy] (the fix in the message),
   test_data_of_another_shape_names_both_shapes_and_the_fix (8 vs 16 constituents, flattened vs (N, F):
   --reshape named; --reshape where no rule applies), both; the rule applied and recorded:
-  spine/test_verify_cli.py::test_reshape_pads_constituents_and_is_recorded
+  spine/test_verify_cli.py::test_reshape_pads_constituents_and_is_recorded (slow)
 - NaN/inf in data: here, test_bad_data_is_refused_before_anything_is_written[nan.npy] (verify),
   test_nan_in_run_data_is_refused (run)
 - unknown config key: spine/test_config.py::test_unknown_key_suggests_nearest (library);
@@ -332,6 +332,7 @@ def assert_previous_outputs_kept(work: Path) -> None:
         assert [p.name for p in (work / name).iterdir()] == ["old.txt"]
 
 
+@pytest.mark.slow  # 20 s (a whole verify first); restoring the previous outputs: test_ctrl_c_in_a_forced_run_...
 def test_full_disk_at_publish_keeps_the_previous_outputs(models, tmp_path, monkeypatch, capsys):
     """--force over old outputs, ENOSPC as the report folder is renamed into place: the old ones come back."""
     work = tmp_path / "w"
@@ -387,7 +388,13 @@ def _interrupt(*args, **kwargs):
     raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("where", ["trigflow.firmware.convert.compile_project", "trigflow.proof.checks.prove"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "trigflow.firmware.convert.compile_project",
+        pytest.param("trigflow.proof.checks.prove", marks=pytest.mark.slow),  # 21 s: the whole build first
+    ],
+)
 def test_ctrl_c_exits_130_and_keeps_nothing(models, tmp_path, monkeypatch, capsys, where):
     """During the g++ build (both folders still temporary) and after the project is in place (the proof)."""
     monkeypatch.setattr(where, _interrupt)

@@ -105,27 +105,29 @@ def test_evaluate_without_firmware_writes_into_the_run(gnn_run, raw_test):
     result.path.unlink()  # leave the shared run as it was
 
 
-def test_evaluate_scores_an_mlp_run_on_raw_features(fake_jets, tmp_path):
-    """mlp runs: the raw input is the 16 HLF in the run's order; labels may be class names."""
-    from trigflow.config import load_config
+def test_evaluate_scores_an_mlp_run_on_raw_features(small_run, fake_jets):
+    """mlp runs (the shared small run): the raw input is the 16 HLF in the run's order; labels may be class
+    names."""
     from trigflow.data.jets import load_jets
     from trigflow.data.prepare import split
     from trigflow.evaluate_run import evaluate_run
-    from trigflow.pipeline import run
 
-    config = load_config("mlp", overrides={
-        "out": str(tmp_path / "out"), "project_dir": str(tmp_path / "prj"), "data": {"path": str(fake_jets)},
-        "model": {"hidden": (8,)}, "quant": {"epochs": 1}, "verify": {"min_samples": 1000},
-    })
-    report = run(config).report
+    root, _, completed = small_run
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    report = json.loads((root / "out" / "report.json").read_text())
+    config = json.loads((root / "out" / "config.json").read_text())["data"]
     jets = load_jets(fake_jets)
-    parts = split(jets.hlf, jets.label.astype(np.int64), test_fraction=0.25, val_fraction=0.1, seed=0)
+    parts = split(jets.hlf, jets.label.astype(np.int64), test_fraction=config["test_fraction"],
+                  val_fraction=config["val_fraction"], seed=config["seed"])
     names = np.array(["g", "q", "w", "z", "t"])[parts.y_test]
-    result = evaluate_run(tmp_path / "out", parts.x_test, names)
-    assert result.report["accuracy"] == report["accuracy"]
-    assert result.report["bit_exact_fraction"] == 1.0
-    with pytest.raises(TrigflowError, match="gnn runs only"):
-        evaluate_run(tmp_path / "out", parts.x_test, names, jet_pt=np.ones(len(names)), firmware=False)
+    result = evaluate_run(root / "out", parts.x_test, names)
+    try:
+        assert result.report["accuracy"] == report["accuracy"]
+        assert result.report["bit_exact_fraction"] == 1.0
+        with pytest.raises(TrigflowError, match="gnn runs only"):
+            evaluate_run(root / "out", parts.x_test, names, jet_pt=np.ones(len(names)), firmware=False)
+    finally:
+        result.path.unlink()  # leave the shared run as it was
 
 
 # --- public-format constituent arrays: no trained run needed ------------------------------------------------

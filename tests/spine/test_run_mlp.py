@@ -57,7 +57,10 @@ def test_rerun_refuses_to_overwrite(small_run):
 
 def test_failed_threshold_exits_nonzero(fake_jets, tmp_path):
     args = ["run", "mlp", "--data", str(fake_jets), "--out", str(tmp_path / "o"), "--project-dir", str(tmp_path / "p")]
-    result = trigflow(*args, "--epochs", "1", "--set", "verify.min_samples=1000", "--set", "verify.max_onnx_abs_diff=-1")
+    result = trigflow(
+        *args, "--epochs", "1", "--set", "model.hidden=8", "--set", "verify.min_samples=1000",
+        "--set", "verify.max_onnx_abs_diff=-1",
+    )
     assert result.returncode == 1
     assert "FAIL onnx_max_abs_diff" in result.stdout + result.stderr
     assert json.loads((tmp_path / "o" / "report.json").read_text())["passed"] is False

@@ -301,6 +301,7 @@ def test_reshape_rule_flattens_sorts_truncates_and_pads():
         fit_shape(x, (5, 2), True, "d")  # F differs: ambiguous
 
 
+@pytest.mark.slow  # 20-30 s (trains a 16-constituent model); the rule itself: test_reshape_rule_flattens_...
 def test_reshape_pads_constituents_and_is_recorded(tmp_path):
     """8 constituents for a 16-constituent model: exit 2 without --reshape (nothing written); with it the
     rows are sorted by pT and zero-padded, the proof runs on the padded data and the report says so."""
