@@ -156,7 +156,14 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], where)
     if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else list(value)
+        if isinstance(value, str):
+            items = value.split(",")
+        elif isinstance(value, (int, float)):  # `hidden: 16` in a config file = (16,), as `--set model.hidden=16`
+            items = [value]
+        elif isinstance(value, (list, tuple)):
+            items = list(value)
+        else:
+            raise TrigflowError(f"config key {where}: {value!r} is not a list; give e.g. [32, 16]")
         return tuple(_coerce(item, args[0], where) for item in items)
     try:
         if annotation is bool:

@@ -26,6 +26,15 @@ def test_file_then_overrides(tmp_path):
     assert cfg.model.hidden == (32, 16)
 
 
+def test_a_single_width_in_a_file_or_the_api_is_a_one_item_list(tmp_path):
+    f = tmp_path / "run.yaml"
+    f.write_text("model:\n  hidden: 16\n")
+    assert load_config("mlp", f).model.hidden == (16,)
+    assert load_config("ae", overrides={"model": {"hidden": 16}}).model.hidden == (16,)
+    with pytest.raises(TrigflowError, match=r"config key model.hidden: \{'a': 1\} is not a list; give e.g. \[32, 16\]"):
+        load_config("mlp", overrides={"model": {"hidden": {"a": 1}}})
+
+
 def test_toml_file(tmp_path):
     f = tmp_path / "run.toml"
     f.write_text("seed = 3\n[firmware]\nbackend = 'Vivado'\n")
