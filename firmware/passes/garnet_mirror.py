@@ -77,23 +77,26 @@ def _aggr_frac(n_vertices: int, integer: int) -> int:
     return min(18, GARNET_FLOAT64_BITS - aggr_integer - EDGE_WEIGHT_FRAC)
 
 
-def _weight_frac(types: dict[str, str]) -> int:
-    """``WEIGHT_FRAC``, fewer where the float64 mirror's data × weight products or aggr + product sums would
+def _weight_frac(types: dict[str, str], wanted: int = WEIGHT_FRAC) -> int:
+    """``wanted``, fewer where the float64 mirror's data × weight products or aggr + product sums would
     pass 53 significant bits (``models.gnn._garnet_check_types``' bounds)."""
     from trigflow.models.gnn import GARNET_FLOAT64_BITS
     from trigflow.quantize.fixed import FixedType
 
     data, aggr = FixedType.parse(types["data"]), FixedType.parse(types["aggr"])
     bits = GARNET_FLOAT64_BITS
-    return min(WEIGHT_FRAC, bits - 16 - data.width, bits - aggr.width, aggr.frac)
+    return min(wanted, bits - 16 - data.width, bits - aggr.width, aggr.frac)
 
 
 class GarNetMirror:
     """``apply(model) -> (model, changed)``: a copy of ``model`` with each hls4ml ``GarNet`` replaced by a
-    ``GarNetHLS`` of the same name and weights. After a change ``types`` holds {layer: garnet_types(...)}."""
+    ``GarNetHLS`` of the same name and weights. After a change ``types`` holds {layer: garnet_types(...)}.
+    ``distance``/``weight_frac``: the widths the mirror and the firmware compute with (module docstring)."""
 
-    def __init__(self, result: str = "fixed<24,8,RND,SAT>") -> None:
-        self.result = result
+    def __init__(
+        self, result: str = "fixed<24,8,RND,SAT>", distance: str = DISTANCE, weight_frac: int = WEIGHT_FRAC
+    ) -> None:
+        self.result, self.distance, self.weight_frac = result, distance, weight_frac
         self.types: dict[str, dict[str, str]] = {}
 
     def apply(self, model: Any) -> tuple[Any, bool]:
@@ -142,9 +145,9 @@ class GarNetMirror:
             n_vertices = int(layer.input_shape[0][1])
             bits, integer = _data_quantizer(layer)
             common = {"aggr_frac": _aggr_frac(n_vertices, integer), "result": self.result,
-                      "distance": DISTANCE}
+                      "distance": self.distance}
             first = garnet_types(n_vertices, bits, integer, **common)
             types[layer.name] = garnet_types(
-                n_vertices, bits, integer, **common, weight_frac=_weight_frac(first)
+                n_vertices, bits, integer, **common, weight_frac=_weight_frac(first, self.weight_frac)
             )
         return types
