@@ -50,6 +50,7 @@ import numpy as np
 
 from trigflow.errors import TrigflowError
 from trigflow.firmware.convert import FirmwareSpec, convert
+from trigflow.firmware.hls4ml_patches import garnet_widths
 from trigflow.firmware.passes.dense_to_pointwise_conv import DenseToPointwiseConv
 from trigflow.firmware.passes.exact_types import inbound, propagate
 from trigflow.firmware.passes.garnet_weights import GarNetWeights
@@ -148,6 +149,7 @@ def prepare_garnet_for_hls(model):
         "warnings": notes,
         "bit_exact": False,
         "garnet_input_types": input_types,
+        "garnet_widths": surgery.widths,
     }
     return ready, overrides, surgery.weights
 
@@ -179,7 +181,8 @@ def convert_graph_network(
         layer_parallelization=overrides["layer_parallelization"],
         bit_exact=False,
     )
-    hls_model = convert(ready, project_dir, fw_spec, force=force, compile=compile, check=check)
+    with garnet_widths(overrides.get("garnet_widths", {})):  # the mirror's distance type and weight grid
+        hls_model = convert(ready, project_dir, fw_spec, force=force, compile=compile, check=check)
     return hls_model, {**overrides, "converted_model": ready.name, "converted_input": ready.input_names[0]}
 
 
@@ -255,6 +258,10 @@ def check_garnet_conversion(hls_model, ready, overrides: dict[str, Any], weights
                 raise TrigflowError(f"GarNet '{name}': {hname} has type {wt}, expected a fixed-point type")
             if not FixedType(bool(wt.signed), int(wt.width), int(wt.integer)).holds(got):
                 raise TrigflowError(f"GarNet '{name}': {hname} type {wt} does not hold the weights exactly")
+        d = FixedType.parse(overrides["garnet_widths"][name]["distance"])
+        distance = f"typedef ap_fixed<{d.width}, {d.integer}, AP_TRN, AP_SAT> distance_t;"
+        if distance not in (layer.get_attr("config_cpp") or ""):
+            raise TrigflowError(f"GarNet '{name}': hls4ml's distance type is not the mirror's {d}")
         got_res = layer.get_output_variable().type.precision
         res = FixedType.parse(overrides["layer_precisions"][name]["result"])
         if not _same_format(got_res, res):

@@ -319,6 +319,7 @@ def build_garnet(
 GARNET_DISTANCE = "fixed<12,4,TRN,SAT>"  # distance_t: ap_fixed<12, 4, AP_TRN, AP_SAT>, hard-coded
 GARNET_EXP_FRAC = 16  # hls::exp(-d*d) returns the type of -d*d, ap_fixed_base<25,9> (AP_TRN): 16 frac bits
 GARNET_WEIGHT_FRAC = 10  # GarNet weights are stored with 10 fractional bits (AP_RND, AP_SAT)
+# (hls4ml's defaults; other garnet_types(distance=, weight_frac=) need hls4ml_patches.garnet_widths)
 GARNET_FLOAT64_BITS = 52  # the mirror computes in float64: every product/sum must fit 53 significant bits
 
 
@@ -334,17 +335,20 @@ def garnet_type(text: str) -> FixedType:
 
 GARNET_DISTANCE_T = garnet_type(GARNET_DISTANCE)
 GARNET_GRID = FixedType(True, 25, 9, "RND", "SAT")  # FLR/Fout before contraction: 2^-16 grid, |w| < 256
-GARNET_W10 = FixedType(True, 64, 54, "RND", "SAT")  # 10 fractional bits, half up (hls4ml's AP_RND)
 
 
 def garnet_types(n_vertices: int, input_bits: int, input_integer: int, *, edge_weight_frac: int = 16,
-                 aggr_frac: int = 18, result: str = "fixed<24,8,RND,SAT>") -> dict[str, str]:
+                 aggr_frac: int = 18, result: str = "fixed<24,8,RND,SAT>", distance: str = GARNET_DISTANCE,
+                 weight_frac: int = GARNET_WEIGHT_FRAC) -> dict[str, str]:
     """hls4ml precisions for a GarNet layer that the mirror (``GarNetHLS``) reproduces exactly.
 
     ``data``: the layer's input type (the input quantizer's). ``edge_weight``: exp(-d²) table entries and
     the vertex mean of the edge weights; ``edge_weight_aggr``: per-vertex sums of edge weights, wide enough
     that the sum and its division by N are exact; ``aggr``: weighted feature means (exact) and the output
     transform accumulator; ``result``: the layer output (≤ 24 bits: float32 holds it exactly).
+    ``distance`` (the template's ``distance_t``) and ``weight_frac`` (fractional bits of the stored GarNet
+    weights): hls4ml's hard-coded ``ap_fixed<12,4,AP_TRN,AP_SAT>`` and 10 by default; other values need
+    ``firmware.hls4ml_patches.garnet_widths`` at conversion (``firmware.gnn`` applies it).
     """
     k = int(round(math.log2(n_vertices)))
     if 2**k != n_vertices:
@@ -359,24 +363,48 @@ def garnet_types(n_vertices: int, input_bits: int, input_integer: int, *, edge_w
         "edge_weight_aggr": str(FixedType(False, edge_weight_frac + 2 * k, k, "RND", "SAT")),
         "aggr": str(FixedType(True, ia + fa, ia, "RND", "SAT")),
         "result": result,
+        "distance": str(garnet_distance_type(distance)),
+        "weight_frac": str(int(weight_frac)),
     }
 
 
-def garnet_edge_weight_table(edge_weight: FixedType) -> np.ndarray:
-    """exp(-d²) as the template's table holds it, for d = -8, -8 + 1/256, ..., 8 - 1/256 (index d·256 + 2048):
-    ``edge_weight_t(ap_fixed_base<25,9,AP_TRN>(std::exp(-d*d)))``; at d = 0 the template stores
-    ``ap_ufixed<W,0,AP_TRN,AP_SAT>(1.)`` = 1 - 2^-W. (Checked against g++ with hls4ml's ap_types.)"""
-    dist = GARNET_DISTANCE_T
+def garnet_distance_type(text: str) -> FixedType:
+    """The template's ``distance_t``: signed, truncating, saturating, ≥ 1 fractional bit, ≤ 20 bits (its
+    exp(-d²) table has 2^width entries)."""
+    t = FixedType.parse(text)
+    if not t.signed or t.rounding != "TRN" or t.overflow != "SAT" or t.frac < 1 or t.width > 20:
+        raise TrigflowError(
+            f"GarNet distance type {text}: hls4ml's template needs a signed fixed<W,I,TRN,SAT> with "
+            "W - I ≥ 1 and W ≤ 20 (its exp(-d²) table has 2^W entries), e.g. fixed<15,3,TRN,SAT>"
+        )
+    return t
+
+
+def garnet_edge_weight_table(edge_weight: FixedType, distance: FixedType = GARNET_DISTANCE_T) -> np.ndarray:
+    """exp(-d²) as the template's table holds it, for every d of ``distance`` in increasing order (default
+    ap_fixed<12,4>: d = -8, -8 + 1/256, ..., 8 - 1/256, index d·256 + 2048):
+    ``edge_weight_t(ap_fixed_base<2W+1,2I+1,AP_TRN>(std::exp(-d*d)))`` (hls::exp returns the type of -d·d:
+    2·(W-I) fractional bits); at d = 0 the template stores ``ap_ufixed<W,0,AP_TRN,AP_SAT>(1.)`` = 1 - 2^-W.
+    (Checked against g++ with hls4ml's ap_types.)"""
+    dist = distance
+    exp_frac = 2 * dist.frac
     d = np.arange(-(2 ** (dist.width - 1)), 2 ** (dist.width - 1)) / 2.0**dist.frac
     e = np.array([math.exp(-v * v) for v in d])  # libm, as std::exp
-    e = np.floor(e * 2.0**GARNET_EXP_FRAC) / 2.0**GARNET_EXP_FRAC
+    e = np.floor(e * 2.0**exp_frac) / 2.0**exp_frac
     table = edge_weight.cast(e)
     table[d == 0] = FixedType(False, edge_weight.width, 0, "TRN", "SAT").hi
     return edge_weight.cast(table)
 
 
-def _garnet_check_types(types: dict[str, str], n_vertices: int, n_in: int) -> dict[str, FixedType]:
-    t = {name: garnet_type(text) for name, text in types.items()}
+def _garnet_check_types(types: dict[str, str], n_vertices: int, n_in: int) -> dict[str, Any]:
+    """The parsed types (``distance``/``weight_frac`` default to hls4ml's, for models saved before them);
+    a one-line refusal for types the float64 mirror cannot reproduce exactly."""
+    widths = {"distance": GARNET_DISTANCE, "weight_frac": str(GARNET_WEIGHT_FRAC)}
+    widths.update({k: v for k, v in types.items() if k in widths})
+    t: dict[str, Any] = {name: garnet_type(text) for name, text in types.items() if name not in widths}
+    t["distance"] = garnet_distance_type(widths["distance"])
+    t["weight_frac"] = wf = int(widths["weight_frac"])
+    t["weight"] = FixedType(True, 64, 64 - wf, "RND", "SAT")  # the stored weights' grid (hls4ml's AP_RND)
     k = int(round(math.log2(n_vertices)))
     ew, ewa, aggr, data, res = t["edge_weight"], t["edge_weight_aggr"], t["aggr"], t["data"], t["result"]
     problems = []
@@ -388,13 +416,17 @@ def _garnet_check_types(types: dict[str, str], n_vertices: int, n_in: int) -> di
         problems.append("edge_weight_aggr must hold the sum of N edge weights and its division by N exactly")
     if aggr.frac < data.frac + k or aggr.integer < data.integer + k or not aggr.signed:
         problems.append("aggr must hold the sum of N data-typed values and its division by N exactly")
-    if aggr.frac < GARNET_WEIGHT_FRAC:
-        problems.append("aggr needs ≥ 10 fractional bits (the GarNet biases have 10)")
+    if not 1 <= wf <= 16:
+        problems.append("weight_frac must be 1..16 (the transforms are contracted on a 2^-16 grid)")
+    if aggr.frac < wf:
+        problems.append(f"aggr needs ≥ {wf} fractional bits (the GarNet biases have weight_frac = {wf})")
     if aggr.integer + ew.frac + aggr.frac > GARNET_FLOAT64_BITS:
         problems.append("aggr × edge_weight products exceed float64's 53 bits")
     if res.width > 24:
         problems.append("result wider than 24 bits cannot be passed on exactly in float32")
-    if data.width + GARNET_WEIGHT_FRAC + 16 > GARNET_FLOAT64_BITS:
+    if aggr.width + wf > GARNET_FLOAT64_BITS:
+        problems.append("aggr + data-mean × weight sums exceed float64's 53 bits")
+    if data.width + wf + 16 > GARNET_FLOAT64_BITS:
         problems.append("data type too wide for the float64 mirror")
     if problems:
         raise TrigflowError("GarNet types cannot be mirrored exactly: " + "; ".join(problems))
@@ -432,15 +464,17 @@ def _garnet_hls_class():
         Same sublayers and weights as ``hls4ml.contrib.garnet.GarNet`` (FLR, S, Fout); the forward pass uses
         them as the firmware holds them:
 
-        * S kernel/bias and Fout bias rounded (half up) to 10 fractional bits (hls4ml's weight types);
+        * S kernel/bias and Fout bias rounded (half up) to ``weight_frac`` fractional bits (hls4ml's weight
+          types; 10 unless the types say otherwise);
         * the input transform contracted into the output transform, W[o,a,x] = Σ_p FLR[x,p]·Fout[a,p,o] and
           B[o,a] = Σ_p b_FLR[p]·Fout[a,p,o], from FLR and Fout first put on a 2^-16 grid (exact in float64),
-          then rounded to 10 fractional bits (``trigflow.firmware.gnn`` writes exactly these into hls4ml);
-        * distance: ap_fixed<12,4,TRN,SAT>, started at the bias and truncated/saturated after every product
-          and every addition; edge weight: the exp(-d²) table (``garnet_edge_weight_table``);
+          then rounded to ``weight_frac`` bits (``trigflow.firmware.gnn`` writes exactly these into hls4ml);
+        * distance: the ``distance`` type (hls4ml's ap_fixed<12,4,TRN,SAT> by default), started at the
+          bias and truncated/saturated after every product and every addition; edge weight: the exp(-d²)
+          table (``garnet_edge_weight_table``);
         * per vertex v < n_valid: data·edge_weight rounded to the input type (``data``); means over N (not
           n_valid) in ``edge_weight_aggr``/``aggr`` (exact), the edge-weight mean cast to ``edge_weight``;
-        * output bias·n_valid/N (aggr, then 10 fractional bits, half up), then per aggregator
+        * output bias·n_valid/N (aggr, then ``weight_frac`` fractional bits, half up), then per aggregator
           aggr = ew_mean·B + Σ_x wf_mean·W (aggr after every term), acc += ew_mean·aggr (``result`` after
           every term).
 
@@ -468,7 +502,9 @@ def _garnet_hls_class():
                 raise TrigflowError(f"GarNetHLS needs n_propagate ≥ n_features + 1 = {self.n_in + 1} "
                                  "(the firmware receives the contracted transform through FLR)")
             self.t = _garnet_check_types(self.types, self.n_vertices, self.n_in)
-            self.table = tf.constant(garnet_edge_weight_table(self.t["edge_weight"]), tf.float64)
+            self.table = tf.constant(
+                garnet_edge_weight_table(self.t["edge_weight"], self.t["distance"]), tf.float64
+            )
             super().build(input_shape)
 
         def get_config(self):
@@ -490,8 +526,10 @@ def _garnet_hls_class():
                 (wi[None, None] * wo[:, :, None]).sum(-1)  # (O, A, X): exact (products on 2^-32, < 2^19)
             bias = xp.reduce_sum(bi[None, None] * wo, -1) if xp is not np else (bi[None, None] * wo).sum(-1)
 
+            grid = self.t["weight"]  # weight_frac fractional bits, half up (hls4ml's AP_RND)
+
             def w10(v):
-                return q(v, lambda u: GARNET_W10.cast(u, xp))
+                return q(v, lambda u: grid.cast(u, xp))
 
             return {"W": w10(kernel), "B": w10(bias), "S_kernel": w10(ws), "S_bias": w10(bs),
                     "Fout_bias": w10(bo)}
@@ -516,10 +554,11 @@ def _garnet_hls_class():
             fw = self.firmware_weights([tf.cast(w, tf.float64) for w in self._weight_vars()], tf, q)
 
             # distances (B, N, A): the bias, then + data·w per feature, truncated and saturated at every step
-            dist = cast(fw["S_bias"], GARNET_DISTANCE_T)[None, None, :] * tf.ones_like(data[:, :, :1])
+            dt = t["distance"]
+            dist = cast(fw["S_bias"], dt)[None, None, :] * tf.ones_like(data[:, :, :1])
             for ix in range(nx):
-                incr = cast(data[:, :, ix:ix + 1] * fw["S_kernel"][ix][None, None, :], GARNET_DISTANCE_T)
-                dist = cast(dist + incr, GARNET_DISTANCE_T)
+                incr = cast(data[:, :, ix:ix + 1] * fw["S_kernel"][ix][None, None, :], dt)
+                dist = cast(dist + incr, dt)
             ew = self._lookup(dist, training) * mask[:, :, None]  # (B, N, A); vertices ≥ n_valid: skipped
             # means over N (sums and shifts exact in edge_weight_aggr / aggr), then cast to the stored types
             ew_mean = cast(tf.reduce_sum(ew, axis=1) / n, t["edge_weight"])  # (B, A)
@@ -528,7 +567,7 @@ def _garnet_hls_class():
             # output bias · n_valid / N: aggr, >> log2 N (truncating), then the 10-fraction-bit bias type
             bias = cast(cast(fw["Fout_bias"], t["aggr"])[None, :] * nvtx, t["aggr"])  # (B, O)
             bias = cast(bias / n, FixedType(True, 64, 64 - t["aggr"].frac, "TRN", "SAT"))
-            acc = cast(cast(bias, GARNET_W10), t["result"])
+            acc = cast(cast(bias, t["weight"]), t["result"])
             for ia in range(self._aggregator_distance.units):
                 aggr = cast(ew_mean[:, ia:ia + 1] * fw["B"][:, ia][None, :], t["aggr"])  # (B, O)
                 for ix in range(nx):
@@ -537,10 +576,11 @@ def _garnet_hls_class():
             return tf.cast(acc, tf.float32)
 
         def _lookup(self, dist, training):
-            offset = 2 ** (GARNET_DISTANCE_T.width - 1)
+            dt = self.t["distance"]
+            offset = 2 ** (dt.width - 1)
 
             def forward(d):
-                idx = tf.cast(tf.round(d * 2.0**GARNET_DISTANCE_T.frac), tf.int32) + offset
+                idx = tf.cast(tf.round(d * 2.0**dt.frac), tf.int32) + offset
                 return tf.gather(self.table, idx)
 
             if not training:

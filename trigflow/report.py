@@ -153,6 +153,9 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             rows.append(("accuracy firmware / mirror / your model",
                          " / ".join(f"{acc[k]:.4f}" for k in ("firmware", "mirror", "model"))))
         rows.append(("GarNet vertex count", garnet["second_input"]["source"]))
+        for name, w in garnet.get("widths", {}).items():  # wider than hls4ml's hard-coded fixed<12,4> / 10
+            rows.append((f"GarNet {name} widths", f"distance {w['distance']}, weights {w['weight_frac']} "
+                         "fractional bits"))
     elif report.get("verdict_note"):
         rows.append(("verdict note", report["verdict_note"]))  # saturations; recurrent tables
     if report.get("onnx_max_abs_diff") is not None:  # None: no ONNX model was run (GarNet)

@@ -11,7 +11,16 @@ is then reported as a measured difference, not a proof.
 
 What the mirror holds: the same sublayer weights; ``types = garnet_types(N, bits, integer)`` with the
 ``quantized_bits(bits, integer)`` of the ``QActivation`` feeding the GarNet's data input; the GarNet output
-rounded to ``result`` (default ``fixed<24,8,RND,SAT>``, exact in float32). Only what the mirror reproduces:
+rounded to ``result`` (default ``fixed<24,8,RND,SAT>``, exact in float32).
+
+Widths wider than hls4ml's hard-coded ones (``DISTANCE``, ``WEIGHT_FRAC``; the firmware gets them through
+``hls4ml_patches.garnet_widths``): measured on the L1 jet-ID GarNet zoo (16 particles, raw-unit inputs,
+``docs/verify_graphs.md``), hls4ml's 12-bit distance (8 fractional bits) alone makes 23 of 3,000 jets differ
+from the float model, its 10-bit weights alone 6, every other rounding of the template 0. The distance's
+fractional bits set the difference (8: 20-23 jets, 9: 8-11, 10: 3-6, 11: 2-4, 12: 0-2); 3 integer bits
+lose nothing (exp(-d²) < 2^-17 for |d| ≥ 4, 0 in the 16-bit edge weight), so ``fixed<15,3>`` costs a
+2^15-entry table where ``fixed<16,4>`` would cost 2^16. ``weight_frac`` 14, fewer where the float64 mirror
+could not hold the products exactly (``_weight_frac``). Only what the mirror reproduces:
 ``simplified=True``, ``collapse='mean'``, ``input_format='xn'``, no output activation,
 ``mean_by_nvert=False``, ``quantize_transforms=False``, N a power of two, ``n_propagate ≥ features + 1``;
 anything else is refused in one line.
@@ -28,6 +37,8 @@ from trigflow.errors import TrigflowError
 __all__ = ["GarNetMirror", "garnet_layers"]
 
 EDGE_WEIGHT_FRAC = 16  # garnet_types' default edge_weight fraction bits
+DISTANCE = "fixed<15,3,TRN,SAT>"  # the template's distance_t (hls4ml: fixed<12,4>): 12 fractional bits
+WEIGHT_FRAC = 14  # fractional bits of the stored GarNet weights (hls4ml: 10)
 
 MIRRORED = {
     "simplified": True, "collapse": "mean", "input_format": "xn", "output_activation": None,
@@ -66,12 +77,26 @@ def _aggr_frac(n_vertices: int, integer: int) -> int:
     return min(18, GARNET_FLOAT64_BITS - aggr_integer - EDGE_WEIGHT_FRAC)
 
 
+def _weight_frac(types: dict[str, str], wanted: int = WEIGHT_FRAC) -> int:
+    """``wanted``, fewer where the float64 mirror's data × weight products or aggr + product sums would
+    pass 53 significant bits (``models.gnn._garnet_check_types``' bounds)."""
+    from trigflow.models.gnn import GARNET_FLOAT64_BITS
+    from trigflow.quantize.fixed import FixedType
+
+    data, aggr = FixedType.parse(types["data"]), FixedType.parse(types["aggr"])
+    bits = GARNET_FLOAT64_BITS
+    return min(wanted, bits - 16 - data.width, bits - aggr.width, aggr.frac)
+
+
 class GarNetMirror:
     """``apply(model) -> (model, changed)``: a copy of ``model`` with each hls4ml ``GarNet`` replaced by a
-    ``GarNetHLS`` of the same name and weights. After a change ``types`` holds {layer: garnet_types(...)}."""
+    ``GarNetHLS`` of the same name and weights. After a change ``types`` holds {layer: garnet_types(...)}.
+    ``distance``/``weight_frac``: the widths the mirror and the firmware compute with (module docstring)."""
 
-    def __init__(self, result: str = "fixed<24,8,RND,SAT>") -> None:
-        self.result = result
+    def __init__(
+        self, result: str = "fixed<24,8,RND,SAT>", distance: str = DISTANCE, weight_frac: int = WEIGHT_FRAC
+    ) -> None:
+        self.result, self.distance, self.weight_frac = result, distance, weight_frac
         self.types: dict[str, dict[str, str]] = {}
 
     def apply(self, model: Any) -> tuple[Any, bool]:
@@ -119,7 +144,10 @@ class GarNetMirror:
                 )
             n_vertices = int(layer.input_shape[0][1])
             bits, integer = _data_quantizer(layer)
+            common = {"aggr_frac": _aggr_frac(n_vertices, integer), "result": self.result,
+                      "distance": self.distance}
+            first = garnet_types(n_vertices, bits, integer, **common)
             types[layer.name] = garnet_types(
-                n_vertices, bits, integer, aggr_frac=_aggr_frac(n_vertices, integer), result=self.result
+                n_vertices, bits, integer, **common, weight_frac=_weight_frac(first, self.weight_frac)
             )
         return types

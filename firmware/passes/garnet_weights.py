@@ -4,10 +4,10 @@ computes with.
 
 FLR = [I | 0] with bias e_F (feature x → latent x, constant 1 → latent F), and Fout holding the contracted
 transform, Fout[a, x, o] = W[o, a, x], Fout[a, F, o] = B[o, a]. hls4ml contracts FLR·Fout back to exactly W
-and B (one non-zero product per sum), and W, B, the S kernel/bias and the Fout bias are on the
-10-fractional-bit grid hls4ml stores them with, so its rounding (AP_RND) is a no-op and the printed weights
-are exact. The returned Keras model is only for hls4ml (its float GarNet is not the reference); compare the
-firmware with the original model.
+and B (one non-zero product per sum), and W, B, the S kernel/bias and the Fout bias are on the grid hls4ml
+stores them with (10 fractional bits, or the mirror's ``weight_frac`` under ``hls4ml_patches.garnet_widths``),
+so its rounding (AP_RND) is a no-op and the printed weights are exact. The returned Keras model is only for
+hls4ml (its float GarNet is not the reference); compare the firmware with the original model.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ __all__ = ["GarNetWeights"]
 
 class GarNetWeights:
     """``apply(model) -> (model, changed)``. After a change, ``precisions`` holds {layer: hls4ml Precision
-    dict} from each mirror's ``types`` and ``weights`` {layer: the mirror's ``firmware_weights()``}."""
+    dict} from each mirror's ``types``, ``widths`` {layer: the mirror's ``distance``/``weight_frac``, for
+    ``hls4ml_patches.garnet_widths``} and ``weights`` {layer: the mirror's ``firmware_weights()``}."""
 
     def __init__(self) -> None:
         self.precisions: dict[str, dict[str, str]] = {}
+        self.widths: dict[str, dict[str, str]] = {}
         self.weights: dict[str, dict[str, np.ndarray]] = {}
 
     def apply(self, model: Any) -> tuple[Any, bool]:
@@ -44,7 +46,7 @@ class GarNetWeights:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             new = tf.keras.models.clone_model(model, clone_function=clone)
-        self.precisions, self.weights = {}, {}
+        self.precisions, self.widths, self.weights = {}, {}, {}
         for old in model.layers:
             if type(old).__name__ != "GarNetHLS":
                 if old.get_weights():
@@ -56,6 +58,7 @@ class GarNetWeights:
                 "edge_weight": t["edge_weight"], "edge_weight_aggr": t["edge_weight_aggr"],
                 "aggr": t["aggr"], "result": t["result"],
             }
+            self.widths[old.name] = {k: str(old.t[k]) for k in ("distance", "weight_frac")}
             self.weights[old.name] = old.firmware_weights()
         return new, True
 

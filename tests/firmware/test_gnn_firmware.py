@@ -70,7 +70,7 @@ def test_deepsets_csim_is_bit_exact(tmp_path):
     np.testing.assert_array_equal(predict(hls_model, x), reference)
 
 
-def _garnet_only(n: int, input_bits: int = 12, input_integer: int = 2, seed: int = 0):
+def _garnet_only(n: int, input_bits: int = 12, input_integer: int = 2, seed: int = 0, **widths):
     """input quantizer → GarNetHLS, nothing after it: the GarNet output itself (fixed<24,8>, 16 fractional
     bits) is compared, not logits behind a coarse quantizer. Spread random weights."""
     from qkeras import QActivation, quantized_bits
@@ -78,7 +78,8 @@ def _garnet_only(n: int, input_bits: int = 12, input_integer: int = 2, seed: int
     particles = tf.keras.Input((n, F), name="particles")
     n_valid = tf.keras.Input((1,), name="n_valid", dtype="uint16")
     x = QActivation(quantized_bits(input_bits, input_integer, alpha=1), name="input_quant")(particles)
-    layer = garnet_hls_layer()(4, 8, 8, types=garnet_types(n, input_bits, input_integer), name="garnet")
+    types = garnet_types(n, input_bits, input_integer, **widths)
+    layer = garnet_hls_layer()(4, 8, 8, types=types, name="garnet")
     model = tf.keras.Model([particles, n_valid], layer([x, n_valid]))
     rng = np.random.default_rng(seed)
     scales = [1.0, 1.0, 0.7, 0.5, 1.0, 1.0]  # FLR k/b, S k/b, Fout k/b
@@ -107,6 +108,23 @@ def test_garnet_csim_is_bit_exact_with_the_mirror(tmp_path):
     assert len(np.unique(reference)) > 5000  # non-trivial outputs
     assert np.any(x[1] == 0) and np.any(x[1] == N)
     np.testing.assert_array_equal(predict(hls_model, x), reference)
+
+
+@needs_gxx
+def test_garnet_csim_with_wider_distance_and_weights_is_bit_exact(tmp_path):
+    """hls4ml_patches.garnet_widths: a fixed<15,3> distance (2^15-entry exp(-d²) table from a 24-fractional-bit
+    exp, saturating at ±4) and weights with 14 fractional bits instead of hls4ml's hard-coded fixed<12,4> and
+    10 — the firmware follows the mirror's types, still bit for bit at the GarNet output."""
+    model = _garnet_only(N, distance="fixed<15,3,TRN,SAT>", weight_frac=14)
+    hls_model = convert_gnn(model, tmp_path / "garnet")
+    params = (tmp_path / "garnet" / "firmware" / "parameters.h").read_text()
+    assert "distance_width = 15;" in params and "ap_fixed<15, 3, AP_TRN, AP_SAT> distance_t;" in params
+    x = _garnet_samples(N, 1500, seed=2)
+    reference = model.predict(x, verbose=0).astype(np.float64)
+    assert len(np.unique(reference)) > 5000
+    np.testing.assert_array_equal(predict(hls_model, x), reference)
+    default = _garnet_only(N).predict(x, verbose=0).astype(np.float64)
+    assert np.any(default != reference)  # the widths change what is computed
 
 
 @needs_gxx

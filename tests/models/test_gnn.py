@@ -16,7 +16,9 @@ from trigflow.models.gnn import (  # noqa: E402
     custom_objects,
     edge_index,
     garnet_edge_weight_table,
+    garnet_hls_layer,
     garnet_type,
+    garnet_types,
     interaction_matrices,
 )
 from trigflow.quantize.fixed import FixedType  # noqa: E402
@@ -160,6 +162,33 @@ def test_garnet_edge_weight_table_is_the_templates():
     assert table[2049] == np.floor(np.exp(-(1 / 256) ** 2) * 2**16) / 2**16  # truncated to 16 bits
     np.testing.assert_array_equal(table[1:2048], table[2049:][::-1])  # symmetric in d
     assert table[0] == 0.0  # d = -8
+
+
+def test_garnet_widths_table_defaults_and_refusals():
+    """A wider distance type gives the template's 2^W-entry table (hls::exp truncated to 2·(W-I) fractional
+    bits, then edge_weight); types saved before ``distance``/``weight_frac`` existed mean hls4ml's 12,4 / 10."""
+    ew = FixedType.parse("ufixed<16,0,RND,SAT>")
+    dist = FixedType.parse("fixed<15,3,TRN,SAT>")
+    table = garnet_edge_weight_table(ew, dist)
+    assert table.shape == (2**15,) and table[2**14] == 1 - 2.0**-16 and table[0] == 0.0  # d = 0; d = -4
+    d = 3 * 2.0**-12  # exp truncated to 24 fractional bits, then rounded half up to 16
+    assert table[2**14 + 3] == ew.cast(np.floor(np.exp(-d * d) * 2**24) / 2**24)
+    np.testing.assert_array_equal(table[1 : 2**14], table[2**14 + 1 :][::-1])
+    types = garnet_types(N, 12, 2, distance="fixed<15,3,TRN,SAT>", weight_frac=14)
+    assert (types["distance"], types["weight_frac"]) == ("fixed<15,3,TRN,SAT>", "14")
+    x = [tf.constant(_inputs(16)), tf.constant(np.full((16, 1), N, np.uint16))]
+    old = {k: v for k, v in garnet_types(N, 12, 2).items() if k not in ("distance", "weight_frac")}
+    outs = []
+    for t in (old, garnet_types(N, 12, 2), types):
+        tf.keras.utils.set_random_seed(3)
+        outs.append(garnet_hls_layer()(2, 4, 4, types=t, name="garnet")(x).numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert np.any(outs[1] != outs[2])
+    for bad in ({"distance": "fixed<12,4,RND,SAT>"}, {"distance": "fixed<22,4,TRN,SAT>"}):
+        with pytest.raises(TrigflowError, match="distance type"):
+            garnet_types(N, 12, 2, **bad)
+    with pytest.raises(TrigflowError, match="weight_frac must be 1..16"):
+        garnet_hls_layer()(2, 4, 4, types=garnet_types(N, 12, 2, weight_frac=17))(x)
 
 
 def test_garnet_mirror_trains_and_reloads():
