@@ -52,7 +52,8 @@ SHOWN_MEANS = ("zlogz", "c2_b1_mmdt", "d2_b1_mmdt", "n2_b1_mmdt", "mass_mmdt", "
 
 
 def n_train(n_jets: int) -> int:
-    """Jets the recipe trains on: sklearn's test split takes ceil(20 %), Keras's validation_split the last 25 %."""
+    """Jets the recipe trains on: sklearn's test split takes ceil(20 %) of them, Keras's validation_split
+    the last 25 % of the rest."""
     n_train_val = n_jets - math.ceil(n_jets * TUTORIAL["test_size"])
     return int(n_train_val * (1 - TUTORIAL["validation_split"]))
 
@@ -72,7 +73,8 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndar
 def per_class_means(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], classes: tuple[str, ...]) -> dict:
     """{feature: {class: mean}} over the jets of each class."""
     return {
-        name: {cls: float(x[y == i, j].mean()) for i, cls in enumerate(classes)} for j, name in enumerate(names)
+        name: {cls: float(x[y == i, j].mean()) for i, cls in enumerate(classes)}
+        for j, name in enumerate(names)
     }
 
 
@@ -125,22 +127,24 @@ def _train(x: np.ndarray, y: np.ndarray, n_classes: int, *, epochs: int, seed: i
     }
 
 
-def measure(name: str, path: str, *, steps_matched: bool, seed: int) -> dict:
+def measure(name: str, path: str, *, steps_matched: bool, seed: int, max_jets: int | None = None) -> dict:
     from trigflow.data import HLF_NAMES, JET_CLASSES
     from trigflow.data.jets import embedded_jets_path, load_jets
 
     file = embedded_jets_path() if path == "EMBEDDED" else Path(path)
     jets = load_jets(file)
-    x, y = jets.hlf.astype(np.float64), jets.label.astype(np.int64)
+    x, y = jets.hlf.astype(np.float64)[:max_jets], jets.label.astype(np.int64)[:max_jets]
+    mass, pt = jets.mass[:max_jets], jets.pt[:max_jets]
     pt_hat_min, pt_hat_max = jets.attrs.get("pt_hat_min_gev"), jets.attrs.get("pt_hat_max_gev")
     result = {
         "file": str(path),
+        "detector": str(jets.attrs.get("detector", "none")),
         "n_jets": int(len(y)),
         "format_version": int(jets.attrs.get("format_version", 0)),
         "pt_hat_gev": [None if v is None else float(v) for v in (pt_hat_min, pt_hat_max)],
         "hlf_means": per_class_means(x, y, HLF_NAMES, JET_CLASSES),
-        "jet_mass_means": {c: float(jets.mass[y == i].mean()) for i, c in enumerate(JET_CLASSES)},
-        "jet_pt_means": {c: float(jets.pt[y == i].mean()) for i, c in enumerate(JET_CLASSES)},
+        "jet_mass_means": {c: float(mass[y == i].mean()) for i, c in enumerate(JET_CLASSES)},
+        "jet_pt_means": {c: float(pt[y == i].mean()) for i, c in enumerate(JET_CLASSES)},
         "runs": {"recipe": _train(x, y, len(JET_CLASSES), epochs=TUTORIAL["epochs"], seed=seed)},
     }
     if steps_matched:
@@ -154,15 +158,22 @@ def _fmt(values, digits: int = 3) -> str:
     return " | ".join(f"{v:.{digits}f}" for v in values)
 
 
-def render_section(results: dict, classes: tuple[str, ...] = ("g", "q", "w", "z", "t")) -> str:
-    """The marked markdown section for the sets in ``results`` (as written to the JSON)."""
+def render_section(
+    results: dict,
+    classes: tuple[str, ...] = ("g", "q", "w", "z", "t"),
+    *,
+    section: str = "tutorial-mlp",
+    json_name: str = "tutorial_mlp.json",
+) -> str:
+    """The markdown section ``section`` (between its markers) for the sets in ``results`` (the JSON's)."""
     lines = [
-        "<!-- tutorial-mlp:start -->",
-        "Written by `scripts/tutorial_mlp.py` (results in `scripts/results/tutorial_mlp.json`). Recipe: "
+        f"<!-- {section}:start -->",
+        f"Written by `scripts/tutorial_mlp.py` (results in `scripts/results/{json_name}`). Recipe: "
         f"{TUTORIAL['source']}; test 20 % (`random_state=42`), validation 25 % of the rest, StandardScaler, "
         "16-64-32-32-5 ReLU/softmax, lecun_uniform, L1 1e-4, Adam 1e-4, batch 1024, ReduceLROnPlateau as in "
-        "the tutorial; last-epoch model scored. `recipe` = 30 epochs; `steps_matched` = as many optimiser steps "
-        f"as 30 epochs on the public {TUTORIAL['public_jets']:,} jets ({recipe_steps(TUTORIAL['public_jets']):,}).",
+        "the tutorial; last-epoch model scored. `recipe` = 30 epochs; `steps_matched` = as many optimiser "
+        f"steps as 30 epochs on the public {TUTORIAL['public_jets']:,} jets "
+        f"({recipe_steps(TUTORIAL['public_jets']):,}).",
         "",
         "| set | run | epochs | steps | test jets | accuracy | " + " | ".join(f"acc {c}" for c in classes)
         + " | " + " | ".join(f"AUC {c}" for c in classes) + " |",
@@ -171,15 +182,21 @@ def render_section(results: dict, classes: tuple[str, ...] = ("g", "q", "w", "z"
     for name, res in results["sets"].items():
         for run, r in res["runs"].items():
             lines.append(
-                f"| {name} | {run} | {r['epochs']} | {r['steps']:,} | {r['n_test']:,} | {r['accuracy']:.4f} | "
+                f"| {name} | {run} | {r['epochs']} | {r['steps']:,} | {r['n_test']:,} | "
+                f"{r['accuracy']:.4f} | "
                 f"{_fmt(r['accuracy_per_class'])} | {_fmt(r['auc_per_class'])} |"
             )
     for name, res in results["sets"].items():
         for run, r in res["runs"].items():
-            lines += ["", f"Confusion matrix, {name} / {run} (rows: true class, columns: predicted; counts):", "",
+            title = f"Confusion matrix, {name} / {run} (rows: true class, columns: predicted; counts):"
+            lines += ["", title, "",
                       "| true \\ pred | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
-            lines += [f"| {c} | " + " | ".join(str(v) for v in row) + " |" for c, row in zip(classes, r["confusion"])]
-    lines += ["", "Per-class means of HLF (the 16 are in the JSON) and of the ungroomed jet mass / pT (GeV):", "",
+            lines += [
+                f"| {c} | " + " | ".join(str(v) for v in row) + " |"
+                for c, row in zip(classes, r["confusion"], strict=True)
+            ]
+    means_title = "Per-class means of HLF (all 16 in the JSON) and of the ungroomed jet mass / pT (GeV):"
+    lines += ["", means_title, "",
               "| set | feature | " + " | ".join(classes) + " |", "|---" * (len(classes) + 2) + "|"]
     for name, res in results["sets"].items():
         rows = [(f, res["hlf_means"][f]) for f in SHOWN_MEANS if f in res["hlf_means"]]
@@ -187,18 +204,20 @@ def render_section(results: dict, classes: tuple[str, ...] = ("g", "q", "w", "z"
         for feature, means in rows:
             digits = 1 if feature in ("mass_mmdt", "multiplicity", "jet mass", "jet pT") else 3
             lines.append(f"| {name} | {feature} | " + _fmt([means[c] for c in classes], digits) + " |")
-    lines.append("<!-- tutorial-mlp:end -->")
+    lines.append(f"<!-- {section}:end -->")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", action="append", required=True,
-                        help="NAME=FILE (FILE = a trigflow jet .h5, or EMBEDDED for the shipped file); repeatable")
-    parser.add_argument("--steps-matched", action="store_true", help="also train for the tutorial's step count")
+                        help="NAME=FILE[:N] (a trigflow jet .h5 or EMBEDDED; N = first N jets); repeatable")
+    parser.add_argument("--steps-matched", action="store_true",
+                        help="also train for the tutorial's step count")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-json", default=str(ROOT / "scripts/results/tutorial_mlp.json"))
     parser.add_argument("--out-md", default=str(ROOT / "docs/jets.md"))
+    parser.add_argument("--section", default="tutorial-mlp", help="name of the marked section in --out-md")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_csim import write_section
@@ -207,16 +226,20 @@ def main(argv: list[str] | None = None) -> dict:
     results = json.loads(out_json.read_text()) if out_json.is_file() else {"sets": {}}
     for item in args.data:
         name, _, path = item.partition("=")
-        if not path:
-            parser.error(f"--data takes NAME=FILE, got {item!r}")
+        path, _, count = path.partition(":")
+        if not path or (count and not count.isdigit()):
+            parser.error(f"--data takes NAME=FILE[:N], got {item!r}")
         t0 = time.perf_counter()
-        results["sets"][name] = measure(name, path, steps_matched=args.steps_matched, seed=args.seed)
+        max_jets = int(count) if count else None
+        results["sets"][name] = measure(
+            name, path, steps_matched=args.steps_matched, seed=args.seed, max_jets=max_jets
+        )
         results["sets"][name]["command"] = "python scripts/tutorial_mlp.py " + " ".join(argv or sys.argv[1:])
         results["sets"][name]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         print(name, json.dumps({k: v["accuracy"] for k, v in results["sets"][name]["runs"].items()}))
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=1) + "\n")
-    write_section(Path(args.out_md), render_section(results))
+    write_section(Path(args.out_md), render_section(results, section=args.section, json_name=out_json.name))
     return results
 
 

@@ -51,6 +51,10 @@ def test_section_is_marked_and_holds_every_run():
     res = {"runs": {"recipe": run, "steps_matched": run}, "hlf_means": {"mass_mmdt": means, "zlogz": means},
            "jet_mass_means": means, "jet_pt_means": means}
     text = t.render_section({"sets": {"a": res}})
-    assert text.startswith("<!-- tutorial-mlp:start -->") and text.rstrip().endswith("<!-- tutorial-mlp:end -->")
+    assert text.startswith("<!-- tutorial-mlp:start -->")
+    assert text.rstrip().endswith("<!-- tutorial-mlp:end -->")
     assert "| a | recipe | 30 | 900 | 10 | 0.5000 |" in text and "| a | steps_matched |" in text
     assert text.count("Confusion matrix") == 2 and "| a | mass_mmdt | 1.0 |" in text
+    other = t.render_section({"sets": {"a": res}}, section="cells", json_name="cells.json")
+    assert other.startswith("<!-- cells:start -->") and "<!-- cells:end -->" in other
+    assert "tutorial-mlp" not in other and "scripts/results/cells.json" in other
