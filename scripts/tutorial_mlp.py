@@ -32,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["confusion", "main", "n_train", "per_class_means", "recipe_steps", "render_section"]
+__all__ = [
+    "confusion", "main", "n_train", "overall_shape", "per_class_means", "recipe_steps", "render_section"
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = {
@@ -75,6 +77,17 @@ def per_class_means(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], classe
     return {
         name: {cls: float(x[y == i, j].mean()) for i, cls in enumerate(classes)}
         for j, name in enumerate(names)
+    }
+
+
+def overall_shape(multiplicity: np.ndarray, mass: np.ndarray, pt: np.ndarray) -> dict:
+    """Class-blind figures comparable with published ones: multiplicity mean and 5/25/50/75/95 percentiles,
+    jet mass median, jet pT min / median / max (GeV)."""
+    return {
+        "multiplicity_mean": float(multiplicity.mean()),
+        "multiplicity_percentiles_5_25_50_75_95": np.percentile(multiplicity, [5, 25, 50, 75, 95]).tolist(),
+        "jet_mass_median": float(np.median(mass)),
+        "jet_pt_min_median_max": [float(pt.min()), float(np.median(pt)), float(pt.max())],
     }
 
 
@@ -145,6 +158,7 @@ def measure(name: str, path: str, *, steps_matched: bool, seed: int, max_jets: i
         "hlf_means": per_class_means(x, y, HLF_NAMES, JET_CLASSES),
         "jet_mass_means": {c: float(mass[y == i].mean()) for i, c in enumerate(JET_CLASSES)},
         "jet_pt_means": {c: float(pt[y == i].mean()) for i, c in enumerate(JET_CLASSES)},
+        "all_classes": overall_shape(x[:, HLF_NAMES.index("multiplicity")], mass, pt),
         "runs": {"recipe": _train(x, y, len(JET_CLASSES), epochs=TUTORIAL["epochs"], seed=seed)},
     }
     if steps_matched:
@@ -204,6 +218,17 @@ def render_section(
         for feature, means in rows:
             digits = 1 if feature in ("mass_mmdt", "multiplicity", "jet mass", "jet pT") else 3
             lines.append(f"| {name} | {feature} | " + _fmt([means[c] for c in classes], digits) + " |")
+    lines += ["", "All classes together (multiplicity = constituents per jet; jet mass / pT in GeV):", "",
+              "| set | multiplicity mean | percentiles 5/25/50/75/95 | jet mass median "
+              "| jet pT min/median/max |",
+              "|---|---|---|---|---|"]
+    for name, res in results["sets"].items():
+        a = res.get("all_classes")
+        if a:
+            pcts = "/".join(f"{v:.0f}" for v in a["multiplicity_percentiles_5_25_50_75_95"])
+            pts = "/".join(f"{v:.0f}" for v in a["jet_pt_min_median_max"])
+            mean, median = a["multiplicity_mean"], a["jet_mass_median"]
+            lines.append(f"| {name} | {mean:.1f} | {pcts} | {median:.1f} | {pts} |")
     lines.append(f"<!-- {section}:end -->")
     return "\n".join(lines) + "\n"
 

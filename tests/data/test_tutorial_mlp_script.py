@@ -42,6 +42,14 @@ def test_per_class_means():
     assert means == {"a": {"g": 2.0, "q": 5.0}, "b": {"g": 20.0, "q": 50.0}}
 
 
+def test_overall_shape():
+    t = _load()
+    mass, pt = np.array([10.0, 20.0, 90.0]), np.array([900.0, 1000.0, 1100.0])
+    shape = t.overall_shape(np.arange(1.0, 101.0), mass, pt)
+    assert shape["multiplicity_mean"] == 50.5 and shape["multiplicity_percentiles_5_25_50_75_95"][2] == 50.5
+    assert shape["jet_mass_median"] == 20.0 and shape["jet_pt_min_median_max"] == [900.0, 1000.0, 1100.0]
+
+
 def test_section_is_marked_and_holds_every_run():
     t = _load()
     classes = ("g", "q", "w", "z", "t")
@@ -49,12 +57,16 @@ def test_section_is_marked_and_holds_every_run():
            "auc_per_class": [0.8] * 5, "confusion": np.eye(5, dtype=int).tolist()}
     means = {c: 1.0 for c in classes}
     res = {"runs": {"recipe": run, "steps_matched": run}, "hlf_means": {"mass_mmdt": means, "zlogz": means},
-           "jet_mass_means": means, "jet_pt_means": means}
+           "jet_mass_means": means, "jet_pt_means": means,
+           "all_classes": {"multiplicity_mean": 49.4,
+                           "multiplicity_percentiles_5_25_50_75_95": [22, 34, 46, 61, 89],
+                           "jet_mass_median": 86.9, "jet_pt_min_median_max": [159.3, 1022.1, 3156.7]}}
     text = t.render_section({"sets": {"a": res}})
     assert text.startswith("<!-- tutorial-mlp:start -->")
     assert text.rstrip().endswith("<!-- tutorial-mlp:end -->")
     assert "| a | recipe | 30 | 900 | 10 | 0.5000 |" in text and "| a | steps_matched |" in text
     assert text.count("Confusion matrix") == 2 and "| a | mass_mmdt | 1.0 |" in text
+    assert "| a | 49.4 | 22/34/46/61/89 | 86.9 | 159/1022/3157 |" in text
     other = t.render_section({"sets": {"a": res}}, section="cells", json_name="cells.json")
     assert other.startswith("<!-- cells:start -->") and "<!-- cells:end -->" in other
     assert "tutorial-mlp" not in other and "scripts/results/cells.json" in other
