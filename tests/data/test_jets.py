@@ -381,3 +381,18 @@ def test_detector_option_is_checked_recorded_and_keeps_default_cache_keys(tmp_pa
     # same Pythia events; cells only merge particles: never more constituents
     multiplicity = HLF["multiplicity"]
     assert cells.arrays["hlf"][:, multiplicity].sum() <= plain.arrays["hlf"][:, multiplicity].sum()
+
+
+def test_min_particle_pt_leaves_soft_particles_out(tmp_path):
+    with pytest.raises(TrigflowError, match="min_particle_pt_gev"):
+        generate_jets(tmp_path / "x.h5", 5, min_particle_pt_gev=-1)
+    assert cached_jets_path(5, 1, min_particle_pt_gev=0.0) == cached_jets_path(5, 1)
+    assert cached_jets_path(5, 1, min_particle_pt_gev=1.0) != cached_jets_path(5, 1)
+    options = {"n_constituents": 128}
+    plain, cut = (
+        _generate_chunk(_Chunk(2, 0, 2, 11, JetOptions(**options, min_particle_pt_gev=t))) for t in (0.0, 1.0)
+    )
+    multiplicity = HLF["multiplicity"]
+    assert cut.arrays["hlf"][:, multiplicity].sum() < plain.arrays["hlf"][:, multiplicity].sum()
+    energy = cut.arrays["constituents"][..., CONSTITUENT_FEATURES.index("energy")]
+    assert np.all(energy[energy > 0] > 1.0)  # E ≥ pT > 1 GeV for every clustered particle

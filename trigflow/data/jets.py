@@ -107,6 +107,7 @@ class JetOptions:
     preprocess_images: bool = False
     jets_per_chunk: int = JETS_PER_CHUNK
     detector: str = "none"  # one of DETECTORS; "none" = stable generator-level particles
+    min_particle_pt_gev: float = 0.0  # particles (or cells) with a lower pT are not clustered; 0 = all
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,8 @@ def _generate_chunk(chunk: _Chunk) -> _ChunkResult:
             continue
         visible = (event["status"] > 0) & ~np.isin(np.abs(event["id"]), _NEUTRINOS)
         momenta = detector_particles(event["id"][visible], event["p"][visible], chunk.options.detector)
+        if chunk.options.min_particle_pt_gev > 0:
+            momenta = momenta[np.hypot(momenta[:, 0], momenta[:, 1]) > chunk.options.min_particle_pt_gev]
         particles = [fastjet.PseudoJet(*p) for p in momenta.tolist()]
         sequence = fastjet.ClusterSequence(particles, jet_definition)
         jets = [
@@ -396,6 +399,9 @@ def _check_options(n: int, seed: int, options: JetOptions) -> None:
             raise TrigflowError(f"{name} must be a positive integer, got {value!r}")
     if options.detector not in DETECTORS:
         raise TrigflowError(f"unknown detector {options.detector!r}; choose from {', '.join(DETECTORS)}")
+    threshold = options.min_particle_pt_gev
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 100:
+        raise TrigflowError(f"min_particle_pt_gev must be a number of GeV in [0, 100), got {threshold!r}")
 
 
 class _JetWriter:
@@ -460,15 +466,19 @@ def generate_jets(
     preprocess_images: bool = False,
     jets_per_chunk: int = JETS_PER_CHUNK,
     detector: str = "none",
+    min_particle_pt_gev: float = 0.0,
 ) -> Path:
     """Generate ``n`` jets (balanced over g, q, W, Z, t) into the HDF5 file ``out``; returns its path.
 
     ``detector`` (``DETECTORS``): "none" clusters the stable generator-level particles; "hcal" / "hcal_ecal"
-    first put neutral hadrons (/ and photons) into calorimeter cells as the recipe's processing code can."""
+    first put neutral hadrons (/ and photons) into calorimeter cells as the recipe's processing code can.
+    ``min_particle_pt_gev`` > 0 leaves particles (cells) of lower pT out of the clustering."""
     from trigflow import __version__
     from trigflow.data.parallel import ChunkStore, map_chunks
 
-    options = JetOptions(n_constituents, image_size, bool(preprocess_images), jets_per_chunk, detector)
+    options = JetOptions(
+        n_constituents, image_size, bool(preprocess_images), jets_per_chunk, detector, min_particle_pt_gev
+    )
     _check_options(n, seed, options)
     out = Path(out)
     chunks = _chunks(int(n), int(seed), options)
@@ -512,6 +522,7 @@ def generate_jets(
                 "preprocess_images": options.preprocess_images,
                 "jets_per_chunk": options.jets_per_chunk,
                 "detector": options.detector,
+                "min_particle_pt_gev": float(options.min_particle_pt_gev),
                 "jet_radius": JET_RADIUS,
                 "jet_pt_range_gev": list(JET_PT_RANGE_GEV),
                 "jet_abs_eta_max": JET_ABS_ETA_MAX,
@@ -600,8 +611,9 @@ def cached_jets_path(n: int, seed: int = 0, **options) -> Path:
     if unknown:
         raise TrigflowError(f"unknown jet option(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     settings = {**JetOptions().__dict__, **options}
-    if settings["detector"] == "none":
-        del settings["detector"]  # the default: the key (and cached files) of files made before the option
+    for name, default in (("detector", "none"), ("min_particle_pt_gev", 0.0)):
+        if settings[name] == default:
+            del settings[name]  # the default: the key (and cached files) of files made before the option
     key = {"kind": "jets", "format": FORMAT_VERSION, "n": int(n), "seed": int(seed), "options": settings}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return cache_dir() / "jets" / f"jets-n{n}-seed{seed}-{digest}.h5"
