@@ -1,5 +1,6 @@
-"""scripts/tutorial_mlp.py: its pure helpers (step count of the tutorial recipe, confusion matrix, per-class
-means, the marked section). Training is not run here: the script is a measurement."""
+"""scripts/tutorial_mlp.py and scripts/multiplicity_probe.py: their pure helpers (step count of the tutorial
+recipe, confusion matrix, per-class means, the marked section, the count summary). Training and generation are
+not run here: the scripts are measurements."""
 
 from __future__ import annotations
 
@@ -70,3 +71,15 @@ def test_section_is_marked_and_holds_every_run():
     other = t.render_section({"sets": {"a": res}}, section="cells", json_name="cells.json")
     assert other.startswith("<!-- cells:start -->") and "<!-- cells:end -->" in other
     assert "tutorial-mlp" not in other and "scripts/results/cells.json" in other
+
+
+def test_multiplicity_probe_summary():
+    path = SCRIPT.parent / "multiplicity_probe.py"
+    spec = importlib.util.spec_from_file_location("trigflow_multiplicity_probe_script", path)
+    probe = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = probe
+    spec.loader.exec_module(probe)
+    summary = probe.summarise(np.arange(1, 102))
+    assert summary["mean"] == 51.0 and summary["n_jets"] == 101
+    assert summary["percentiles_5_25_50_75_95"] == [6.0, 26.0, 51.0, 76.0, 96.0]
+    assert 22 in probe.PHOTON and 22 not in probe.CHARGED and probe.THRESHOLDS_GEV[0] == 0.0
