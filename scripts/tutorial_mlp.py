@@ -14,7 +14,9 @@ only ~900 steps.
 
 Usage::
 
-    python scripts/tutorial_mlp.py --data embedded=EMBEDDED --data v3=/tmp/jets_v3.h5 --steps-matched
+    python scripts/tutorial_mlp.py --data embedded_v3=EMBEDDED --data v1=/tmp/jets_wt/jets_v1.h5 --steps-matched
+    python scripts/tutorial_mlp.py --data plain_10k=EMBEDDED:10000 --data cells_10k=FILE --steps-matched \
+        --out-json scripts/results/tutorial_mlp_cells.json --section detector-cells
 
 Writes per-set results (accuracy, per-class accuracy, 5×5 confusion matrix, one-vs-rest AUC per class, and
 per-class HLF means) into ``scripts/results/tutorial_mlp.json`` (merged by set name) and renders them between
