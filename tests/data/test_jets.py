@@ -14,12 +14,15 @@ from trigflow.data import HLF_NAMES, JET_CLASSES
 from trigflow.data.jet_substructure import (
     energy_correlation_ratios,
     mmdt_groom,
+    pt_eta_phi,
     rapidity,
     wrap_phi,
     zlogz,
 )
 from trigflow.data.jets import (
     CONSTITUENT_FEATURES,
+    ECAL_CELL,
+    HCAL_CELL,
     JET_RADIUS,
     JetOptions,
     _Chunk,
@@ -28,6 +31,7 @@ from trigflow.data.jets import (
     _pythia_seed,
     cached_jets,
     cached_jets_path,
+    detector_particles,
     embedded_jets_path,
     generate_jets,
     load_jets,
@@ -335,3 +339,60 @@ def test_cache_generates_once(tmp_path, monkeypatch):
     assert path not in others and len(others) == 3
     with pytest.raises(TrigflowError, match="unknown jet option"):
         cached_jets(5, 1, colour="red")
+
+
+# ----------------------------------------------------------------------------- optional calorimeter cells
+
+
+def _p4(pt: float, eta: float, phi: float, mass: float = 0.0) -> list[float]:
+    return [pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), float(np.hypot(pt * np.cosh(eta), mass))]
+
+
+def test_detector_cells_merge_neutral_hadrons_and_photons_only():
+    momenta = np.array(
+        [_p4(10, 0.5001, 1.0001, 0.94), _p4(5, 0.5002, 1.0002, 0.94), _p4(7, -1.2, 4.0, 0.94),
+         _p4(20, 0.1, 0.1, 0.14), _p4(3, 0.3, 0.3), _p4(4, 0.3001, 0.3001), _p4(6, 3.5, 0.2, 0.94)]
+    )
+    ids = np.array([2112, -2112, 130, 211, 22, 22, 2112])
+    assert detector_particles(ids, momenta, "none") is momenta
+    hcal = detector_particles(ids, momenta, "hcal")
+    # the two nearby neutrons share one cell; K0L its own; the neutron at eta 3.5 is outside the cells
+    assert len(hcal) == 3 + 2
+    np.testing.assert_array_equal(hcal[:3], momenta[3:6])  # pion and photons untouched
+    np.testing.assert_allclose(hcal[:, 3].sum(), momenta[:6, 3].sum())
+    both = detector_particles(ids, momenta, "hcal_ecal")
+    assert len(both) == 1 + 2 + 1  # pion, two HCAL cells, the photon pair in one ECAL cell
+    np.testing.assert_allclose(both[:, 3].sum(), momenta[:6, 3].sum())
+    pt, eta, phi = pt_eta_phi(both[1:])
+    mass2 = both[1:, 3] ** 2 - (both[1:, :3] ** 2).sum(1)
+    np.testing.assert_allclose(mass2, 0, atol=1e-9)  # cells are massless
+    assert np.all(np.abs(eta - np.array([-1.2, 0.5, 0.3])) < HCAL_CELL)  # cell centres, in cell order
+    assert abs(wrap_phi(phi[2] - 0.3)) < ECAL_CELL
+
+
+def test_detector_option_is_checked_recorded_and_keeps_default_cache_keys(tmp_path):
+    with pytest.raises(TrigflowError, match="unknown detector"):
+        generate_jets(tmp_path / "x.h5", 5, detector="cms")
+    assert cached_jets_path(5, 1, detector="none") == cached_jets_path(5, 1)
+    assert cached_jets_path(5, 1, detector="hcal") != cached_jets_path(5, 1)
+    plain, cells = (
+        _generate_chunk(_Chunk(2, 0, 2, 11, JetOptions(detector=d))) for d in ("none", "hcal_ecal")
+    )
+    # same Pythia events; cells only merge particles: never more constituents
+    multiplicity = HLF["multiplicity"]
+    assert cells.arrays["hlf"][:, multiplicity].sum() <= plain.arrays["hlf"][:, multiplicity].sum()
+
+
+def test_min_particle_pt_leaves_soft_particles_out(tmp_path):
+    with pytest.raises(TrigflowError, match="min_particle_pt_gev"):
+        generate_jets(tmp_path / "x.h5", 5, min_particle_pt_gev=-1)
+    assert cached_jets_path(5, 1, min_particle_pt_gev=0.0) == cached_jets_path(5, 1)
+    assert cached_jets_path(5, 1, min_particle_pt_gev=1.0) != cached_jets_path(5, 1)
+    options = {"n_constituents": 128}
+    plain, cut = (
+        _generate_chunk(_Chunk(2, 0, 2, 11, JetOptions(**options, min_particle_pt_gev=t))) for t in (0.0, 1.0)
+    )
+    multiplicity = HLF["multiplicity"]
+    assert cut.arrays["hlf"][:, multiplicity].sum() < plain.arrays["hlf"][:, multiplicity].sum()
+    energy = cut.arrays["constituents"][..., CONSTITUENT_FEATURES.index("energy")]
+    assert np.all(energy[energy > 0] > 1.0)  # E ≥ pT > 1 GeV for every clustered particle

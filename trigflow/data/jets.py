@@ -52,6 +52,17 @@ _NEUTRINOS = (12, 14, 16)
 _LIGHT_QUARKS = (1, 2, 3)
 _HADRONIC_W = ("24:onMode = off", "24:onIfAny = 1 2 3 4 5")
 
+# Optional calorimeter cells after the recipe's processing code (anaSubstructure.cpp ``discretizeEvent``,
+# tags ``h`` and ``he``): neutral hadrons are summed (energy) into HCAL cells of 0.087/sqrt(12) in eta and
+# phi, with ``hcal_ecal`` also photons into ECAL cells of 0.017, over |eta| < 3; each cell becomes a massless
+# particle at the cell centre with pT = E / cosh(eta). Everything else is kept as generated.
+DETECTORS: tuple[str, ...] = ("none", "hcal", "hcal_ecal")
+HCAL_CELL = 0.087 / np.sqrt(12.0)
+ECAL_CELL = 0.017
+CELL_ABS_ETA_MAX = 3.0
+_NEUTRAL_HADRONS = (3122, 130, 310, 2112, 3322)  # |PDG id|: Λ, K0L, K0S, n, Ξ0 (the recipe's "n" list)
+_PHOTON = 22
+
 # Pythia8 settings per class (hard processes chosen so the class's truth object is produced).
 PYTHIA_PROCESSES: dict[str, tuple[str, ...]] = {
     "g": ("HardQCD:gg2gg = on", "HardQCD:qg2qg = on", "HardQCD:qqbar2gg = on"),
@@ -95,6 +106,8 @@ class JetOptions:
     image_size: int = 16
     preprocess_images: bool = False
     jets_per_chunk: int = JETS_PER_CHUNK
+    detector: str = "none"  # one of DETECTORS; "none" = stable generator-level particles
+    min_particle_pt_gev: float = 0.0  # particles (or cells) with a lower pT are not clustered; 0 = all
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,36 @@ def _truth_objects(jet_class: str, event: dict[str, np.ndarray]) -> list[tuple[n
 def _delta_r(eta: float, phi: float, momenta: np.ndarray) -> np.ndarray:
     _, eta2, phi2 = pt_eta_phi(momenta.reshape(-1, 4))
     return np.hypot(eta2 - eta, wrap_phi(phi2 - phi))
+
+
+def _cells(momenta: np.ndarray, size: float) -> np.ndarray:
+    """(n, 4) px py pz E summed in energy into eta × phi cells of ``size`` over |eta| < CELL_ABS_ETA_MAX
+    (phi in [0, 2π)); one massless 4-vector per non-empty cell at its centre. Outside |eta|: dropped."""
+    if len(momenta) == 0:
+        return np.zeros((0, 4))
+    _, eta, phi = pt_eta_phi(momenta)
+    n_eta = int(np.floor(2 * CELL_ABS_ETA_MAX / size))
+    n_phi = int(np.floor(2 * np.pi / size))
+    i_eta = np.floor((eta + CELL_ABS_ETA_MAX) / (2 * CELL_ABS_ETA_MAX) * n_eta).astype(np.int64)
+    i_phi = np.floor(np.mod(phi, 2 * np.pi) / (2 * np.pi) * n_phi).astype(np.int64)
+    inside = (i_eta >= 0) & (i_eta < n_eta)
+    cell, where = np.unique(i_eta[inside] * n_phi + np.minimum(i_phi[inside], n_phi - 1), return_inverse=True)
+    energy = np.bincount(where, weights=momenta[inside, 3], minlength=len(cell))
+    c_eta = -CELL_ABS_ETA_MAX + (cell // n_phi + 0.5) * (2 * CELL_ABS_ETA_MAX / n_eta)
+    c_phi = (cell % n_phi + 0.5) * (2 * np.pi / n_phi)
+    pt = energy / np.cosh(c_eta)
+    return np.stack([pt * np.cos(c_phi), pt * np.sin(c_phi), pt * np.sinh(c_eta), energy], axis=1)
+
+
+def detector_particles(ids: np.ndarray, momenta: np.ndarray, detector: str) -> np.ndarray:
+    """The particles clustered into jets: ``momenta`` (n, 4) as generated for ``detector="none"``, else
+    with neutral hadrons (and for ``hcal_ecal`` photons) replaced by calorimeter cells (see ``DETECTORS``)."""
+    if detector == "none":
+        return momenta
+    hcal = np.isin(np.abs(ids), _NEUTRAL_HADRONS)
+    ecal = (np.abs(ids) == _PHOTON) if detector == "hcal_ecal" else np.zeros(len(ids), dtype=bool)
+    kept = momenta[~hcal & ~ecal]
+    return np.concatenate([kept, _cells(momenta[hcal], HCAL_CELL), _cells(momenta[ecal], ECAL_CELL)])
 
 
 def _jet_image(
@@ -282,7 +325,10 @@ def _generate_chunk(chunk: _Chunk) -> _ChunkResult:
         if not objects:
             continue
         visible = (event["status"] > 0) & ~np.isin(np.abs(event["id"]), _NEUTRINOS)
-        particles = [fastjet.PseudoJet(*p) for p in event["p"][visible].tolist()]
+        momenta = detector_particles(event["id"][visible], event["p"][visible], chunk.options.detector)
+        if chunk.options.min_particle_pt_gev > 0:
+            momenta = momenta[np.hypot(momenta[:, 0], momenta[:, 1]) > chunk.options.min_particle_pt_gev]
+        particles = [fastjet.PseudoJet(*p) for p in momenta.tolist()]
         sequence = fastjet.ClusterSequence(particles, jet_definition)
         jets = [
             jet
@@ -351,6 +397,11 @@ def _check_options(n: int, seed: int, options: JetOptions) -> None:
         value = getattr(options, name)
         if not isinstance(value, (int, np.integer)) or value <= 0:
             raise TrigflowError(f"{name} must be a positive integer, got {value!r}")
+    if options.detector not in DETECTORS:
+        raise TrigflowError(f"unknown detector {options.detector!r}; choose from {', '.join(DETECTORS)}")
+    threshold = options.min_particle_pt_gev
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 100:
+        raise TrigflowError(f"min_particle_pt_gev must be a number of GeV in [0, 100), got {threshold!r}")
 
 
 class _JetWriter:
@@ -414,12 +465,20 @@ def generate_jets(
     force: bool = False,
     preprocess_images: bool = False,
     jets_per_chunk: int = JETS_PER_CHUNK,
+    detector: str = "none",
+    min_particle_pt_gev: float = 0.0,
 ) -> Path:
-    """Generate ``n`` jets (balanced over g, q, W, Z, t) into the HDF5 file ``out``; returns its path."""
+    """Generate ``n`` jets (balanced over g, q, W, Z, t) into the HDF5 file ``out``; returns its path.
+
+    ``detector`` (``DETECTORS``): "none" clusters the stable generator-level particles; "hcal" / "hcal_ecal"
+    first put neutral hadrons (/ and photons) into calorimeter cells as the recipe's processing code can.
+    ``min_particle_pt_gev`` > 0 leaves particles (cells) of lower pT out of the clustering."""
     from trigflow import __version__
     from trigflow.data.parallel import ChunkStore, map_chunks
 
-    options = JetOptions(n_constituents, image_size, bool(preprocess_images), jets_per_chunk)
+    options = JetOptions(
+        n_constituents, image_size, bool(preprocess_images), jets_per_chunk, detector, min_particle_pt_gev
+    )
     _check_options(n, seed, options)
     out = Path(out)
     chunks = _chunks(int(n), int(seed), options)
@@ -462,6 +521,8 @@ def generate_jets(
                 "image_size": options.image_size,
                 "preprocess_images": options.preprocess_images,
                 "jets_per_chunk": options.jets_per_chunk,
+                "detector": options.detector,
+                "min_particle_pt_gev": float(options.min_particle_pt_gev),
                 "jet_radius": JET_RADIUS,
                 "jet_pt_range_gev": list(JET_PT_RANGE_GEV),
                 "jet_abs_eta_max": JET_ABS_ETA_MAX,
@@ -550,6 +611,9 @@ def cached_jets_path(n: int, seed: int = 0, **options) -> Path:
     if unknown:
         raise TrigflowError(f"unknown jet option(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     settings = {**JetOptions().__dict__, **options}
+    for name, default in (("detector", "none"), ("min_particle_pt_gev", 0.0)):
+        if settings[name] == default:
+            del settings[name]  # the default: the key (and cached files) of files made before the option
     key = {"kind": "jets", "format": FORMAT_VERSION, "n": int(n), "seed": int(seed), "options": settings}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return cache_dir() / "jets" / f"jets-n{n}-seed{seed}-{digest}.h5"
