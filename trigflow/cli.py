@@ -255,6 +255,12 @@ def data_jets(
     image_size: Annotated[int, typer.Option(help="Jet image size (pixels per side).")] = 16,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
+    detector: Annotated[
+        str, typer.Option(help="none (generator-level particles), hcal or hcal_ecal (calorimeter cells).")
+    ] = "none",
+    min_particle_pt: Annotated[
+        float, typer.Option(help="GeV; softer particles (cells) are not clustered (0: all). docs/jets.md.")
+    ] = 0.0,
 ) -> None:
     """Generate jets with Pythia8 + FastJet: 16 high-level features, constituents and images."""
     from trigflow.data.jets import generate_jets
@@ -262,7 +268,8 @@ def data_jets(
 
     with cluster(address), _resumable(out):
         path = generate_jets(
-            out, n, seed, workers=workers, n_constituents=constituents, image_size=image_size, force=force
+            out, n, seed, workers=workers, n_constituents=constituents, image_size=image_size, force=force,
+            detector=detector, min_particle_pt_gev=min_particle_pt,
         )
     console.print(f"wrote {path}")
 

@@ -496,6 +496,13 @@ def usage_error(monkeypatch, capsys, tmp_path: Path, *args: str) -> str:
     return result.errors[0]
 
 
+def test_unknown_detector_for_generated_jets(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "jets.h5"
+    result = cli(monkeypatch, capsys, "data", "jets", "--n", "5", "--detector", "cms", "--out", str(out))
+    assert_error(result, "unknown detector 'cms'; choose from none, hcal, hcal_ecal")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 def test_unknown_option(monkeypatch, capsys, tmp_path):
     line = usage_error(monkeypatch, capsys, tmp_path, "run", "--nope", "--out", str(tmp_path / "out"))
     assert "No such option: --nope" in line and "see 'trigflow run --help'" in line
