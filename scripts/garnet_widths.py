@@ -10,7 +10,7 @@ samples whose logits differ from the user's float model:
   switched off; it first checks that with all of them on it equals the mirror bit for bit, then keeps one
   approximation at a time (all others exact) — the share of each.
 
-    .venv/bin/python scripts/garnet_widths.py [--particles 16 8] [--bits 8 4] [--attribute]
+    .venv/bin/python scripts/garnet_widths.py [--particles 16 8] [--bits 8 4] [--attribute] [--epochs 1]
 
 Writes scripts/results/garnet_widths.json (the numbers in docs/verify_graphs.md). ~1 min per model.
 """
@@ -34,8 +34,8 @@ WEIGHT_FRACS = (10, 12, 14, 16)
 N_PROOF = 3000
 
 
-def _model(n: int, bits: int) -> tuple[Any, list[np.ndarray]]:
-    """The trained zoo GarNet up to its logits and the proof inputs [x, n_vertices]."""
+def _model(n: int, bits: int, epochs: int = 1) -> tuple[Any, list[np.ndarray], np.ndarray]:
+    """The trained zoo GarNet up to its logits, the proof inputs [x, n_vertices] and their labels."""
     import tensorflow as tf
 
     sys.path.insert(0, str(ROOT / "tests" / "firmware"))
@@ -47,10 +47,10 @@ def _model(n: int, bits: int) -> tuple[Any, list[np.ndarray]]:
     tf.keras.utils.set_random_seed(0)
     model = zoo_graphs.garnet(n, bits)
     train_x = x[N_PROOF : N_PROOF + 8000]
-    zoo_graphs.train(model, [train_x, n_valid(train_x)], y[N_PROOF : N_PROOF + 8000], epochs=1)
+    zoo_graphs.train(model, [train_x, n_valid(train_x)], y[N_PROOF : N_PROOF + 8000], epochs=epochs)
     logits = tf.keras.Model(model.inputs, model.get_layer("head").output)
     x = x[:N_PROOF]
-    return logits, [x, n_valid(x)]
+    return logits, [x, n_valid(x)], y[:N_PROOF]
 
 
 def _versus(y: np.ndarray, y_user: np.ndarray) -> dict[str, Any]:
@@ -156,6 +156,8 @@ def main() -> None:
     parser.add_argument("--particles", type=int, nargs="+", default=[16, 8])
     parser.add_argument("--bits", type=int, nargs="+", default=[8, 4])
     parser.add_argument("--attribute", action="store_true", help="also the one-approximation-at-a-time table")
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs (the zoo test: 1)")
+    parser.add_argument("--out", type=Path, default=ROOT / "scripts" / "results" / "garnet_widths.json")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     results = []
@@ -163,16 +165,18 @@ def main() -> None:
         for bits in args.bits:
             start = time.time()
             print(f"{n} particles, {bits}-bit head", flush=True)
-            logits, inputs = _model(n, bits)
+            logits, inputs, labels = _model(n, bits, args.epochs)
             y_user = logits.predict(inputs, verbose=0).astype(np.float64)
-            entry: dict[str, Any] = {"particles": n, "bits": bits, "samples": N_PROOF}
+            accuracy = float(np.mean(np.argmax(y_user, axis=1) == labels))
+            entry: dict[str, Any] = {"particles": n, "bits": bits, "epochs": args.epochs, "samples": N_PROOF,
+                                     "model_accuracy": accuracy}
             entry["sweep"] = sweep(logits, inputs, y_user)
             if args.attribute:
                 entry["attribution"] = [attribute(logits, inputs, y_user, "fixed<12,4,TRN,SAT>", 10),
                                         attribute(logits, inputs, y_user, "fixed<15,3,TRN,SAT>", 14)]
             entry["seconds"] = round(time.time() - start, 1)
             results.append(entry)
-    path = ROOT / "scripts" / "results" / "garnet_widths.json"
+    path = args.out
     path.write_text(json.dumps({"command": "scripts/garnet_widths.py " + " ".join(sys.argv[1:]),
                                 "results": results}, indent=1) + "\n")
     print(f"wrote {path}")
