@@ -4,21 +4,13 @@ not run here: the scripts are measurements."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tutorial_mlp.py"
+from tests.script_loader import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("trigflow_tutorial_mlp_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tutorial_mlp")
 
 
 def test_recipe_steps_follow_the_tutorial_split():
@@ -74,11 +66,7 @@ def test_section_is_marked_and_holds_every_run():
 
 
 def test_multiplicity_probe_summary():
-    path = SCRIPT.parent / "multiplicity_probe.py"
-    spec = importlib.util.spec_from_file_location("trigflow_multiplicity_probe_script", path)
-    probe = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = probe
-    spec.loader.exec_module(probe)
+    probe = load_script("multiplicity_probe")
     summary = probe.summarise(np.arange(1, 102))
     assert summary["mean"] == 51.0 and summary["n_jets"] == 101
     assert summary["percentiles_5_25_50_75_95"] == [6.0, 26.0, 51.0, 76.0, 96.0]

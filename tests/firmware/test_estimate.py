@@ -164,16 +164,9 @@ def test_latency_grows_with_depth(base, tmp_path):
 
 def _calibration_script():
     """scripts/calibrate_estimate.py as a module (its weight prior, designs and stated bounds)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from tests.script_loader import load_script
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "calibrate_estimate.py"
-    spec = importlib.util.spec_from_file_location("calibrate_estimate", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("calibrate_estimate", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("calibrate_estimate", "calibrate_estimate")
 
 
 def test_calibration_mlp_within_stated_bounds(tmp_path):

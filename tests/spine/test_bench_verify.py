@@ -4,28 +4,17 @@ markdown without touching the rest, and scripts/bench.py keeping that section wh
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"trigflow_{name}_script", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.script_loader import load_script
 
 
 @pytest.mark.slow  # 40-86 s: it trains and verifies a small IN
 def test_smoke_setting_writes_json_and_the_marked_row(tmp_path):
     """Measured: 40-86 s wall on the shared 2-core machine (1 epoch on 1,000 jets, verify on 4 particles)."""
-    bench = _load("bench_verify")
+    bench = load_script("bench_verify")
     md = tmp_path / "BENCHMARKS.md"
     md.write_text("# Benchmarks\n\nkept as it is\n")
     out_json = tmp_path / "bench_verify.json"
@@ -46,7 +35,7 @@ def test_smoke_setting_writes_json_and_the_marked_row(tmp_path):
 
 
 def test_bench_render_keeps_marked_sections(tmp_path):
-    bench = _load("bench")
+    bench = load_script("bench")
     md = tmp_path / "BENCHMARKS.md"
     md.write_text("# old\n\n<!-- bench-verify:start -->\nrow\n<!-- bench-verify:end -->\n")
     assert bench.keep_marked_sections(md, "# new\n") == (
@@ -56,7 +45,7 @@ def test_bench_render_keeps_marked_sections(tmp_path):
 
 
 def test_write_section_replaces_its_own_marked_section_only(tmp_path):
-    write_section = _load("bench_csim").write_section
+    write_section = load_script("bench_csim").write_section
     md = tmp_path / "BENCHMARKS.md"
     md.write_text("# Benchmarks\n\n<!-- a:start -->\nold a\n<!-- a:end -->\n\nkept\n")
     write_section(md, "<!-- b:start -->\nb\n<!-- b:end -->\n")  # absent: appended
@@ -67,7 +56,7 @@ def test_write_section_replaces_its_own_marked_section_only(tmp_path):
 
 
 def test_bench_l1_judges_each_firmware_against_the_level1_goal():
-    l1 = _load("bench_l1")
+    l1 = load_script("bench_l1")
     goal = l1.KINDS["mlp"][2]
     assert l1.meets(goal, {"lut": 30_304, "dsp": 0, "latency_ns": 35.0, "ii": 1}) == "yes"
     assert l1.meets(goal, {"lut": 42_238, "dsp": 0, "latency_ns": 40.0, "ii": 1}) == "no: lut 42,238 > 40,000"
