@@ -50,6 +50,7 @@ def _samples(model, n: int, seed: int = 0) -> np.ndarray:
     return np.concatenate([grid, floats]).astype(np.float32)
 
 
+@pytest.mark.slow  # 12-14 s; the default run proves an IN end to end (tests/spine/test_run_gnn.py)
 @needs_gxx
 def test_interaction_network_csim_is_bit_exact(tmp_path):
     model = build_interaction_network(N, F, 5, quantized=True, pooling="mean")
@@ -110,6 +111,7 @@ def test_garnet_csim_is_bit_exact_with_the_mirror(tmp_path):
     np.testing.assert_array_equal(predict(hls_model, x), reference)
 
 
+@pytest.mark.slow  # 10 s; verify compiles these widths in the default run (test_verify_engine.py, GarNet)
 @needs_gxx
 def test_garnet_csim_with_wider_distance_and_weights_is_bit_exact(tmp_path):
     """hls4ml_patches.garnet_widths: a fixed<15,3> distance (2^15-entry exp(-d²) table from a 24-fractional-bit

@@ -417,6 +417,7 @@ def test_ctrl_c_in_a_forced_run_restores_the_previous_project(fake_jets, tmp_pat
     assert_previous_outputs_kept(work)
 
 
+@pytest.mark.slow  # 18-21 s (a real subprocess run); in-process Ctrl-C: test_ctrl_c_exits_130_and_keeps_nothing
 def test_ctrl_c_signal_to_a_real_run(models, tmp_path):
     """SIGINT to the console script while it writes the project: exit 130, one line, nothing left."""
     work = tmp_path / "w"
