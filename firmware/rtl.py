@@ -42,10 +42,10 @@ from trigflow.fsio import atomic_dir
 
 __all__ = [
     "ADDER_LEVELS_PER_NS",
+    "DEVICE_LUTS",
     "MANIFEST",
     "MANIFEST_KEYS",
     "RtlProject",
-    "DEVICE_LUTS",
     "build_rtl",
     "device_luts",
     "load_rtl",
