@@ -14,8 +14,8 @@ What the mirror holds: the same sublayer weights; ``types = garnet_types(N, bits
 rounded to ``result`` (default ``fixed<24,8,RND,SAT>``, exact in float32).
 
 Widths wider than hls4ml's hard-coded ones (``DISTANCE``, ``WEIGHT_FRAC``; the firmware gets them through
-``hls4ml_patches.garnet_widths``): measured on the L1 jet-ID GarNet zoo (16 particles, raw-unit inputs,
-``docs/verify_graphs.md``), hls4ml's 12-bit distance (8 fractional bits) alone makes 23 of 3,000 jets differ
+``hls4ml_patches.garnet_widths``): measured on the L1 jet-ID GarNet zoo (16 particles, raw-unit inputs, 1 training epoch;
+``docs/verify_graphs.md``, which also has a 20-epoch model that still differs on 67 of 3,000 jets), hls4ml's 12-bit distance (8 fractional bits) alone makes 23 of 3,000 jets differ
 from the float model, its 10-bit weights alone 6, every other rounding of the template 0. The distance's
 fractional bits set the difference (8: 20-23 jets, 9: 8-11, 10: 3-6, 11: 2-4, 12: 0-2); 3 integer bits
 lose nothing (exp(-d²) < 2^-17 for |d| ≥ 4, 0 in the 16-bit edge weight), so ``fixed<15,3>`` costs a
