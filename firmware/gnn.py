@@ -50,7 +50,7 @@ import numpy as np
 
 from trigflow.errors import TrigflowError
 from trigflow.firmware.convert import FirmwareSpec, convert
-from trigflow.firmware.hls4ml_patches import garnet_widths
+from trigflow.firmware.hls4ml_patches import garnet_distance_typedef, garnet_widths
 from trigflow.firmware.passes.dense_to_pointwise_conv import DenseToPointwiseConv
 from trigflow.firmware.passes.exact_types import inbound, propagate
 from trigflow.firmware.passes.garnet_weights import GarNetWeights
@@ -258,10 +258,9 @@ def check_garnet_conversion(hls_model, ready, overrides: dict[str, Any], weights
                 raise TrigflowError(f"GarNet '{name}': {hname} has type {wt}, expected a fixed-point type")
             if not FixedType(bool(wt.signed), int(wt.width), int(wt.integer)).holds(got):
                 raise TrigflowError(f"GarNet '{name}': {hname} type {wt} does not hold the weights exactly")
-        d = FixedType.parse(overrides["garnet_widths"][name]["distance"])
-        distance = f"typedef ap_fixed<{d.width}, {d.integer}, AP_TRN, AP_SAT> distance_t;"
-        if distance not in (layer.get_attr("config_cpp") or ""):
-            raise TrigflowError(f"GarNet '{name}': hls4ml's distance type is not the mirror's {d}")
+        distance = overrides["garnet_widths"][name]["distance"]
+        if garnet_distance_typedef(distance) not in (layer.get_attr("config_cpp") or ""):
+            raise TrigflowError(f"GarNet '{name}': hls4ml's distance type is not the mirror's {distance}")
         got_res = layer.get_output_variable().type.precision
         res = FixedType.parse(overrides["layer_precisions"][name]["result"])
         if not _same_format(got_res, res):

@@ -11,7 +11,7 @@ import re
 import types
 from collections.abc import Iterator, Mapping
 
-__all__ = ["fixed_stamp", "garnet_widths", "python_bool_signedness"]
+__all__ = ["fixed_stamp", "garnet_distance_typedef", "garnet_widths", "python_bool_signedness"]
 
 
 @contextlib.contextmanager
@@ -50,6 +50,15 @@ def python_bool_signedness() -> Iterator[None]:
         layers.GarNet._add_variable = real
 
 
+def garnet_distance_typedef(distance: str) -> str:
+    """The line of the GarNet config that declares ``distance`` (e.g. ``fixed<15,3,TRN,SAT>``) as
+    ``distance_t``, as hls4ml 1.3's template writes it."""
+    from trigflow.quantize.fixed import FixedType
+
+    d = FixedType.parse(distance)
+    return f"typedef ap_fixed<{d.width}, {d.integer}, AP_TRN, AP_SAT> distance_t;"
+
+
 @contextlib.contextmanager
 def garnet_widths(widths: Mapping[str, Mapping[str, str]]) -> Iterator[None]:
     """Replaces: for the GarNet layers named in ``widths`` ({layer: {"distance": "fixed<15,3,TRN,SAT>",
@@ -81,7 +90,7 @@ def garnet_widths(widths: Mapping[str, Mapping[str, str]]) -> Iterator[None]:
         text, n_width = re.subn(r"distance_width = \d+;", f"distance_width = {d.width};", text)
         text, n_type = re.subn(
             r"typedef ap_fixed<\d+, \d+, AP_TRN, AP_SAT> distance_t;",
-            f"typedef ap_fixed<{d.width}, {d.integer}, AP_TRN, AP_SAT> distance_t;", text,
+            garnet_distance_typedef(widths[node.name]["distance"]), text,
         )
         if (n_width, n_type) != (1, 1):
             raise TrigflowError(
