@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from trigflow.config import RunConfig
     from trigflow.data.prepare import Prepared
 
+PRUNING_BEGIN_EPOCHS = 2  # pruning starts after this many epochs of dense training
 
 @dataclass
 class Trained:
@@ -125,7 +126,7 @@ def train(
         import tensorflow_model_optimization as tfmot
 
         # No early stopping: restoring the best weights could bring back weights from before full sparsity.
-        model = apply_pruning(model, sparsity, begin_step=2 * steps_per_epoch)
+        model = apply_pruning(model, sparsity, begin_step=PRUNING_BEGIN_EPOCHS * steps_per_epoch)
         callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
     else:
         callbacks.append(_early_stopping(patience))

@@ -81,13 +81,15 @@ StrategyOption = Annotated[
 ]
 
 
-def _verdict(failures: list[str], passed: str) -> None:
-    """FAIL lines and exit code 1, or one PASS line."""
+def _verdict(failures: list[str], passed: str, note: str | None = None) -> None:
+    """FAIL lines (and the report's note as a warning) and exit code 1, or one PASS line with the note."""
     if failures:
+        if note:
+            err_console.print(f"[yellow]warning[/yellow] {note}")
         for failure in failures:
             err_console.print(f"[red]FAIL[/red] {failure}")
         raise typer.Exit(1)
-    console.print(f"[green]PASS[/green] {passed}")
+    console.print(f"[green]PASS[/green] {passed}" + (f" ({note})" if note else ""))
 
 
 def _print_report(report: dict[str, Any], report_path: Path) -> None:
@@ -147,7 +149,7 @@ def run(
     overrides = _dotted(_merge(parse_overrides(set_ or []), flags))
     result = api.run(kind, config=config, progress=StageUI(err_console), **overrides)  # type: ignore[arg-type]
     _print_report(result.report, result.run_dir / "report.json")
-    _verdict(result.failures, "firmware proven against QKeras")
+    _verdict(result.failures, "firmware proven against QKeras", result.report.get("verdict_note"))
 
 
 @app.command()
@@ -217,10 +219,7 @@ def verify(
         **_dotted(_merge(parse_overrides(set_ or []), flags)),
     )
     _print_report(result.report, result.run_dir / "report.json")
-    note = result.report.get("verdict_note")
-    if note and result.failures:
-        err_console.print(f"[yellow]warning[/yellow] {note}")
-    _verdict(result.failures, "firmware verified against the model" + (f" ({note})" if note else ""))
+    _verdict(result.failures, "firmware verified against the model", result.report.get("verdict_note"))
 
 
 _ADDRESS_HELP = (

@@ -21,7 +21,7 @@ from trigflow.driver import Evidence, RunResult, drive, firmware_cost, simulate
 from trigflow.kinds import Prepared, Recipe, Trained, recipe_for
 from trigflow.ui import StageUI
 
-__all__ = ["RunResult", "build_firmware", "run"]
+__all__ = ["RunResult", "build_firmware", "pruning_sections", "run"]
 
 
 def build_firmware(recipe: Recipe, trained: Trained, config: RunConfig, ui: StageUI):
@@ -43,6 +43,24 @@ def _save_models(trained: Trained, prepared: Prepared, config: RunConfig, out: P
     (out / "preprocessing.json").write_text(json.dumps(prepared.preprocessing, indent=2))
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     (out / "history.json").write_text(json.dumps(trained.history))
+
+
+def pruning_sections(trained: Trained, config: RunConfig) -> dict[str, Any]:
+    """``pruning`` (target and reached fraction of zero kernel weights) when the run prunes, and a verdict
+    note when the target was not reached (pruning starts after ``PRUNING_BEGIN_EPOCHS`` epochs)."""
+    from trigflow.quantize.train import PRUNING_BEGIN_EPOCHS, sparsity_of
+
+    target = config.quant.sparsity
+    if target <= 0:
+        return {}
+    reached = round(sparsity_of(trained.deploy_qmodel), 4)
+    sections: dict[str, Any] = {"pruning": {"target": target, "reached": reached}}
+    if reached < target - 0.01:
+        sections["verdict_note"] = (
+            f"pruning reached {reached:.1%} zero weights, not the {target:.0%} target: it starts after "
+            f"epoch {PRUNING_BEGIN_EPOCHS}; train more epochs, or --set quant.sparsity=0"
+        )
+    return sections
 
 
 def run(config: RunConfig, ui: StageUI | None = None) -> RunResult:
@@ -91,6 +109,7 @@ class KindRun:
             sections={
                 **proof,
                 **metrics,
+                **pruning_sections(trained, config),
                 "data": {"source": arrays.source, "train": len(prepared.x_train), "test": len(prepared.x_test)},
                 "parameters": int(trained.deploy_qmodel.count_params()),
                 **cost,

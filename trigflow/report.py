@@ -158,6 +158,8 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
                          "fractional bits"))
     elif report.get("verdict_note"):
         rows.append(("verdict note", report["verdict_note"]))  # saturations; recurrent tables
+    if "pruning" in report:
+        rows.append(("pruned weights", f"{report['pruning']['reached']:.1%} (target {report['pruning']['target']:.0%})"))
     if report.get("onnx_max_abs_diff") is not None:  # None: no ONNX model was run (GarNet)
         rows.append(("ONNX max |Δ| vs QKeras", f"{report['onnx_max_abs_diff']:.3g}"))
     if "resources" in report:

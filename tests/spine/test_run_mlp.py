@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+
 
 def trigflow(*args, cwd=None):
     return subprocess.run(
@@ -29,6 +31,24 @@ def test_run_proves_the_firmware(small_run):
     assert (root / "out" / "junit.xml").read_text().count("<testcase") == 3
     assert (root / "out" / "roc.png").stat().st_size > 0
     assert report["source"] == "estimate" and report["latency_cycles"] > 0 and report["resources"]["lut"] > 0
+    assert report["pruning"]["target"] == 0.5 and abs(report["pruning"]["reached"] - 0.5) < 0.01  # MLP default
+    assert "verdict_note" not in report and "pruned weights" in result.stdout
+
+
+def test_pruning_short_of_its_target_is_on_the_verdict_line():
+    import tensorflow as tf
+
+    from trigflow.config import load_config
+    from trigflow.pipeline import pruning_sections
+    from trigflow.quantize.train import Trained
+
+    dense = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
+    dense.set_weights([np.array([[0, 1], [2, 3], [4, 5], [6, 7]], "float32"), np.zeros(2, "float32")])
+    trained = Trained(qmodel=dense, float_model=dense)
+    assert pruning_sections(trained, load_config("mlp", overrides={"quant": {"sparsity": 0.0}})) == {}
+    sections = pruning_sections(trained, load_config("mlp"))
+    assert sections["pruning"] == {"target": 0.5, "reached": 0.125}
+    assert sections["verdict_note"].startswith("pruning reached 12.5% zero weights, not the 50% target")
 
 
 def test_estimate_command_reads_the_run(small_run):
