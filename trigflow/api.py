@@ -270,11 +270,6 @@ def verify(
         )
     firmware = {"backend": backend, "io_type": io_type, "strategy": strategy}
     cfg = verify_config(config, nested_overrides({**{f"firmware.{k}": v for k, v in firmware.items()}, **overrides}))
-    if cfg.firmware.rtl:
-        raise TrigflowError(
-            "firmware.rtl is not available in verify yet (it needs a run folder's test set); use `trigflow run` "
-            "with --set firmware.rtl=true, or `trigflow rtl RUN_DIR`"
-        )
     file_precisions, layer_reuse = layer_config(config)  # the config file's hls4ml-style LayerName keys
     result = verify_model(
         model,

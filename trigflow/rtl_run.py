@@ -16,7 +16,7 @@ from typing import Any
 from trigflow.errors import TrigflowError
 from trigflow.ui import StageUI
 
-__all__ = ["RTL_REPORT", "prove_rtl"]
+__all__ = ["RTL_REPORT", "prove_rtl", "prove_rtl_of"]
 
 RTL_REPORT = "rtl_report.json"
 
@@ -29,9 +29,8 @@ def prove_rtl(
     import numpy as np
 
     from trigflow.evaluate_run import read_run
-    from trigflow.firmware.rtl import RtlProject, build_rtl
     from trigflow.fsio import write_text
-    from trigflow.proof.checks import Thresholds, check_thresholds, failures_of, prove, versions
+    from trigflow.proof.checks import Thresholds
     from trigflow.proof.reference import exact_predict
 
     run_dir = Path(run_dir).resolve()
@@ -44,25 +43,56 @@ def prove_rtl(
         raise TrigflowError(f"{data} not found; the run folder is incomplete")
     with np.load(data) as arrays:
         x = np.asarray(arrays["x"])
-    kind, fw, verify_cfg = config["kind"], config["firmware"], config["verify"]
     iq = preprocessing["input_quantizer"]
     input_kif = (1, int(iq["integer"]), int(iq["bits"]) - 1 - int(iq["integer"]))
     with ui.stage("load models"):
-        models = _proven_models(run_dir, kind, x, list(preprocessing["classes"]))
+        models = _proven_models(run_dir, config["kind"], x, list(preprocessing["classes"]))
     with ui.stage("QKeras reference"):
-        qmodel = models["qkeras"]
         outputs = {
-            "reference": exact_predict(qmodel, x),
-            "qkeras": qmodel.predict(x, batch_size=4096, verbose=0).reshape(len(x), -1).astype(np.float64),
-            "float": models["float"].predict(x, batch_size=4096, verbose=0).reshape(len(x), -1).astype(np.float64),
+            "reference": exact_predict(models["qkeras"], x),
+            **{name: model.predict(x, batch_size=4096, verbose=0).reshape(len(x), -1).astype(np.float64)
+               for name, model in models.items()},
         }
+    verify_cfg = config["verify"]
     limits = Thresholds(
         min_samples=int(verify_cfg["min_samples"]),
         min_bit_exact_fraction=float(verify_cfg["min_bit_exact_fraction"]),
     )
+    report = {"kind": config["kind"], "run_dir": str(run_dir), **prove_rtl_of(
+        models["qkeras"], outputs, x, input_kif, project / "rtl", firmware=config["firmware"], limits=limits,
+        force=force, max_lut=max_lut, ui=ui,
+    )}
+    write_text(run_dir / RTL_REPORT, json.dumps(report, indent=2, default=float))
+    from trigflow.report_html import load_report, write_page
+
+    write_page(load_report(run_dir), run_dir)  # the run's index.html gains the RTL section
+    return report
+
+
+def prove_rtl_of(
+    qmodel: Any,
+    outputs: dict[str, Any],
+    x: Any,
+    input_kif: tuple[int, int, int],
+    rtl_dir: Path,
+    *,
+    firmware: dict[str, Any],
+    limits: Any,
+    force: bool = False,
+    max_lut: float | None = None,
+    ui: StageUI,
+) -> dict[str, Any]:
+    """The RTL proof of ``qmodel`` on ``x`` (input grid ``input_kif``): trace, Verilog in ``rtl_dir``, Verilator,
+    then the RTL simulation against ``outputs`` (``reference`` = exact QKeras, ``qkeras``, ``float``) judged by
+    ``limits`` (``proof.checks.Thresholds``). Returns the report keys after ``kind``/``run_dir``."""
+    import numpy as np
+
+    from trigflow.firmware.rtl import RtlProject, build_rtl
+    from trigflow.proof.checks import check_thresholds, failures_of, prove, versions
+
     report: dict[str, Any] = {}
 
-    def prove_rtl(built: RtlProject) -> None:
+    def check(built: RtlProject) -> None:
         with ui.stage("RTL simulation (Verilator)"):
             y_rtl = built.predict(x)
         with ui.stage("da4ml interpreter"):
@@ -72,20 +102,16 @@ def prove_rtl(
         checks = check_thresholds(proof, limits, versus=" (RTL simulation vs exact QKeras)")
         failures = failures_of(checks)
         report.update(
-            kind=kind, run_dir=str(run_dir), rtl_dir=str(project / "rtl"), proof=proof, rtl=built.manifest,
-            checks=checks, passed=not failures, failures=failures, versions=versions("da4ml", "verilator"),
+            rtl_dir=str(rtl_dir), proof=proof, rtl=built.manifest, checks=checks, passed=not failures,
+            failures=failures, versions=versions("da4ml", "verilator"),
         )
 
     with ui.stage("trace + Verilog + Verilator build"):
         build_rtl(
-            qmodel, input_kif, project / "rtl", clock_period=float(fw["clock_period"]), part=str(fw["part"]),
-            force=force, max_lut=max_lut, check=prove_rtl,
+            qmodel, input_kif, rtl_dir, clock_period=float(firmware["clock_period"]), part=str(firmware["part"]),
+            force=force, max_lut=max_lut, check=check,
         )
     report["timings_s"] = {k: round(v, 3) for k, v in ui.timings.items()}
-    write_text(run_dir / RTL_REPORT, json.dumps(report, indent=2, default=float))
-    from trigflow.report_html import load_report, write_page
-
-    write_page(load_report(run_dir), run_dir)  # the run's index.html gains the RTL section
     return report
 
 

@@ -28,6 +28,7 @@ firmware types come from profiling, the ``bit_exact`` criterion is replaced by `
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -406,6 +407,7 @@ class ModelFile:
         self.project = Path(self.config.project_dir or "hls_projects/verify").resolve()
         self.force = self.config.force
         self._plot: tuple[dict[str, np.ndarray], np.ndarray] | None = None
+        self._rtl: tuple[Any, dict[str, np.ndarray]] | None = None
 
     def build(self, tmp: Path, ui: StageUI) -> Evidence:
         from trigflow.driver import simulate
@@ -444,6 +446,12 @@ class ModelFile:
             )
             dep = choose_configuration(model, x, base, predict=exact_predict)
             dep, recurrent = mirror_recurrent(dep)  # QGRU/QLSTM: proven through the firmware's tables
+        if config.firmware.rtl and (not dep.quantized or dep.float_layers):  # refused before any firmware
+            what = f"float layer {', '.join(dep.float_layers)}" if dep.quantized else "a float model"
+            raise TrigflowError(
+                f"firmware.rtl needs a fully quantized (QKeras) model: {what} has no exact RTL; quantize it, or "
+                "verify without firmware.rtl"
+            )
         with ui.stage("hls4ml convert"):
             hls_model, dep, conversion = _convert(dep, self.project, self.force)
         with ui.stage("g++ compile"):
@@ -453,6 +461,8 @@ class ModelFile:
         trained = Trained(qmodel=dep.reference, float_model=dep.float_model)
         outputs = simulate(trained, hls_model, dep.x, ui, tmp)
         proof = prove(outputs)
+        if config.firmware.rtl:  # after a passed proof, ``finish`` proves the RTL of the same reference
+            self._rtl = (dep, {k: outputs[k] for k in ("reference", "qkeras", "float")})
         sections: dict[str, Any] = dict(proof)
         if dep.head:
             sections["head"] = head_metrics(
@@ -532,6 +542,32 @@ class ModelFile:
         for warning in report["warnings"]:
             if not ui.quiet:
                 ui.console.print(f"[yellow]warning[/yellow] overflow: {warning}", highlight=False)
+        if self._rtl is not None and report["passed"]:
+            self._prove_rtl(report, tmp, ui)
+
+    def _prove_rtl(self, report: dict[str, Any], tmp: Path, ui: StageUI) -> None:
+        """``firmware.rtl``: the reference the firmware equals, traced into Verilog in ``<project>/rtl`` and
+        proven by Verilator on the same inputs (``rtl_report.json``); its failures join the verdict."""
+        from trigflow.fsio import write_text
+        from trigflow.proof.checks import Thresholds
+        from trigflow.quantize.fixed import FixedType
+        from trigflow.rtl_run import RTL_REPORT, prove_rtl_of
+
+        assert self._rtl is not None
+        dep, outputs = self._rtl
+        t = FixedType.parse(str(dep.spec.input_type))
+        limits = Thresholds(
+            min_samples=int(report["thresholds"]["min_samples"]),
+            min_bit_exact_fraction=float(report["thresholds"]["min_bit_exact_fraction"]),
+        )
+        x_word = np.asarray(t.cast(np.asarray(dep.x, np.float64)))  # the input word, as the HLS input converts it
+        rtl = {"kind": "verify", "run_dir": str(self.out_dir), **prove_rtl_of(
+            dep.reference, outputs, x_word, (int(t.signed), t.integer - int(t.signed), t.frac),
+            self.project / "rtl", firmware=report["firmware"], limits=limits, force=self.force, ui=ui,
+        )}
+        write_text(tmp / RTL_REPORT, json.dumps(rtl, indent=2, default=float))
+        report["failures"] += rtl["failures"]
+        report["passed"] = not report["failures"]
 
 
 def _limits(config: RunConfig, max_float_rel_diff: float, dep) -> Any:

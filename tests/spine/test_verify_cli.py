@@ -176,6 +176,34 @@ def test_bad_inputs_are_one_line_errors(files, tmp_path, args, message, monkeypa
     assert not (tmp_path / "o").exists() and not (tmp_path / "p").exists()
 
 
+def test_firmware_rtl_of_a_float_model_is_refused_before_any_firmware(files, tmp_path):
+    out, prj = tmp_path / "o", tmp_path / "p"
+    result = trigflow("verify", str(files / "float.h5"), "--out", str(out), "--project-dir", str(prj),
+                      "--set", "firmware.rtl=true")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: firmware.rtl needs a fully quantized (QKeras) model: a float model has no exact RTL; "
+                      "quantize it, or verify without firmware.rtl"]
+    assert not out.exists() and not prj.exists()
+
+
+@pytest.mark.slow  # 60-90 s: the HLS proof, then da4ml trace + Verilator build of the 8-12-4 model
+def test_verify_with_firmware_rtl_proves_the_rtl_on_the_same_inputs(files, tmp_path):
+    out, prj = tmp_path / "out", tmp_path / "prj"
+    result = trigflow(
+        "verify", str(files / "model.h5"), "--n", "1200", "--out", str(out), "--project-dir", str(prj),
+        "--set", "verify.min_samples=1000", "--set", "firmware.rtl=true",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rtl = json.loads((out / "rtl_report.json").read_text())
+    assert rtl["kind"] == "verify" and rtl["rtl_dir"] == str((prj / "rtl").resolve()) and rtl["passed"]
+    proof = rtl["proof"]
+    assert proof["source"] == "rtl" and proof["samples"] == 1200 and proof["bit_exact_fraction"] == 1.0
+    assert proof["interpreter_bit_exact_fraction"] == 1.0
+    assert json.loads((out / "report.json").read_text())["passed"]
+    assert "RTL (da4ml Verilog, Verilator)" in (out / "index.html").read_text()
+
+
 def test_load_data_formats(tmp_path):
     import h5py
 
