@@ -15,6 +15,11 @@ bounded: the HLS estimate imitates HLS C-synthesis, yosys counts a different net
 scripts/results/estimate_vs_yosys.json.  Needs yosys on PATH (skipped with a note otherwise).
 
     .venv/bin/python scripts/calibrate_estimate.py [--seed N] [--rtl-only] [--no-rtl] [--rtl-project DIR ...]
+    .venv/bin/python scripts/calibrate_estimate.py --from-l1    # the trained kinds of scripts/bench_l1.py
+
+``--from-l1`` runs nothing: it reads scripts/results/l1.json (``bench_l1.py``: per kind, the HLS Latency and
+DA estimates and the yosys count of the same trained model's RTL) and writes the estimate-vs-yosys table of
+every kind there into docs/estimate.md (the section between ``<!-- estimate-l1:start -->`` and its end).
 
 The published numbers and their sources are listed in docs/estimate.md.
 """
@@ -553,6 +558,45 @@ def report_rtl(rows: list[dict[str, Any]]) -> None:
         )
 
 
+L1_RESULTS = RESULTS.with_name("l1.json")
+ESTIMATE_DOC = Path(__file__).resolve().parents[1] / "docs" / "estimate.md"
+L1_QUANTITIES = ("lut", "ff", "dsp", "latency_cycles")
+
+
+def _error(estimate: float, measured: float) -> str:
+    return f"{100 * (estimate - measured) / measured:+.0f} %" if measured else f"{estimate - measured:+,.0f}"
+
+
+def l1_section(l1: dict[str, Any]) -> str:
+    """Markdown: per bench_l1 row with a yosys measurement, each quantity measured and as the two HLS
+    strategies estimate it, with the relative error (absolute where yosys counts 0)."""
+    lines = [
+        "<!-- estimate-l1:start -->",
+        "| model (`bench_l1.py` row) | quantity | yosys (da4ml RTL) | HLS Latency estimate | error | "
+        "HLS DA estimate | error |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    errors: dict[str, list[float]] = {"latency": [], "da": []}
+    for label, row in l1["kinds"].items():
+        if "rtl" not in row:
+            continue
+        for q in L1_QUANTITIES:
+            measured = row["rtl"][q]
+            cells = [f"{row['rtl'][q]:,}"]
+            for strategy in ("latency", "da"):
+                est = row[strategy][q]
+                cells += [f"{est:,}", _error(est, measured)]
+                if q == "lut":
+                    errors[strategy].append((est - measured) / measured)
+            lines.append(f"| {label} | {q} | " + " | ".join(cells) + " |")
+    lines += ["", "LUT error over these rows: " + "; ".join(
+        f"{name} mean {100 * np.mean(e):+.0f} %, range {100 * min(e):+.0f} to {100 * max(e):+.0f} %"
+        for name, e in (("HLS Latency", errors["latency"]), ("HLS DA", errors["da"])) if e
+    ) + f". Source: `{L1_RESULTS.relative_to(ESTIMATE_DOC.parents[1])}`, written by `scripts/bench_l1.py`; "
+        "table by `python scripts/calibrate_estimate.py --from-l1`.", "<!-- estimate-l1:end -->"]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     import shutil
 
@@ -569,7 +613,15 @@ def main(argv: list[str] | None = None) -> int:
         "--rtl-project", type=Path, action="append", default=[],
         help="trigflow project with model.fml and rtl/rtl_manifest.json to compare too (repeatable)",
     )
+    parser.add_argument("--from-l1", action="store_true", help="only the table of scripts/results/l1.json")
     args = parser.parse_args(argv)
+    if args.from_l1:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_csim import write_section
+
+        write_section(ESTIMATE_DOC, l1_section(json.loads(L1_RESULTS.read_text())))
+        print(f"wrote the estimate-l1 section of {ESTIMATE_DOC}")
+        return 0
     outside = 0
     if not args.rtl_only:
         with tempfile.TemporaryDirectory(prefix="trigflow_cal_") as tmp:
