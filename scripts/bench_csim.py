@@ -1,12 +1,17 @@
-"""Firmware layer: how fast the C-simulation runs — hls4ml predict (the proof's C-sim) vs onnxruntime.
+"""Firmware layer: how fast the exact engines run — hls4ml predict (the proof's C-sim), the RTL's Verilator
+model, da4ml's interpreter and the exact QKeras reference — against onnxruntime (float, not exact).
 
 Usage::
 
     python scripts/bench_csim.py                    # jet MLP 16-64-32-32-5 and a small io_stream CNN
     python scripts/bench_csim.py --samples 50000 --repeats 3 --no-cnn
+    python scripts/bench_csim.py --no-cnn --engines # also the MLP's RTL (a Verilator build of minutes)
 
 Per model, on one compiled hls4ml project: samples/s of hls4ml ``predict`` (``trigflow.firmware.csim``) and
-of onnxruntime on the tf2onnx export of the same QKeras model. Every method runs
+of onnxruntime on the tf2onnx export of the same QKeras model. With ``--engines`` (io_parallel models): the
+same model traced into RTL (``firmware.rtl.build_rtl``), its Verilator simulation and da4ml's interpreter, and
+``proof.reference.exact_predict``; each exact engine's outputs are checked equal to hls4ml's on every sample
+(``bit_exact_vs_csim``), and the BENCHMARKS.md section ``engines`` gets the table. Every method runs
 ``--repeats`` times, interleaved in short rounds, and the best run counts (the machine is shared: the best run
 is the least disturbed one); medians too. As the wall clock depends on what else runs, the CPU time of every
 run is measured as well: samples per CPU-second, the CPUs obtained, and the rate an idle machine would give.
@@ -21,6 +26,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -134,7 +140,29 @@ def interleaved(
     return seconds, cpu, outputs
 
 
-def bench_model(name: str, samples: int, repeats: int, workdir: Path) -> dict:
+ENGINES = ("rtl_verilator", "da4ml_interpreter", "exact_reference")  # exact: must equal hls4ml predict
+MARKDOWN = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+
+
+def exact_engines(model, qspec, x, workdir: Path) -> tuple[dict[str, Callable[[], object]], float]:
+    """The RTL (Verilator), da4ml's interpreter of the same logic and the exact reference, as methods; and the
+    seconds the RTL took to trace and build."""
+    from trigflow.firmware.rtl import build_rtl
+    from trigflow.proof.reference import exact_predict
+
+    start = time.perf_counter()
+    kif = (1, qspec.input_integer, qspec.input_bits - 1 - qspec.input_integer)
+    project = build_rtl(model, kif, workdir / "rtl", max_lut=float("inf"))
+    build_s = time.perf_counter() - start
+    methods = {
+        "rtl_verilator": lambda: project.predict(x),
+        "da4ml_interpreter": lambda: project.interpret(x),
+        "exact_reference": lambda: exact_predict(model, x),
+    }
+    return methods, build_s
+
+
+def bench_model(name: str, samples: int, repeats: int, workdir: Path, engines: bool = False) -> dict:
     import onnxruntime as ort
 
     from trigflow.firmware.convert import FirmwareSpec, convert
@@ -156,13 +184,22 @@ def bench_model(name: str, samples: int, repeats: int, workdir: Path) -> dict:
         "hls4ml_predict": lambda: predict(hls_model, x),
         "onnxruntime": lambda: session.run(None, {input_name: x32})[0],
     }
+    rtl_build_s = None
+    if engines:
+        more, rtl_build_s = exact_engines(model, qspec, x, workdir)
+        methods.update(more)
     seconds, cpu, outputs = interleaved(methods, repeats)
     best = {m: samples / min(ts) for m, ts in seconds.items()}
     median = {m: samples / statistics.median(ts) for m, ts in seconds.items()}
     per_cpu = {m: samples / statistics.median(cs) for m, cs in cpu.items()}
     share = {m: statistics.median(c / t for c, t in zip(cpu[m], seconds[m])) for m in methods}
     y_hls = outputs["hls4ml_predict"]
+    exact = {
+        m: float(np.mean(np.all(np.asarray(outputs[m], np.float64).reshape(samples, -1) == y_hls, axis=1)))
+        for m in ENGINES if m in outputs
+    }
     return {
+        **({"bit_exact_vs_csim": exact, "rtl_build_s": round(rtl_build_s, 1)} if engines else {}),
         "samples": samples,
         "repeats": repeats,
         "io_type": io_type,
@@ -181,7 +218,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--samples", type=int, default=10_000, help="samples per timed run (MLP; CNN: ¼)")
     parser.add_argument("--repeats", type=int, default=8, help="interleaved rounds; the best run counts")
     parser.add_argument("--no-cnn", action="store_true", help="only the jet MLP")
+    parser.add_argument("--engines", action="store_true", help="also RTL, da4ml interpreter, exact reference")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out-md", type=Path, default=MARKDOWN, help="where the engines section goes")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
 
     from trigflow.fsio import write_text
@@ -194,13 +234,46 @@ def main(argv: list[str] | None = None) -> dict:
             if args.no_cnn and "cnn" in name:
                 continue
             n = args.samples if "mlp" in name else max(1000, args.samples // 4)
-            result["models"][name] = bench_model(name, n, args.repeats, workdir)
+            io_parallel = MODELS[name] is jet_mlp
+            result["models"][name] = bench_model(name, n, args.repeats, workdir, args.engines and io_parallel)
     result["machine"]["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     result["versions"] = versions()
     text = json.dumps(result, indent=2)
     write_text(args.out, text + "\n")
     print(text)
+    if args.engines:
+        write_section(args.out_md, render_engines(result, " ".join(["python scripts/bench_csim.py", *argv]), args.out))
     return result
+
+
+def render_engines(result: dict, command: str, raw: Path) -> str:
+    """BENCHMARKS.md section: samples/s of every engine on each model, relative to hls4ml predict."""
+    lines = [
+        "<!-- engines:start -->",
+        "## Exact engines (samples/s, same model and inputs; issue #19 goal: ≥ 50× hls4ml predict)",
+        "",
+        f"Generated by `{command}` (raw numbers: `{raw}`; load average "
+        f"{result['machine']['load_average_1min']} at start, {result['machine']['load_average_1min_end']} at end). "
+        "Best of the interleaved runs; per CPU-second as well, since the machine is shared and some engines "
+        "use both cores. Exact = outputs equal to hls4ml's C-sim on every sample.",
+        "",
+        "| model | engine | exact | samples/s | × hls4ml | samples per CPU-s | × hls4ml |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in result["models"].items():
+        if "bit_exact_vs_csim" not in row:
+            continue
+        best, per_cpu = row["samples_per_s_best"], row["samples_per_cpu_s"]
+        for m in best:
+            exact = "yes" if row["bit_exact_vs_csim"].get(m, 1.0 if m == "hls4ml_predict" else 0.0) == 1.0 else (
+                "no (float)" if m == "onnxruntime" else "NO")
+            lines.append(
+                f"| {name} | {m} | {exact} | {best[m]:,.0f} | {best[m] / best['hls4ml_predict']:.1f}× | "
+                f"{per_cpu[m]:,.0f} | {per_cpu[m] / per_cpu['hls4ml_predict']:.1f}× |"
+            )
+        lines.append(f"\nRTL trace + Verilator build of {name}: {row['rtl_build_s']:,} s.")
+    lines.append("<!-- engines:end -->")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
