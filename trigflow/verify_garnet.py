@@ -38,6 +38,7 @@ import numpy as np
 
 from trigflow.errors import TrigflowError
 from trigflow.firmware.passes.garnet_mirror import GarNetMirror, garnet_layers
+from trigflow.models.gnn import GARNET_WIDTH_KEYS
 
 __all__ = ["N_KEYS", "GarNetInputs", "build_garnet_evidence", "garnet_inputs", "has_garnet"]
 
@@ -256,9 +257,11 @@ def build_garnet_evidence(start: Any, model: Any, given: GarNetInputs, ui: Any) 
         "argmax_agreement": _agreement(y_fw, y_user),
         "floor": FLOAT_LAYER_FLOOR,
     }
-    widths = {name: {k: surgery.types[name][k] for k in ("distance", "weight_frac")} for name in names}
+    widths = {name: {k: surgery.types[name].get(k, surgery.types[name]["data"]) for k in GARNET_WIDTH_KEYS}
+              for name in names}
     shown = "; ".join(
-        f"{name}: distance {w['distance']}, weights with {w['weight_frac']} fractional bits"
+        f"{name}: distance {w['distance']}, weights with {w['weight_frac']} and distance weights with "
+        f"{w['distance_weight_frac']} fractional bits, data·edge-weight products in {w['weighted_feature']}"
         for name, w in widths.items()
     )
     garnet: dict[str, Any] = {

@@ -120,6 +120,7 @@ def test_garnet_firmware_equals_the_mirror_and_is_measured_against_the_model(tmp
     from trigflow.firmware.passes.garnet_mirror import GarNetMirror
     from trigflow.kinds.gnn import n_valid
     from trigflow.proof.reference import exact_predict
+    from trigflow.quantize.fixed import FixedType
 
     x, y = zoo_graphs.raw_jets(n)
     tf.keras.utils.set_random_seed(0)  # the initial weights too
@@ -139,11 +140,15 @@ def test_garnet_firmware_equals_the_mirror_and_is_measured_against_the_model(tmp
     assert garnet["layer_differences"]["garnet"]["max_abs_diff"] > 0  # the float layer is not the firmware's
     assert set(garnet["accuracy"]) == {"firmware", "mirror", "model"}
     assert garnet["accuracy"]["firmware"] == garnet["accuracy"]["mirror"]
-    assert garnet["widths"] == {"garnet": {"distance": "fixed<15,3,TRN,SAT>", "weight_frac": "14"}}
-    assert {k: garnet["types"]["garnet"][k] for k in ("distance", "weight_frac")} == garnet["widths"]["garnet"]
-    assert "rounding boundaries" in garnet["why"] and "fixed<15,3,TRN,SAT>" in garnet["why"]
+    # data·edge-weight products: aggr's fractional bits - log2 N
+    feature = "fixed<24,12,RND_CONV,SAT>" if n == 16 else "fixed<26,12,RND_CONV,SAT>"
+    assert garnet["widths"] == {"garnet": {"distance": "fixed<19,3,RND,SAT>", "weight_frac": "16",
+                                           "distance_weight_frac": "20", "weighted_feature": feature}}
+    assert {k: garnet["types"]["garnet"][k] for k in garnet["widths"]["garnet"]} == garnet["widths"]["garnet"]
+    assert "rounding boundaries" in garnet["why"] and "fixed<19,3,RND,SAT>" in garnet["why"]
     params = (tmp_path / "prj" / "firmware" / "parameters.h").read_text()
-    assert "typedef ap_fixed<15, 3, AP_TRN, AP_SAT> distance_t;" in params
+    assert "typedef ap_fixed<19, 3, AP_RND, AP_SAT> distance_t;" in params
+    assert f"typedef {FixedType.parse(feature).ap} weighted_feature_t;" in params
 
     # independent of verify: the published project's C-simulation vs the mirror of the saved weights, and the
     # report's firmware-vs-model figures recomputed from the user's model
