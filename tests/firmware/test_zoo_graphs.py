@@ -103,11 +103,12 @@ def test_garnet_firmware_equals_the_mirror_and_is_measured_against_the_model(tmp
     C-simulation with assert_array_equal), and the user's float GarNet model vs the firmware is reported —
     layer named, differing samples, max |Δ|, accuracies side by side, on the verdict line — and recomputed
     here from the user's model, at or above the 99.9 % floor for a model with a float layer. The vertex
-    count comes from the data file's ``n_vertices``. The firmware uses the mirror's wider distance type and
-    weight grid (``hls4ml_patches.garnet_widths``), checked in the written parameters.h. Measured on the
-    shared 2-core machine (test call, training included): 16p-8b 36-42 s, 16p-4b 22 s, 8p-8b 23 s, 8p-4b
-    34 s. Firmware vs model: 0, 0, 0, 0 of 3,000 jets differ (with hls4ml's fixed<12,4> distance and 10-bit
-    weights: 20, 2, 0, 0)."""
+    count comes from the data file's ``n_vertices``. The firmware uses the mirror's wider distance type,
+    weight grids and data·edge-weight type (``hls4ml_patches.garnet_widths``), checked in the written
+    parameters.h. Measured on the shared 2-core machine (test call, training included): 16p-8b 41 s, 16p-4b
+    31 s, 8p-8b 34 s, 8p-4b 32 s. Firmware vs model: 0, 0, 0, 0 of 3,000 jets differ (with hls4ml's
+    fixed<12,4> distance and 10-bit weights: 20, 2, 0, 0; the same GarNet trained 20 epochs: 2 of 3,000,
+    ``docs/verify_graphs.md``)."""
     import ctypes
 
     import hls4ml
