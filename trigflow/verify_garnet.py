@@ -12,12 +12,12 @@ configuration makes the firmware equal the user's model bit for bit. What can be
    exact in float, the differing samples, max |Δ| of the logits and of each GarNet layer's output, argmax
    agreement and, with labels, the accuracies of firmware, mirror and the user's model side by side
    (``report["garnet"]``, its ``accuracy``); the verdict line says it (``verdict_note``), and a warning
-   when fewer than ``FLOAT_LAYER_FLOOR`` (99.9 %) of the samples are bit-exact. The mirror's distance type
-   and weight fraction bits are wider than hls4ml's hard-coded ones (``garnet_mirror.DISTANCE``,
-   ``WEIGHT_FRAC``; ``report["garnet"]["widths"]``), which brings the zoo's 16-particle GarNet (1 epoch, near
-   chance) from 20 to 0 of 3,000 differing jets; trained for 20 epochs it still differs on 67 (below the floor;
-   ``docs/verify_graphs.md``). No ONNX export
-   (``onnx_max_abs_diff`` None), overflow table or localisation: the mirror is exact by construction.
+   when fewer than ``FLOAT_LAYER_FLOOR`` (99.9 %) of the samples are bit-exact. The mirror's distance type,
+   weight fraction bits and data·edge-weight type are wider than hls4ml's hard-coded ones
+   (``garnet_mirror.DISTANCE``, ``WEIGHT_FRAC``, ``DISTANCE_WEIGHT_FRAC``, ``weighted_feature``;
+   ``report["garnet"]["widths"]``), which brings the zoo's 16-particle GarNet from 20 to 0 of 3,000 differing
+   jets after 1 epoch (near chance) and from 558 to 2 after 20 epochs (``docs/verify_graphs.md``). No ONNX
+   export (``onnx_max_abs_diff`` None), overflow table or localisation: the mirror is exact by construction.
 
 The second input (the vertex count ``n_vertices`` of ``input_format='xn'``): from the data file when it holds
 an array named one of ``N_KEYS`` (one value per sample), else the number of particles with any non-zero
