@@ -258,9 +258,17 @@ def check_garnet_conversion(hls_model, ready, overrides: dict[str, Any], weights
                 raise TrigflowError(f"GarNet '{name}': {hname} has type {wt}, expected a fixed-point type")
             if not FixedType(bool(wt.signed), int(wt.width), int(wt.integer)).holds(got):
                 raise TrigflowError(f"GarNet '{name}': {hname} type {wt} does not hold the weights exactly")
-        distance = overrides["garnet_widths"][name]["distance"]
-        if garnet_distance_typedef(distance) not in (layer.get_attr("config_cpp") or ""):
-            raise TrigflowError(f"GarNet '{name}': hls4ml's distance type is not the mirror's {distance}")
+        widths = overrides["garnet_widths"][name]
+        config_cpp = layer.get_attr("config_cpp") or ""
+        if garnet_distance_typedef(widths["distance"]) not in config_cpp:
+            raise TrigflowError(
+                f"GarNet '{name}': hls4ml's distance type is not the mirror's {widths['distance']}"
+            )
+        feature = FixedType.parse(widths["weighted_feature"]).ap
+        if f"typedef {feature} weighted_feature_t;" not in config_cpp:
+            raise TrigflowError(
+                f"GarNet '{name}': hls4ml's data·edge-weight type is not the mirror's {feature}"
+            )
         got_res = layer.get_output_variable().type.precision
         res = FixedType.parse(overrides["layer_precisions"][name]["result"])
         if not _same_format(got_res, res):

@@ -321,6 +321,8 @@ GARNET_EXP_FRAC = 16  # hls::exp(-d*d) returns the type of -d*d, ap_fixed_base<2
 GARNET_WEIGHT_FRAC = 10  # GarNet weights are stored with 10 fractional bits (AP_RND, AP_SAT)
 # (hls4ml's defaults; other garnet_types(distance=, weight_frac=) need hls4ml_patches.garnet_widths)
 GARNET_FLOAT64_BITS = 52  # the mirror computes in float64: every product/sum must fit 53 significant bits
+# widths hls4ml hard-codes that trigflow sets per layer (hls4ml_patches.garnet_widths); garnet_types keys
+GARNET_WIDTH_KEYS = ("distance", "weight_frac", "distance_weight_frac", "weighted_feature")
 
 
 def garnet_type(text: str) -> FixedType:
@@ -339,7 +341,8 @@ GARNET_GRID = FixedType(True, 25, 9, "RND", "SAT")  # FLR/Fout before contractio
 
 def garnet_types(n_vertices: int, input_bits: int, input_integer: int, *, edge_weight_frac: int = 16,
                  aggr_frac: int = 18, result: str = "fixed<24,8,RND,SAT>", distance: str = GARNET_DISTANCE,
-                 weight_frac: int = GARNET_WEIGHT_FRAC) -> dict[str, str]:
+                 weight_frac: int = GARNET_WEIGHT_FRAC, distance_weight_frac: int | None = None,
+                 weighted_feature_frac: int | None = None) -> dict[str, str]:
     """hls4ml precisions for a GarNet layer that the mirror (``GarNetHLS``) reproduces exactly.
 
     ``data``: the layer's input type (the input quantizer's). ``edge_weight``: exp(-d²) table entries and
@@ -348,7 +351,10 @@ def garnet_types(n_vertices: int, input_bits: int, input_integer: int, *, edge_w
     transform accumulator; ``result``: the layer output (≤ 24 bits: float32 holds it exactly).
     ``distance`` (the template's ``distance_t``) and ``weight_frac`` (fractional bits of the stored GarNet
     weights): hls4ml's hard-coded ``ap_fixed<12,4,AP_TRN,AP_SAT>`` and 10 by default; other values need
-    ``firmware.hls4ml_patches.garnet_widths`` at conversion (``firmware.gnn`` applies it).
+    ``firmware.hls4ml_patches.garnet_widths`` at conversion (``firmware.gnn`` applies it), as do the two
+    optional widths: ``distance_weight_frac`` (fractional bits of the distance weights S and their biases;
+    default ``weight_frac``) and ``weighted_feature_frac`` (the type the data·edge-weight products are rounded
+    to, ``weighted_feature``; default the input type, as hls4ml's template does).
     """
     k = int(round(math.log2(n_vertices)))
     if 2**k != n_vertices:
@@ -357,6 +363,12 @@ def garnet_types(n_vertices: int, input_bits: int, input_integer: int, *, edge_w
     data = FixedType(True, input_bits, input_integer + 1, "RND_CONV", "SAT")
     fa = max(aggr_frac, data.frac + k)
     ia = data.integer + k + 4
+    widths = {}
+    if distance_weight_frac is not None:
+        widths["distance_weight_frac"] = str(int(distance_weight_frac))
+    if weighted_feature_frac is not None:
+        feature_width = data.integer + int(weighted_feature_frac)
+        widths["weighted_feature"] = str(FixedType(True, feature_width, data.integer, "RND_CONV", "SAT"))
     return {
         "data": str(data),
         "edge_weight": str(FixedType(False, edge_weight_frac, 0, "RND", "SAT")),
@@ -365,17 +377,19 @@ def garnet_types(n_vertices: int, input_bits: int, input_integer: int, *, edge_w
         "result": result,
         "distance": str(garnet_distance_type(distance)),
         "weight_frac": str(int(weight_frac)),
+        **widths,
     }
 
 
 def garnet_distance_type(text: str) -> FixedType:
-    """The template's ``distance_t``: signed, truncating, saturating, ≥ 1 fractional bit, ≤ 20 bits (its
-    exp(-d²) table has 2^width entries)."""
+    """The template's ``distance_t``: signed, truncating (hls4ml's) or rounding half up, saturating, ≥ 1
+    fractional bit, ≤ 20 bits (its exp(-d²) table has 2^width entries, indexed by the distance's bits, so the
+    rounding mode only changes how data·weight products become distances)."""
     t = FixedType.parse(text)
-    if not t.signed or t.rounding != "TRN" or t.overflow != "SAT" or t.frac < 1 or t.width > 20:
+    if not t.signed or t.rounding not in ("TRN", "RND") or t.overflow != "SAT" or t.frac < 1 or t.width > 20:
         raise TrigflowError(
-            f"GarNet distance type {text}: hls4ml's template needs a signed fixed<W,I,TRN,SAT> with "
-            "W - I ≥ 1 and W ≤ 20 (its exp(-d²) table has 2^W entries), e.g. fixed<15,3,TRN,SAT>"
+            f"GarNet distance type {text}: hls4ml's template needs a signed fixed<W,I,TRN or RND,SAT> with "
+            "W - I ≥ 1 and W ≤ 20 (its exp(-d²) table has 2^W entries), e.g. fixed<19,3,RND,SAT>"
         )
     return t
 
@@ -397,14 +411,21 @@ def garnet_edge_weight_table(edge_weight: FixedType, distance: FixedType = GARNE
 
 
 def _garnet_check_types(types: dict[str, str], n_vertices: int, n_in: int) -> dict[str, Any]:
-    """The parsed types (``distance``/``weight_frac`` default to hls4ml's, for models saved before them);
+    """The parsed types (``distance``/``weight_frac`` default to hls4ml's, for models saved before them;
+    ``distance_weight_frac`` to ``weight_frac``, ``weighted_feature`` to ``data``, as hls4ml's template);
     a one-line refusal for types the float64 mirror cannot reproduce exactly."""
-    widths = {"distance": GARNET_DISTANCE, "weight_frac": str(GARNET_WEIGHT_FRAC)}
+    widths = {"distance": GARNET_DISTANCE, "weight_frac": str(GARNET_WEIGHT_FRAC), "distance_weight_frac": "",
+              "weighted_feature": ""}
     widths.update({k: v for k, v in types.items() if k in widths})
+    widths["distance_weight_frac"] = widths["distance_weight_frac"] or widths["weight_frac"]
+    widths["weighted_feature"] = widths["weighted_feature"] or types["data"]
     t: dict[str, Any] = {name: garnet_type(text) for name, text in types.items() if name not in widths}
     t["distance"] = garnet_distance_type(widths["distance"])
     t["weight_frac"] = wf = int(widths["weight_frac"])
     t["weight"] = FixedType(True, 64, 64 - wf, "RND", "SAT")  # the stored weights' grid (hls4ml's AP_RND)
+    t["distance_weight_frac"] = dwf = int(widths["distance_weight_frac"])
+    t["distance_weight"] = FixedType(True, 64, 64 - dwf, "RND", "SAT")  # S kernel and bias
+    t["weighted_feature"] = wft = garnet_type(widths["weighted_feature"])
     k = int(round(math.log2(n_vertices)))
     ew, ewa, aggr, data, res = t["edge_weight"], t["edge_weight_aggr"], t["aggr"], t["data"], t["result"]
     problems = []
@@ -414,10 +435,14 @@ def _garnet_check_types(types: dict[str, str], n_vertices: int, n_in: int) -> di
         problems.append("edge_weight must be ufixed<W,0> (the template saturates 1.0 into it)")
     if ewa.frac < max(ew.frac, GARNET_EXP_FRAC) + k or ewa.integer < k or ewa.signed:
         problems.append("edge_weight_aggr must hold the sum of N edge weights and its division by N exactly")
-    if aggr.frac < data.frac + k or aggr.integer < data.integer + k or not aggr.signed:
-        problems.append("aggr must hold the sum of N data-typed values and its division by N exactly")
+    if not wft.signed or wft.integer < data.integer or wft.frac < data.frac:
+        problems.append("weighted_feature must hold every input value (signed, ≥ the input type's bits)")
+    if aggr.frac < wft.frac + k or aggr.integer < wft.integer + k or not aggr.signed:
+        problems.append("aggr must hold the sum of N weighted_feature values and its division by N exactly")
     if not 1 <= wf <= 16:
         problems.append("weight_frac must be 1..16 (the transforms are contracted on a 2^-16 grid)")
+    if not 1 <= dwf <= 24 or data.width + dwf + 9 > GARNET_FLOAT64_BITS:
+        problems.append("distance_weight_frac must be 1..24 with input bits + it + 9 ≤ 52 (exact data·S)")
     if aggr.frac < wf:
         problems.append(f"aggr needs ≥ {wf} fractional bits (the GarNet biases have weight_frac = {wf})")
     if aggr.integer + ew.frac + aggr.frac > GARNET_FLOAT64_BITS:
@@ -464,15 +489,16 @@ def _garnet_hls_class():
         Same sublayers and weights as ``hls4ml.contrib.garnet.GarNet`` (FLR, S, Fout); the forward pass uses
         them as the firmware holds them:
 
-        * S kernel/bias and Fout bias rounded (half up) to ``weight_frac`` fractional bits (hls4ml's weight
-          types; 10 unless the types say otherwise);
+        * S kernel/bias rounded (half up) to ``distance_weight_frac``, Fout bias to ``weight_frac`` fractional
+          bits (hls4ml's weight types; 10 unless the types say otherwise);
         * the input transform contracted into the output transform, W[o,a,x] = Σ_p FLR[x,p]·Fout[a,p,o] and
           B[o,a] = Σ_p b_FLR[p]·Fout[a,p,o], from FLR and Fout first put on a 2^-16 grid (exact in float64),
           then rounded to ``weight_frac`` bits (``trigflow.firmware.gnn`` writes exactly these into hls4ml);
         * distance: the ``distance`` type (hls4ml's ap_fixed<12,4,TRN,SAT> by default), started at the
-          bias and truncated/saturated after every product and every addition; edge weight: the exp(-d²)
-          table (``garnet_edge_weight_table``);
-        * per vertex v < n_valid: data·edge_weight rounded to the input type (``data``); means over N (not
+          bias and rounded (its TRN or RND)/saturated after every product and addition; edge weight: the
+          exp(-d²) table (``garnet_edge_weight_table``);
+        * per vertex v < n_valid: data·edge_weight rounded to ``weighted_feature`` (hls4ml: the input type
+          ``data``; wider under ``hls4ml_patches.garnet_widths``); means over N (not
           n_valid) in ``edge_weight_aggr``/``aggr`` (exact), the edge-weight mean cast to ``edge_weight``;
         * output bias·n_valid/N (aggr, then ``weight_frac`` fractional bits, half up), then per aggregator
           aggr = ew_mean·B + Σ_x wf_mean·W (aggr after every term), acc += ew_mean·aggr (``result`` after
@@ -526,12 +552,12 @@ def _garnet_hls_class():
                 (wi[None, None] * wo[:, :, None]).sum(-1)  # (O, A, X): exact (products on 2^-32, < 2^19)
             bias = xp.reduce_sum(bi[None, None] * wo, -1) if xp is not np else (bi[None, None] * wo).sum(-1)
 
-            grid = self.t["weight"]  # weight_frac fractional bits, half up (hls4ml's AP_RND)
+            grid, s_grid = self.t["weight"], self.t["distance_weight"]  # half up (hls4ml's AP_RND)
 
-            def w10(v):
-                return q(v, lambda u: grid.cast(u, xp))
+            def w10(v, g=grid):
+                return q(v, lambda u: g.cast(u, xp))
 
-            return {"W": w10(kernel), "B": w10(bias), "S_kernel": w10(ws), "S_bias": w10(bs),
+            return {"W": w10(kernel), "B": w10(bias), "S_kernel": w10(ws, s_grid), "S_bias": w10(bs, s_grid),
                     "Fout_bias": w10(bo)}
 
         def _weight_vars(self):
@@ -562,7 +588,8 @@ def _garnet_hls_class():
             ew = self._lookup(dist, training) * mask[:, :, None]  # (B, N, A); vertices ≥ n_valid: skipped
             # means over N (sums and shifts exact in edge_weight_aggr / aggr), then cast to the stored types
             ew_mean = cast(tf.reduce_sum(ew, axis=1) / n, t["edge_weight"])  # (B, A)
-            incr = cast(data[:, :, None, :] * ew[:, :, :, None], t["data"]) * mask[:, :, None, None]
+            incr = cast(data[:, :, None, :] * ew[:, :, :, None], t["weighted_feature"])
+            incr = incr * mask[:, :, None, None]
             wf_mean = cast(tf.reduce_sum(incr, axis=1) / n, t["aggr"])  # (B, A, X)
             # output bias · n_valid / N: aggr, >> log2 N (truncating), then the 10-fraction-bit bias type
             bias = cast(cast(fw["Fout_bias"], t["aggr"])[None, :] * nvtx, t["aggr"])  # (B, O)

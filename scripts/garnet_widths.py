@@ -1,18 +1,20 @@
 """Proof layer: which GarNet firmware width makes hls4ml's GarNet differ from the user's float GarNet.
 
-Trains the zoo's L1 jet-ID GarNet (``tests/firmware/zoo_graphs.py``: raw-unit jets, 1 epoch on 8,000 jets,
-seed 0, exactly as ``tests/firmware/test_zoo_graphs.py`` does) and counts, on the 3,000 proof jets, the
+Trains the zoo's L1 jet-ID GarNet (``tests/firmware/zoo_graphs.py``: raw-unit jets, 8,000 jets, seed 0, 1
+epoch as ``tests/firmware/test_zoo_graphs.py`` does, or ``--epochs``) and counts, on the 3,000 proof jets, the
 samples whose logits differ from the user's float model:
 
-* sweep (default): trigflow's mirror of the firmware (``GarNetMirror(distance=..., weight_frac=...)``, the
-  code ``trigflow verify`` runs; firmware = mirror bit for bit) for every distance type × weight fraction;
+* sweep (default): trigflow's mirror of the firmware (``GarNetMirror(...)``, the code ``trigflow verify``
+  runs; firmware = mirror bit for bit) over distance type × (weight, distance-weight fraction bits) × the
+  data·edge-weight products in the input type (hls4ml) or in ``weighted_feature``;
 * ``--attribute``: a float64 emulator of the same arithmetic in which every rounding of the template can be
   switched off; it first checks that with all of them on it equals the mirror bit for bit, then keeps one
-  approximation at a time (all others exact) — the share of each.
+  approximation at a time (all others exact) — the share of each — at hls4ml's widths, trigflow's previous
+  ones and the chosen ones.
 
     .venv/bin/python scripts/garnet_widths.py [--particles 16 8] [--bits 8 4] [--attribute] [--epochs 1]
 
-Writes scripts/results/garnet_widths.json (the numbers in docs/verify_graphs.md). ~1 min per model.
+Writes scripts/results/garnet_widths.json (the numbers in docs/verify_graphs.md). ~2 min per model.
 """
 
 from __future__ import annotations
@@ -28,9 +30,17 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DISTANCES = ("fixed<12,4,TRN,SAT>", "fixed<13,3,TRN,SAT>", "fixed<14,3,TRN,SAT>", "fixed<15,3,TRN,SAT>",
-             "fixed<16,3,TRN,SAT>", "fixed<16,4,TRN,SAT>")
-WEIGHT_FRACS = (10, 12, 14, 16)
+DISTANCES = ("fixed<12,4,TRN,SAT>", "fixed<15,3,TRN,SAT>", "fixed<15,3,RND,SAT>", "fixed<17,3,RND,SAT>",
+             "fixed<18,3,RND,SAT>", "fixed<19,3,RND,SAT>", "fixed<20,3,TRN,SAT>", "fixed<20,3,RND,SAT>")
+WEIGHT_FRACS = ((10, 10), (14, 14), (16, 16), (16, 20))  # (weight_frac, distance_weight_frac)
+# GarNetMirror arguments: hls4ml 1.3's hard-coded widths, trigflow's before the 20-epoch model, the chosen
+WIDTHS = {
+    "hls4ml": {"distance": "fixed<12,4,TRN,SAT>", "weight_frac": 10, "distance_weight_frac": 10,
+               "wide_features": False},
+    "previous": {"distance": "fixed<15,3,TRN,SAT>", "weight_frac": 14, "distance_weight_frac": 14,
+                 "wide_features": False},
+    "chosen": {},
+}
 N_PROOF = 3000
 
 
@@ -63,20 +73,28 @@ def sweep(logits, inputs, y_user) -> list[dict[str, Any]]:
 
     rows = []
     for distance in DISTANCES:
-        for frac in WEIGHT_FRACS:
-            surgery = GarNetMirror(distance=distance, weight_frac=frac)
-            mirror, _ = surgery.apply(logits)
-            row = {"distance": distance, "weight_frac": int(surgery.types["garnet"]["weight_frac"])}
-            row.update(_versus(exact_predict(mirror, inputs), y_user))
-            rows.append(row)
-            print(f"  {distance} weight_frac {row['weight_frac']}: {row['differing']} differ, "
-                  f"max |Δ| {row['max_abs_diff']:.3g}", flush=True)
+        for frac, s_frac in WEIGHT_FRACS:
+            for wide in (False, True):
+                surgery = GarNetMirror(distance=distance, weight_frac=frac, distance_weight_frac=s_frac,
+                                       wide_features=wide)
+                mirror, _ = surgery.apply(logits)
+                t = surgery.types["garnet"]
+                row = {"distance": distance, "weight_frac": int(t["weight_frac"]),
+                       "distance_weight_frac": int(t["distance_weight_frac"]),
+                       "weighted_feature": t.get("weighted_feature", t["data"])}
+                row.update(_versus(exact_predict(mirror, inputs), y_user))
+                rows.append(row)
+                print(f"  {distance} weights {row['weight_frac']}/{row['distance_weight_frac']} products "
+                      f"{row['weighted_feature']}: {row['differing']} differ, "
+                      f"max |Δ| {row['max_abs_diff']:.3g}", flush=True)
     return rows
 
 
 def _emulate(layer, x: np.ndarray, nv: np.ndarray, exact: set[str]) -> np.ndarray:
     """GarNetHLS.call in numpy float64; each name in ``exact`` computes that step without rounding:
-    distance (type and table index), exp (the table), weights, data, edge_weight, aggr, result."""
+    distance (type and table index), exp (the table), weights (contracted transforms, output bias),
+    distance_weights (S kernel and bias), data (the data·edge-weight products), edge_weight (its vertex
+    mean), aggr, result."""
     from trigflow.models.gnn import GARNET_GRID
     from trigflow.quantize.fixed import FixedType
 
@@ -92,7 +110,8 @@ def _emulate(layer, x: np.ndarray, nv: np.ndarray, exact: set[str]) -> np.ndarra
     wo = np.transpose(wo.reshape(a, p, o), (2, 0, 1))
     big_w = cast((wi[None, None] * wo[:, :, None]).sum(-1), t["weight"], "weights")
     big_b = cast((bi[None, None] * wo).sum(-1), t["weight"], "weights")
-    sk, sb, fb = (cast(v, t["weight"], "weights") for v in (ws, bs, bo))
+    sk, sb = (cast(v, t["distance_weight"], "distance_weights") for v in (ws, bs))
+    fb = cast(bo, t["weight"], "weights")
     n, nx = x.shape[1], x.shape[2]
     mask = (np.arange(n)[None, :] < nv).astype(np.float64)
     dt = t["distance"]
@@ -106,7 +125,7 @@ def _emulate(layer, x: np.ndarray, nv: np.ndarray, exact: set[str]) -> np.ndarra
         ew[dist == 0] = FixedType(False, t["edge_weight"].width, 0, "TRN", "SAT").hi
     ew = ew * mask[:, :, None]
     ew_mean = cast(ew.sum(1) / n, t["edge_weight"], "edge_weight")
-    incr = cast(x[:, :, None, :] * ew[:, :, :, None], t["data"], "data") * mask[:, :, None, None]
+    incr = cast(x[:, :, None, :] * ew[:, :, :, None], t["weighted_feature"], "data") * mask[:, :, None, None]
     aggr_t = t["aggr"]
     wf_mean = cast(incr.sum(1) / n, aggr_t, "aggr")
     bias = cast(cast(fb, aggr_t, "aggr")[None, :] * nv, aggr_t, "aggr")
@@ -120,14 +139,17 @@ def _emulate(layer, x: np.ndarray, nv: np.ndarray, exact: set[str]) -> np.ndarra
     return acc
 
 
-def attribute(logits, inputs, y_user, distance: str, weight_frac: int) -> dict[str, Any]:
-    """One approximation at a time (all others exact), at the given widths; plus all on / all off."""
+def attribute(logits, inputs, y_user, widths: str) -> dict[str, Any]:
+    """One approximation at a time (all others exact), at ``WIDTHS[widths]``; plus all on / all off."""
     import tensorflow as tf
 
     from trigflow.firmware.passes.garnet_mirror import GarNetMirror
+    from trigflow.models.gnn import GARNET_WIDTH_KEYS
     from trigflow.proof.reference import exact_predict
 
-    mirror, _ = GarNetMirror(distance=distance, weight_frac=weight_frac).apply(logits)
+    print(f"  attribution at {widths} widths", flush=True)
+    surgery = GarNetMirror(**WIDTHS[widths])
+    mirror, _ = surgery.apply(logits)
     layer = mirror.get_layer("garnet")
     xq = tf.keras.Model(logits.inputs[0], logits.get_layer("input_q").output).predict(inputs[0], verbose=0)
     xq, nv = np.asarray(xq, np.float64), np.asarray(inputs[1], np.float64).reshape(-1, 1)
@@ -137,11 +159,13 @@ def attribute(logits, inputs, y_user, distance: str, weight_frac: int) -> dict[s
         h = logits.get_layer(name)(h)
     head = tf.keras.Model(g_in, h)
     garnet_out = tf.keras.Model(mirror.inputs, layer.output).predict([inputs[0], nv], verbose=0)
-    steps = ("distance", "exp", "weights", "data", "edge_weight", "aggr", "result")
+    steps = ("distance", "exp", "weights", "distance_weights", "data", "edge_weight", "aggr", "result")
     emulated = _emulate(layer, xq, nv, set())
     if not np.array_equal(emulated, np.asarray(garnet_out, np.float64)):
         raise SystemExit("the emulator does not equal the mirror: fix _emulate before reading its numbers")
-    out: dict[str, Any] = {"distance": distance, "weight_frac": weight_frac, "emulator_equals_mirror": True}
+    t = surgery.types["garnet"]
+    out: dict[str, Any] = {"widths": widths, **{k: t.get(k, t["data"]) for k in GARNET_WIDTH_KEYS},
+                           "emulator_equals_mirror": True}
     out["all"] = _versus(exact_predict(head, emulated), y_user)
     out["none"] = _versus(exact_predict(head, _emulate(layer, xq, nv, set(steps))), y_user)
     for step in steps:
@@ -172,8 +196,7 @@ def main() -> None:
                                      "model_accuracy": accuracy}
             entry["sweep"] = sweep(logits, inputs, y_user)
             if args.attribute:
-                entry["attribution"] = [attribute(logits, inputs, y_user, "fixed<12,4,TRN,SAT>", 10),
-                                        attribute(logits, inputs, y_user, "fixed<15,3,TRN,SAT>", 14)]
+                entry["attribution"] = [attribute(logits, inputs, y_user, name) for name in WIDTHS]
             entry["seconds"] = round(time.time() - start, 1)
             results.append(entry)
     path = args.out

@@ -154,8 +154,10 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
                          " / ".join(f"{acc[k]:.4f}" for k in ("firmware", "mirror", "model"))))
         rows.append(("GarNet vertex count", garnet["second_input"]["source"]))
         for name, w in garnet.get("widths", {}).items():  # wider than hls4ml's hard-coded fixed<12,4> / 10
+            s_frac = w.get("distance_weight_frac", w["weight_frac"])
+            products = f", data·edge weight {w['weighted_feature']}" if "weighted_feature" in w else ""
             rows.append((f"GarNet {name} widths", f"distance {w['distance']}, weights {w['weight_frac']} "
-                         "fractional bits"))
+                         f"(distance weights {s_frac}) fractional bits{products}"))
     elif report.get("verdict_note"):
         rows.append(("verdict note", report["verdict_note"]))  # saturations; recurrent tables
     if "pruning" in report:

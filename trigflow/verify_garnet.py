@@ -12,12 +12,12 @@ configuration makes the firmware equal the user's model bit for bit. What can be
    exact in float, the differing samples, max |Δ| of the logits and of each GarNet layer's output, argmax
    agreement and, with labels, the accuracies of firmware, mirror and the user's model side by side
    (``report["garnet"]``, its ``accuracy``); the verdict line says it (``verdict_note``), and a warning
-   when fewer than ``FLOAT_LAYER_FLOOR`` (99.9 %) of the samples are bit-exact. The mirror's distance type
-   and weight fraction bits are wider than hls4ml's hard-coded ones (``garnet_mirror.DISTANCE``,
-   ``WEIGHT_FRAC``; ``report["garnet"]["widths"]``), which brings the zoo's 16-particle GarNet (1 epoch, near
-   chance) from 20 to 0 of 3,000 differing jets; trained for 20 epochs it still differs on 67 (below the floor;
-   ``docs/verify_graphs.md``). No ONNX export
-   (``onnx_max_abs_diff`` None), overflow table or localisation: the mirror is exact by construction.
+   when fewer than ``FLOAT_LAYER_FLOOR`` (99.9 %) of the samples are bit-exact. The mirror's distance type,
+   weight fraction bits and data·edge-weight type are wider than hls4ml's hard-coded ones
+   (``garnet_mirror.DISTANCE``, ``WEIGHT_FRAC``, ``DISTANCE_WEIGHT_FRAC``, ``weighted_feature``;
+   ``report["garnet"]["widths"]``), which brings the zoo's 16-particle GarNet from 20 to 0 of 3,000 differing
+   jets after 1 epoch (near chance) and from 558 to 2 after 20 epochs (``docs/verify_graphs.md``). No ONNX
+   export (``onnx_max_abs_diff`` None), overflow table or localisation: the mirror is exact by construction.
 
 The second input (the vertex count ``n_vertices`` of ``input_format='xn'``): from the data file when it holds
 an array named one of ``N_KEYS`` (one value per sample), else the number of particles with any non-zero
@@ -38,6 +38,7 @@ import numpy as np
 
 from trigflow.errors import TrigflowError
 from trigflow.firmware.passes.garnet_mirror import GarNetMirror, garnet_layers
+from trigflow.models.gnn import GARNET_WIDTH_KEYS
 
 __all__ = ["N_KEYS", "GarNetInputs", "build_garnet_evidence", "garnet_inputs", "has_garnet"]
 
@@ -256,9 +257,11 @@ def build_garnet_evidence(start: Any, model: Any, given: GarNetInputs, ui: Any) 
         "argmax_agreement": _agreement(y_fw, y_user),
         "floor": FLOAT_LAYER_FLOOR,
     }
-    widths = {name: {k: surgery.types[name][k] for k in ("distance", "weight_frac")} for name in names}
+    widths = {name: {k: surgery.types[name].get(k, surgery.types[name]["data"]) for k in GARNET_WIDTH_KEYS}
+              for name in names}
     shown = "; ".join(
-        f"{name}: distance {w['distance']}, weights with {w['weight_frac']} fractional bits"
+        f"{name}: distance {w['distance']}, weights with {w['weight_frac']} and distance weights with "
+        f"{w['distance_weight_frac']} fractional bits, data·edge-weight products in {w['weighted_feature']}"
         for name, w in widths.items()
     )
     garnet: dict[str, Any] = {

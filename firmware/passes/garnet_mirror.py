@@ -13,14 +13,19 @@ What the mirror holds: the same sublayer weights; ``types = garnet_types(N, bits
 ``quantized_bits(bits, integer)`` of the ``QActivation`` feeding the GarNet's data input; the GarNet output
 rounded to ``result`` (default ``fixed<24,8,RND,SAT>``, exact in float32).
 
-Widths wider than hls4ml's hard-coded ones (``DISTANCE``, ``WEIGHT_FRAC``; the firmware gets them through
-``hls4ml_patches.garnet_widths``): measured on the L1 jet-ID GarNet zoo (16 particles, raw-unit inputs, 1 training epoch;
-``docs/verify_graphs.md``, which also has a 20-epoch model that still differs on 67 of 3,000 jets), hls4ml's 12-bit distance (8 fractional bits) alone makes 23 of 3,000 jets differ
-from the float model, its 10-bit weights alone 6, every other rounding of the template 0. The distance's
-fractional bits set the difference (8: 20-23 jets, 9: 8-11, 10: 3-6, 11: 2-4, 12: 0-2); 3 integer bits
-lose nothing (exp(-d²) < 2^-17 for |d| ≥ 4, 0 in the 16-bit edge weight), so ``fixed<15,3>`` costs a
-2^15-entry table where ``fixed<16,4>`` would cost 2^16. ``weight_frac`` 14, fewer where the float64 mirror
-could not hold the products exactly (``_weight_frac``). Only what the mirror reproduces:
+Widths wider than hls4ml's hard-coded ones (``DISTANCE``, ``WEIGHT_FRAC``, ``DISTANCE_WEIGHT_FRAC`` and the
+data·edge-weight products' ``weighted_feature``; the firmware gets them through
+``hls4ml_patches.garnet_widths``), measured on the L1 jet-ID GarNet zoo trained 20 epochs (16 particles, 8-bit
+head, raw-unit inputs, 3,000 jets; ``docs/verify_graphs.md``, ``scripts/garnet_widths.py``): with hls4ml's
+widths 558 jets differ from the float model (the 12-bit truncated distance alone 550, the 10-bit distance
+weights alone 130, the other weights 93), with trigflow's earlier ``fixed<15,3,TRN>`` / 14 bits 67, with these
+2. The distance rounds (RND: no truncation bias summed over the features) to 16 fractional bits; 3 integer
+bits lose nothing (exp(-d²) < 2^-17 for |d| ≥ 4, 0 in the 16-bit edge weight), so the exp(-d²) table has
+2^19 entries. The distance weights S take 20 fractional bits (they multiply raw GeV), the contracted
+transforms 16; the products take as many fractional bits as ``aggr`` keeps exact after the vertex mean
+(12 for 16 particles, 14 for 8, against the input's 8). Each is capped where the float64 mirror could not
+hold the products exactly (``_weight_frac``, ``_distance_weight_frac``; the products through ``_aggr_frac``).
+Only what the mirror reproduces:
 ``simplified=True``, ``collapse='mean'``, ``input_format='xn'``, no output activation,
 ``mean_by_nvert=False``, ``quantize_transforms=False``, N a power of two, ``n_propagate ≥ features + 1``;
 anything else is refused in one line.
@@ -37,8 +42,9 @@ from trigflow.errors import TrigflowError
 __all__ = ["GarNetMirror", "garnet_layers"]
 
 EDGE_WEIGHT_FRAC = 16  # garnet_types' default edge_weight fraction bits
-DISTANCE = "fixed<15,3,TRN,SAT>"  # the template's distance_t (hls4ml: fixed<12,4>): 12 fractional bits
-WEIGHT_FRAC = 14  # fractional bits of the stored GarNet weights (hls4ml: 10)
+DISTANCE = "fixed<19,3,RND,SAT>"  # the template's distance_t (hls4ml: fixed<12,4,TRN>): 16 fractional bits
+WEIGHT_FRAC = 16  # fractional bits of the stored contracted transforms and output bias (hls4ml: 10)
+DISTANCE_WEIGHT_FRAC = 20  # fractional bits of the stored distance weights S and biases (hls4ml: 10)
 
 MIRRORED = {
     "simplified": True, "collapse": "mean", "input_format": "xn", "output_activation": None,
@@ -88,15 +94,36 @@ def _weight_frac(types: dict[str, str], wanted: int = WEIGHT_FRAC) -> int:
     return min(wanted, bits - 16 - data.width, bits - aggr.width, aggr.frac)
 
 
+def _distance_weight_frac(types: dict[str, str], wanted: int = DISTANCE_WEIGHT_FRAC) -> int:
+    """``wanted``, fewer where the float64 mirror's data × S products would pass 53 significant bits."""
+    from trigflow.models.gnn import GARNET_FLOAT64_BITS
+    from trigflow.quantize.fixed import FixedType
+
+    return min(wanted, GARNET_FLOAT64_BITS - 9 - FixedType.parse(types["data"]).width)
+
+
+def _weighted_feature_frac(types: dict[str, str], n_vertices: int) -> int:
+    """Fractional bits of the data·edge-weight products: as many as ``aggr`` holds exactly after summing N of
+    them and dividing by N (hls4ml's template: the input type's)."""
+    from trigflow.quantize.fixed import FixedType
+
+    k = int(round(math.log2(n_vertices)))
+    return max(FixedType.parse(types["data"]).frac, FixedType.parse(types["aggr"]).frac - k)
+
+
 class GarNetMirror:
     """``apply(model) -> (model, changed)``: a copy of ``model`` with each hls4ml ``GarNet`` replaced by a
     ``GarNetHLS`` of the same name and weights. After a change ``types`` holds {layer: garnet_types(...)}.
-    ``distance``/``weight_frac``: the widths the mirror and the firmware compute with (module docstring)."""
+    ``distance``/``weight_frac``/``distance_weight_frac``/``wide_features``: the widths the mirror and the
+    firmware compute with (module docstring); ``wide_features=False`` rounds the data·edge-weight products
+    to the input type, as hls4ml's template does."""
 
     def __init__(
-        self, result: str = "fixed<24,8,RND,SAT>", distance: str = DISTANCE, weight_frac: int = WEIGHT_FRAC
+        self, result: str = "fixed<24,8,RND,SAT>", distance: str = DISTANCE, weight_frac: int = WEIGHT_FRAC,
+        distance_weight_frac: int = DISTANCE_WEIGHT_FRAC, wide_features: bool = True,
     ) -> None:
         self.result, self.distance, self.weight_frac = result, distance, weight_frac
+        self.distance_weight_frac, self.wide_features = distance_weight_frac, wide_features
         self.types: dict[str, dict[str, str]] = {}
 
     def apply(self, model: Any) -> tuple[Any, bool]:
@@ -148,6 +175,9 @@ class GarNetMirror:
                       "distance": self.distance}
             first = garnet_types(n_vertices, bits, integer, **common)
             types[layer.name] = garnet_types(
-                n_vertices, bits, integer, **common, weight_frac=_weight_frac(first, self.weight_frac)
+                n_vertices, bits, integer, **common, weight_frac=_weight_frac(first, self.weight_frac),
+                distance_weight_frac=_distance_weight_frac(first, self.distance_weight_frac),
+                weighted_feature_frac=(_weighted_feature_frac(first, n_vertices) if self.wide_features
+                                       else None),
             )
         return types

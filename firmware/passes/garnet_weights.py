@@ -5,7 +5,8 @@ computes with.
 FLR = [I | 0] with bias e_F (feature x → latent x, constant 1 → latent F), and Fout holding the contracted
 transform, Fout[a, x, o] = W[o, a, x], Fout[a, F, o] = B[o, a]. hls4ml contracts FLR·Fout back to exactly W
 and B (one non-zero product per sum), and W, B, the S kernel/bias and the Fout bias are on the grid hls4ml
-stores them with (10 fractional bits, or the mirror's ``weight_frac`` under ``hls4ml_patches.garnet_widths``),
+stores them with (10 fractional bits, or the mirror's ``weight_frac``/``distance_weight_frac`` under
+``hls4ml_patches.garnet_widths``),
 so its rounding (AP_RND) is a no-op and the printed weights are exact. The returned Keras model is only for
 hls4ml (its float GarNet is not the reference); compare the firmware with the original model.
 """
@@ -24,7 +25,7 @@ __all__ = ["GarNetWeights"]
 
 class GarNetWeights:
     """``apply(model) -> (model, changed)``. After a change, ``precisions`` holds {layer: hls4ml Precision
-    dict} from each mirror's ``types``, ``widths`` {layer: the mirror's ``distance``/``weight_frac``, for
+    dict} from each mirror's ``types``, ``widths`` {layer: the mirror's ``GARNET_WIDTH_KEYS``, for
     ``hls4ml_patches.garnet_widths``} and ``weights`` {layer: the mirror's ``firmware_weights()``}."""
 
     def __init__(self) -> None:
@@ -37,6 +38,8 @@ class GarNetWeights:
             return model, False
         import tensorflow as tf
         from hls4ml.contrib.garnet import GarNet
+
+        from trigflow.models.gnn import GARNET_WIDTH_KEYS
 
         def clone(layer):
             if type(layer).__name__ == "GarNetHLS":
@@ -58,7 +61,7 @@ class GarNetWeights:
                 "edge_weight": t["edge_weight"], "edge_weight_aggr": t["edge_weight_aggr"],
                 "aggr": t["aggr"], "result": t["result"],
             }
-            self.widths[old.name] = {k: str(old.t[k]) for k in ("distance", "weight_frac")}
+            self.widths[old.name] = {k: str(old.t[k]) for k in GARNET_WIDTH_KEYS}
             self.weights[old.name] = old.firmware_weights()
         return new, True
 

@@ -114,13 +114,19 @@ def test_garnet_csim_is_bit_exact_with_the_mirror(tmp_path):
 @pytest.mark.slow  # 10 s; verify compiles these widths in the default run (test_verify_engine.py, GarNet)
 @needs_gxx
 def test_garnet_csim_with_wider_distance_and_weights_is_bit_exact(tmp_path):
-    """hls4ml_patches.garnet_widths: a fixed<15,3> distance (2^15-entry exp(-d²) table from a 24-fractional-bit
-    exp, saturating at ±4) and weights with 14 fractional bits instead of hls4ml's hard-coded fixed<12,4> and
-    10 — the firmware follows the mirror's types, still bit for bit at the GarNet output."""
-    model = _garnet_only(N, distance="fixed<15,3,TRN,SAT>", weight_frac=14)
+    """hls4ml_patches.garnet_widths: a rounding fixed<19,3> distance (2^19-entry exp(-d²) table from a
+    32-fractional-bit exp, saturating at ±4), distance weights with 20 and the other weights with 16
+    fractional bits, and the data·edge-weight products rounded to 14 instead of the input's 9 fractional bits
+    (the project's nnet_garnet.h uses weighted_feature_t), instead of hls4ml's hard-coded fixed<12,4,TRN>, 10
+    and input type — the firmware follows the mirror's types, still bit for bit at the GarNet output."""
+    model = _garnet_only(N, distance="fixed<19,3,RND,SAT>", weight_frac=16, distance_weight_frac=20,
+                         weighted_feature_frac=14)
     hls_model = convert_gnn(model, tmp_path / "garnet")
     params = (tmp_path / "garnet" / "firmware" / "parameters.h").read_text()
-    assert "distance_width = 15;" in params and "ap_fixed<15, 3, AP_TRN, AP_SAT> distance_t;" in params
+    assert "distance_width = 19;" in params and "ap_fixed<19, 3, AP_RND, AP_SAT> distance_t;" in params
+    assert "typedef ap_fixed<17,3,AP_RND_CONV,AP_SAT> weighted_feature_t;" in params
+    header = (tmp_path / "garnet" / "firmware" / "nnet_utils" / "nnet_garnet.h").read_text()
+    assert "typename CONFIG_T::weighted_feature_t incr = data_getter.get(iv, ix) * edge_weight;" in header
     x = _garnet_samples(N, 1500, seed=2)
     reference = model.predict(x, verbose=0).astype(np.float64)
     assert len(np.unique(reference)) > 5000

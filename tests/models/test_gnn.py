@@ -184,11 +184,38 @@ def test_garnet_widths_table_defaults_and_refusals():
         outs.append(garnet_hls_layer()(2, 4, 4, types=t, name="garnet")(x).numpy())
     np.testing.assert_array_equal(outs[0], outs[1])
     assert np.any(outs[1] != outs[2])
-    for bad in ({"distance": "fixed<12,4,RND,SAT>"}, {"distance": "fixed<22,4,TRN,SAT>"}):
+    for bad in ({"distance": "fixed<12,4,RND_CONV,SAT>"}, {"distance": "fixed<22,4,TRN,SAT>"}):
         with pytest.raises(TrigflowError, match="distance type"):
             garnet_types(N, 12, 2, **bad)
     with pytest.raises(TrigflowError, match="weight_frac must be 1..16"):
         garnet_hls_layer()(2, 4, 4, types=garnet_types(N, 12, 2, weight_frac=17))(x)
+    with pytest.raises(TrigflowError, match="distance_weight_frac must be 1..24"):
+        garnet_hls_layer()(2, 4, 4, types=garnet_types(N, 12, 2, distance_weight_frac=25))(x)
+    with pytest.raises(TrigflowError, match="aggr must hold the sum of N weighted_feature"):
+        garnet_hls_layer()(2, 4, 4, types=garnet_types(N, 12, 2, weighted_feature_frac=18))(x)
+
+
+def test_garnet_separate_distance_weights_rounded_distance_and_wide_features():
+    """``distance_weight_frac`` (S kernel/bias), a rounding (RND) distance and ``weighted_feature`` (the
+    data·edge-weight products) each change what the mirror computes; left out they mean hls4ml's choices
+    (S with ``weight_frac``, products in the input type)."""
+    x = [tf.constant(_inputs(16)), tf.constant(np.full((16, 1), N, np.uint16))]
+    base = garnet_types(N, 12, 2, distance="fixed<15,3,TRN,SAT>", weight_frac=14)
+    same = {**base, "distance_weight_frac": "14", "weighted_feature": base["data"]}
+    assert garnet_types(N, 12, 2, weighted_feature_frac=12)["weighted_feature"] == "fixed<15,3,RND_CONV,SAT>"
+    variants = [base, same, {**base, "distance_weight_frac": "20"},
+                {**base, "distance": "fixed<15,3,RND,SAT>"},
+                {**base, "weighted_feature": "fixed<15,3,RND_CONV,SAT>"}]
+    outs = []
+    for t in variants:
+        tf.keras.utils.set_random_seed(3)
+        layer = garnet_hls_layer()(2, 4, 4, types=t, name="garnet")
+        outs.append(layer(x).numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    for out in outs[2:]:
+        assert np.any(out != outs[0])
+    fw = layer.firmware_weights()
+    np.testing.assert_array_equal(fw["S_kernel"] * 2**14, np.round(fw["S_kernel"] * 2**14))
 
 
 def test_garnet_mirror_trains_and_reloads():
