@@ -93,7 +93,7 @@ def overflow_report(
             )
         if row["overflows"]:
             warnings.append(
-                f"layer '{layer.name}': {row['overflows']} of {row['values']} values "
+                f"overflow in layer '{layer.name}': {row['overflows']} of {row['values']} values "
                 f"({100 * row['overflow_fraction']:.2g} %) outside {precision} [{lo:g}, {hi:g}] "
                 f"(observed [{row['observed'][0]:.4g}, {row['observed'][1]:.4g}]); "
                 f"needs {row['integer_bits_needed']} integer bits, has {row['integer_bits']}"

@@ -142,6 +142,17 @@ def _drawn(model: Any, shape: tuple[int, ...], n: int, seed: int) -> tuple[np.nd
     return x, counts.astype(np.float64), f"{n} samples drawn over {fmt.describe()['quantizer']} (seed {seed})"
 
 
+def exp_table(distance: str, edge_weight: str) -> dict[str, int]:
+    """Size of hls4ml's exp(-d²) lookup table: 2^(distance width) entries of the edge-weight type, against
+    the table of hls4ml's own 12-bit distance."""
+    from trigflow.quantize.fixed import FixedType
+
+    bits = FixedType.parse(edge_weight).width
+    entries = 2 ** FixedType.parse(distance).width
+    return {"entries": entries, "entry_bits": bits, "kbit": entries * bits // 1024,
+            "hls4ml_kbit": 2**12 * bits // 1024}
+
+
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1))) if a.shape[1] > 1 else float(
         np.mean((a > 0) == (b > 0))
@@ -264,8 +275,10 @@ def build_garnet_evidence(start: Any, model: Any, given: GarNetInputs, ui: Any) 
         f"{w['distance_weight_frac']} fractional bits, data·edge-weight products in {w['weighted_feature']}"
         for name, w in widths.items()
     )
+    tables = {name: exp_table(widths[name]["distance"], surgery.types[name]["edge_weight"]) for name in names}
     garnet: dict[str, Any] = {
         "layers": names,
+        "exp_table": tables,
         "not_exact_in_float": names,
         "why": "hls4ml's GarNet template computes in fixed point (truncated distances, an exp(-d²) table, "
         f"transforms contracted into fixed-point weights; {shown}); the float Keras layer does not, so a "
@@ -291,9 +304,14 @@ def build_garnet_evidence(start: Any, model: Any, given: GarNetInputs, ui: Any) 
         garnet["accuracy"] = {"firmware": acc["firmware"], "mirror": acc["qkeras"], "model": acc["float"]}
     sections.update(
         verdict_note=note,
-        warnings=[] if versus_model["bit_exact_fraction"] >= FLOAT_LAYER_FLOOR else [
+        warnings=([] if versus_model["bit_exact_fraction"] >= FLOAT_LAYER_FLOOR else [
             f"firmware vs your model: {versus_model['bit_exact_fraction']:.4%} bit-exact, below the "
             f"{FLOAT_LAYER_FLOOR:.1%} floor for a model with a float layer (GarNet {', '.join(names)})"
+        ]) + [
+            f"GarNet {name}: its exp(-d²) table has {t['entries']:,} entries of {t['entry_bits']} bits = "
+            f"{t['kbit']:,} kbit per copy (hls4ml's own: {t['hls4ml_kbit']:,} kbit); the estimate does not "
+            "count it: check memory after HLS synthesis"
+            for name, t in tables.items() if t["kbit"] > t["hls4ml_kbit"]
         ],
         model={
             "path": str(start.model_path.resolve()),

@@ -541,7 +541,7 @@ class ModelFile:
                 reporting.write_plots({**outputs, "labels": labels.astype(int)}, names, tmp)
         for warning in report["warnings"]:
             if not ui.quiet:
-                ui.console.print(f"[yellow]warning[/yellow] overflow: {warning}", highlight=False)
+                ui.console.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
         if self._rtl is not None and report["passed"]:
             self._prove_rtl(report, tmp, ui)
 

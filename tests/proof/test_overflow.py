@@ -45,7 +45,7 @@ def test_narrow_type_is_counted_and_warned(model_and_x, tmp_path):
     assert row["integer_bits"] == 2 and row["integer_bits_needed"] > 2
     (warning,) = report["warnings"]
     assert (
-        warning.startswith("layer 'dense_1'")
+        warning.startswith("overflow in layer 'dense_1'")
         and f"needs {row['integer_bits_needed']} integer bits" in warning
     )
     assert report["total_overflows"] == row["overflows"]
