@@ -173,8 +173,8 @@ def test_phi_hidden_sets_the_deepsets_phi_layers():
     from trigflow.config import load_config
     from trigflow.kinds import Prepared, recipe_for
 
-    model = {"arch": "deepsets", "phi_hidden": (8, 4), "hidden": (4,)}
-    config = load_config("gnn", overrides={"model": model})
+    deepsets = {"arch": "deepsets", "phi_hidden": (8, 4), "hidden": (4,)}
+    config = load_config("gnn", overrides={"model": deepsets})
     x = np.zeros((1, N_PARTICLES, 3), np.float32)
     y = np.zeros(1, np.int64)
     stub = Prepared(x, y, x, y, x, y, {}, tuple(JET_CLASSES))
