@@ -45,6 +45,9 @@ class ModelConfig:
     filters: tuple[int, ...] = (8, 16)  # CNN convolution blocks
     arch: str = "default"  # variant within a kind, e.g. gnn: "in" | "garnet" | "deepsets"; ae: "ae" | "vae"
     n_particles: int = 16  # GNN: constituents per jet
+    # GNN Deep Sets: widths of the per-particle network φ (replicated on every particle, so it sets most of
+    # the firmware's size); () = the arch's own widths (trigflow.kinds.gnn.DEEPSETS_WIDTHS)
+    phi_hidden: tuple[int, ...] = ()
     latent: int = 3  # autoencoder latent size
 
 
@@ -288,6 +291,15 @@ def validate(config: RunConfig) -> RunConfig:
         (
             0 <= q.per_layer_tolerance < 1 and 2 <= q.per_layer_min_bits and q.integer < q.per_layer_min_bits,
             "quant.per_layer_tolerance must be in [0, 1), quant.per_layer_min_bits ≥ 2 and > quant.integer",
+        ),
+        (
+            all(w >= 1 for w in config.model.phi_hidden),
+            f"invalid model.phi_hidden {config.model.phi_hidden}: each width must be ≥ 1",
+        ),
+        (
+            not config.model.phi_hidden or (config.kind == "gnn" and config.model.arch == "deepsets"),
+            f"model.phi_hidden sets the per-particle network of gnn arch=deepsets only, not {config.kind} "
+            f"arch={config.model.arch}; add --set model.arch=deepsets or drop it",
         ),
         (q.epochs >= 1 and q.batch_size >= 1, "epochs and batch_size must be ≥ 1"),
         (

@@ -167,3 +167,18 @@ def test_deepsets_run_is_bit_exact(tmp_path_factory):
     report = make_gnn_run(tmp_path_factory, "deepsets")["report"]
     assert report["bit_exact_fraction"] == 1.0 and report["passed"]
 
+
+
+def test_phi_hidden_sets_the_deepsets_phi_layers():
+    from trigflow.config import load_config
+    from trigflow.kinds import Prepared, recipe_for
+
+    deepsets = {"arch": "deepsets", "phi_hidden": (8, 4), "hidden": (4,)}
+    config = load_config("gnn", overrides={"model": deepsets})
+    x = np.zeros((1, N_PARTICLES, 3), np.float32)
+    y = np.zeros(1, np.int64)
+    stub = Prepared(x, y, x, y, x, y, {}, tuple(JET_CLASSES))
+    for quantized in (False, True):
+        model = recipe_for("gnn").build(stub, config, quantized)
+        widths = [model.get_layer(f"phi_dense_{k}").get_weights()[0].shape for k in range(2)]
+        assert widths == [(3, 8), (8, 4)]

@@ -52,7 +52,7 @@ RAW_TRANSFORM = "gnn_constituents_v2"  # names the raw → feature function belo
 
 # Widths of the per-edge / per-node / per-particle networks (the head after pooling is ``model.hidden``).
 IN_WIDTHS: dict[str, Any] = {"edge_hidden": (32,), "edge_dim": 16, "node_hidden": (32,), "node_dim": 16}
-DEEPSETS_WIDTHS: dict[str, Any] = {"phi_hidden": (64, 64)}
+DEEPSETS_WIDTHS: dict[str, Any] = {"phi_hidden": (64, 64)}  # model.phi_hidden replaces it when given
 GARNET_WIDTHS: dict[str, Any] = {"n_aggregators": 8, "n_filters": 64, "n_propagate": 32}
 PRECISION_FILE = "trigflow_gnn.json"  # written into the project: per-layer types and warnings
 
@@ -69,6 +69,12 @@ GARNET_EXACTNESS = (
 
 def arch_of(config: RunConfig) -> str:
     return checked_arch(config, "gnn", ARCHS)
+
+
+def deepsets_widths(config: RunConfig) -> dict[str, Any]:
+    """The Deep Sets φ widths: ``model.phi_hidden`` when given, else the arch's ``DEEPSETS_WIDTHS``."""
+    phi = tuple(config.model.phi_hidden)
+    return {**DEEPSETS_WIDTHS, "phi_hidden": phi} if phi else dict(DEEPSETS_WIDTHS)
 
 
 def pooling_for(n_particles: int) -> str:
@@ -256,7 +262,7 @@ def build(prepared: Prepared, config: RunConfig, quantized: bool):
                                          **common)
     if arch == "deepsets":
         return build_deepsets(
-            n, f, classes, rho_hidden=head, pooling=pooling_for(n), **DEEPSETS_WIDTHS, **common
+            n, f, classes, rho_hidden=head, pooling=pooling_for(n), **deepsets_widths(config), **common
         )
     if n & (n - 1):
         raise TrigflowError(
@@ -334,7 +340,7 @@ def write_extras(report: dict, outputs: dict, prepared: Prepared, config: RunCon
         "features": list(FEATURES),
         "edges": int(n * (n - 1)) if arch == "in" else 0,
         "pooling": pooling_for(int(n)) if arch != "garnet" else "garnet mean collapse",
-        "widths": {"in": IN_WIDTHS, "deepsets": DEEPSETS_WIDTHS, "garnet": GARNET_WIDTHS}[arch]
+        "widths": {"in": IN_WIDTHS, "deepsets": deepsets_widths(config), "garnet": GARNET_WIDTHS}[arch]
         | {"head": list(config.model.hidden)},
         "input_type": record.get("input_type"),
         "precision_warnings": record.get("warnings", []),
