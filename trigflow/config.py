@@ -46,7 +46,7 @@ class ModelConfig:
     arch: str = "default"  # variant within a kind, e.g. gnn: "in" | "garnet" | "deepsets"; ae: "ae" | "vae"
     n_particles: int = 16  # GNN: constituents per jet
     # GNN Deep Sets: widths of the per-particle network φ (replicated on every particle, so it sets most of
-    # the firmware's size); () = the arch's own widths (trigflow.kinds.gnn.DEEPSETS_WIDTHS)
+    # the firmware's size); () = the arch's own φ 64 (trigflow.kinds.gnn.DEEPSETS_WIDTHS)
     phi_hidden: tuple[int, ...] = ()
     latent: int = 3  # autoencoder latent size
 
@@ -60,7 +60,13 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
         "firmware": {"io_type": "io_stream"},
         "verify": {"min_samples": 2000},
     },
-    "gnn": {"model": {"arch": "in", "hidden": (32, 32)}, "quant": {"bits": 8}, "verify": {"min_samples": 5000}},
+    # gnn: Deep Sets, φ 64 per particle, ρ 64-32-32: 231k LUT, 0 DSP, 50 ns, II 1 (docs/rtl.md); the IN
+    # of earlier versions: --set model.arch=in --set model.hidden=32,32
+    "gnn": {
+        "model": {"arch": "deepsets", "hidden": (64, 32, 32)},
+        "quant": {"bits": 8},
+        "verify": {"min_samples": 5000},
+    },
     "ae": {"model": {"arch": "ae", "hidden": (16,)}, "verify": {"min_samples": 10_000}},  # 50 ns RTL (BENCHMARKS)
     # rnn: hidden = (recurrent units, head widths...); n_particles = sequence length
     "rnn": {

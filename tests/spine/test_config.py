@@ -93,13 +93,14 @@ def test_layer_bits_and_per_layer_options():
 def test_phi_hidden_sets_the_deepsets_per_particle_widths_only():
     from trigflow.kinds.gnn import DEEPSETS_WIDTHS, deepsets_widths
 
-    default = load_config("gnn", overrides={"model": {"arch": "deepsets"}})
-    assert default.model.phi_hidden == () and deepsets_widths(default) == DEEPSETS_WIDTHS
+    default = load_config("gnn")  # the Level-1 default: Deep Sets, φ 64, ρ 64-32-32
+    assert default.model.arch == "deepsets" and default.model.hidden == (64, 32, 32)
+    assert default.model.phi_hidden == () and deepsets_widths(default) == DEEPSETS_WIDTHS == {"phi_hidden": (64,)}
     narrow = load_config("gnn", overrides=parse_overrides(["model.arch=deepsets", "model.phi_hidden=48,32"]))
     assert deepsets_widths(narrow)["phi_hidden"] == (48, 32)
     for kind, overrides, message in [
         ("gnn", {"model": {"arch": "deepsets", "phi_hidden": "32,0"}}, "invalid model.phi_hidden"),
-        ("gnn", {"model": {"phi_hidden": "32,32"}}, "arch=deepsets only"),
+        ("gnn", {"model": {"arch": "in", "phi_hidden": "32,32"}}, "arch=deepsets only"),
         ("mlp", {"model": {"phi_hidden": "32"}}, "arch=deepsets only"),
     ]:
         with pytest.raises(TrigflowError, match=message) as info:

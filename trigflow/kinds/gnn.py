@@ -1,7 +1,8 @@
 """Spine layer: the graph-network jet tagger recipe — N jet constituents → 5 class logits.
 
-``model.arch``: ``"in"`` (Interaction Network on the fully connected graph of the N particles, the default),
-``"deepsets"`` (per-particle MLP + pooling: the cheapest baseline) or ``"garnet"`` (hls4ml's GarNet layer;
+``model.arch``: ``"deepsets"`` (per-particle network φ, mean pooling, then ``model.hidden``: the default, the
+one that fits a Level-1 budget), ``"in"`` (Interaction Network on the fully connected graph of the N particles:
+its edge network is replicated N(N−1) times) or ``"garnet"`` (hls4ml's GarNet layer;
 the QKeras model mirrors its fixed-point firmware arithmetic, see below and ``docs/gnn.md``).
 
 Raw format and input features (``features_from_raw``, recorded in ``preprocessing.json`` so
@@ -52,7 +53,9 @@ RAW_TRANSFORM = "gnn_constituents_v2"  # names the raw → feature function belo
 
 # Widths of the per-edge / per-node / per-particle networks (the head after pooling is ``model.hidden``).
 IN_WIDTHS: dict[str, Any] = {"edge_hidden": (32,), "edge_dim": 16, "node_hidden": (32,), "node_dim": 16}
-DEEPSETS_WIDTHS: dict[str, Any] = {"phi_hidden": (64, 64)}  # model.phi_hidden replaces it when given
+# φ is replicated on every particle, so a one-layer φ and the capacity after the pooling (model.hidden) is what
+# fits Level 1: 231k LUT for φ 64 + ρ 64-32-32 against 1.0M for φ 64-64 + ρ 32-32 (docs/rtl.md)
+DEEPSETS_WIDTHS: dict[str, Any] = {"phi_hidden": (64,)}  # model.phi_hidden replaces it when given
 GARNET_WIDTHS: dict[str, Any] = {"n_aggregators": 8, "n_filters": 64, "n_propagate": 32}
 PRECISION_FILE = "trigflow_gnn.json"  # written into the project: per-layer types and warnings
 
