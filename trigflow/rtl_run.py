@@ -30,7 +30,6 @@ def prove_rtl(
 
     from trigflow.evaluate_run import read_run
     from trigflow.fsio import write_text
-    from trigflow.proof.checks import Thresholds
     from trigflow.proof.reference import exact_predict
 
     run_dir = Path(run_dir).resolve()
@@ -53,14 +52,9 @@ def prove_rtl(
             **{name: model.predict(x, batch_size=4096, verbose=0).reshape(len(x), -1).astype(np.float64)
                for name, model in models.items()},
         }
-    verify_cfg = config["verify"]
-    limits = Thresholds(
-        min_samples=int(verify_cfg["min_samples"]),
-        min_bit_exact_fraction=float(verify_cfg["min_bit_exact_fraction"]),
-    )
     report = {"kind": config["kind"], "run_dir": str(run_dir), **prove_rtl_of(
-        models["qkeras"], outputs, x, input_kif, project / "rtl", firmware=config["firmware"], limits=limits,
-        force=force, max_lut=max_lut, ui=ui,
+        models["qkeras"], outputs, x, input_kif, project / "rtl", firmware=config["firmware"],
+        thresholds=config["verify"], force=force, max_lut=max_lut, ui=ui,
     )}
     write_text(run_dir / RTL_REPORT, json.dumps(report, indent=2, default=float))
     from trigflow.report_html import load_report, write_page
@@ -77,19 +71,24 @@ def prove_rtl_of(
     rtl_dir: Path,
     *,
     firmware: dict[str, Any],
-    limits: Any,
+    thresholds: dict[str, Any],
     force: bool = False,
     max_lut: float | None = None,
     ui: StageUI,
 ) -> dict[str, Any]:
     """The RTL proof of ``qmodel`` on ``x`` (input grid ``input_kif``): trace, Verilog in ``rtl_dir``, Verilator,
     then the RTL simulation against ``outputs`` (``reference`` = exact QKeras, ``qkeras``, ``float``) judged by
-    ``limits`` (``proof.checks.Thresholds``). Returns the report keys after ``kind``/``run_dir``."""
+    the ``min_samples`` and ``min_bit_exact_fraction`` of ``thresholds`` (a run's ``verify`` config, a report's
+    ``thresholds``). Returns the report keys after ``kind``/``run_dir``."""
     import numpy as np
 
     from trigflow.firmware.rtl import RtlProject, build_rtl
-    from trigflow.proof.checks import check_thresholds, failures_of, prove, versions
+    from trigflow.proof.checks import Thresholds, check_thresholds, failures_of, prove, versions
 
+    limits = Thresholds(
+        min_samples=int(thresholds["min_samples"]),
+        min_bit_exact_fraction=float(thresholds["min_bit_exact_fraction"]),
+    )
     report: dict[str, Any] = {}
 
     def check(built: RtlProject) -> None:

@@ -549,21 +549,17 @@ class ModelFile:
         """``firmware.rtl``: the reference the firmware equals, traced into Verilog in ``<project>/rtl`` and
         proven by Verilator on the same inputs (``rtl_report.json``); its failures join the verdict."""
         from trigflow.fsio import write_text
-        from trigflow.proof.checks import Thresholds
         from trigflow.quantize.fixed import FixedType
         from trigflow.rtl_run import RTL_REPORT, prove_rtl_of
 
         assert self._rtl is not None
         dep, outputs = self._rtl
         t = FixedType.parse(str(dep.spec.input_type))
-        limits = Thresholds(
-            min_samples=int(report["thresholds"]["min_samples"]),
-            min_bit_exact_fraction=float(report["thresholds"]["min_bit_exact_fraction"]),
-        )
         x_word = np.asarray(t.cast(np.asarray(dep.x, np.float64)))  # the input word, as the HLS input converts it
         rtl = {"kind": "verify", "run_dir": str(self.out_dir), **prove_rtl_of(
             dep.reference, outputs, x_word, (int(t.signed), t.integer - int(t.signed), t.frac),
-            self.project / "rtl", firmware=report["firmware"], limits=limits, force=self.force, ui=ui,
+            self.project / "rtl", firmware=report["firmware"], thresholds=report["thresholds"], force=self.force,
+            ui=ui,
         )}
         write_text(tmp / RTL_REPORT, json.dumps(rtl, indent=2, default=float))
         report["failures"] += rtl["failures"]
