@@ -144,13 +144,14 @@ def _drawn(model: Any, shape: tuple[int, ...], n: int, seed: int) -> tuple[np.nd
 
 def exp_table(distance: str, edge_weight: str) -> dict[str, int]:
     """Size of hls4ml's exp(-d²) lookup table: 2^(distance width) entries of the edge-weight type, against
-    the table of hls4ml's own 12-bit distance."""
+    the table of hls4ml's own distance type (``models.gnn.GARNET_DISTANCE_T``)."""
+    from trigflow.models.gnn import GARNET_DISTANCE_T
     from trigflow.quantize.fixed import FixedType
 
     bits = FixedType.parse(edge_weight).width
     entries = 2 ** FixedType.parse(distance).width
     return {"entries": entries, "entry_bits": bits, "kbit": entries * bits // 1024,
-            "hls4ml_kbit": 2**12 * bits // 1024}
+            "hls4ml_kbit": 2**GARNET_DISTANCE_T.width * bits // 1024}
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
