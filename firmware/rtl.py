@@ -328,6 +328,13 @@ class RtlProject:
         x = np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(len(x), -1))
         return np.asarray(self.logic.predict(x), dtype=np.float64).reshape(len(x), -1)
 
+    def emulator(self):
+        """The same logic compiled to native code (``firmware.logic_emulator``), built once into
+        ``emulator/``; raises ``EmulatorUnsupported`` for a design it cannot express."""
+        from trigflow.firmware.logic_emulator import compile_logic
+
+        return compile_logic(self.logic, self.path / "emulator")
+
 
 def _sources(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in (folder / "src").rglob("*.v"))

@@ -1,5 +1,6 @@
-"""Firmware layer: how fast the exact engines run — hls4ml predict (the proof's C-sim), the RTL's Verilator
-model, da4ml's interpreter and the exact QKeras reference — against onnxruntime (float, not exact).
+"""Firmware layer: how fast the exact engines run — hls4ml predict (the proof's C-sim), the compiled emulator of
+the RTL's logic, the RTL's Verilator model, da4ml's interpreter and the exact QKeras reference — against
+onnxruntime (float, not exact).
 
 Usage::
 
@@ -9,7 +10,8 @@ Usage::
 
 Per model, on one compiled hls4ml project: samples/s of hls4ml ``predict`` (``trigflow.firmware.csim``) and
 of onnxruntime on the tf2onnx export of the same QKeras model. With ``--engines`` (io_parallel models): the
-same model traced into RTL (``firmware.rtl.build_rtl``), its Verilator simulation and da4ml's interpreter, and
+same model traced into RTL (``firmware.rtl.build_rtl``), its logic compiled by ``firmware.logic_emulator``, its
+Verilator simulation and da4ml's interpreter, and
 ``proof.reference.exact_predict``; each exact engine's outputs are checked equal to hls4ml's on every sample
 (``bit_exact_vs_csim``), and the BENCHMARKS.md section ``engines`` gets the table. Every method runs
 ``--repeats`` times, interleaved in short rounds, and the best run counts (the machine is shared: the best run
@@ -140,21 +142,24 @@ def interleaved(
     return seconds, cpu, outputs
 
 
-ENGINES = ("rtl_verilator", "da4ml_interpreter", "exact_reference")  # exact: must equal hls4ml predict
+ENGINES = ("logic_emulator", "rtl_verilator", "da4ml_interpreter", "exact_reference")  # must equal hls4ml predict
 MARKDOWN = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 
 def exact_engines(model, qspec, x, workdir: Path) -> tuple[dict[str, Callable[[], object]], float]:
-    """The RTL (Verilator), da4ml's interpreter of the same logic and the exact reference, as methods; and the
-    seconds the RTL took to trace and build."""
+    """The compiled emulator of the RTL's logic, the RTL (Verilator), da4ml's interpreter of the same logic and
+    the exact reference, as methods; and the seconds the RTL took to trace and build (the emulator's g++ build
+    included)."""
     from trigflow.firmware.rtl import build_rtl
     from trigflow.proof.reference import exact_predict
 
     start = time.perf_counter()
     kif = (1, qspec.input_integer, qspec.input_bits - 1 - qspec.input_integer)
     project = build_rtl(model, kif, workdir / "rtl", max_lut=float("inf"))
+    emulator = project.emulator()
     build_s = time.perf_counter() - start
     methods = {
+        "logic_emulator": lambda: emulator.predict(x),
         "rtl_verilator": lambda: project.predict(x),
         "da4ml_interpreter": lambda: project.interpret(x),
         "exact_reference": lambda: exact_predict(model, x),
@@ -271,7 +276,7 @@ def render_engines(result: dict, command: str, raw: Path) -> str:
                 f"| {name} | {m} | {exact} | {best[m]:,.0f} | {best[m] / best['hls4ml_predict']:.1f}× | "
                 f"{per_cpu[m]:,.0f} | {per_cpu[m] / per_cpu['hls4ml_predict']:.1f}× |"
             )
-        lines.append(f"\nRTL trace + Verilator build of {name}: {row['rtl_build_s']:,} s.")
+        lines.append(f"\nRTL trace + Verilator build + emulator g++ build of {name}: {row['rtl_build_s']:,} s.")
     lines.append("<!-- engines:end -->")
     return "\n".join(lines) + "\n"
 

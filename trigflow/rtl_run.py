@@ -2,9 +2,11 @@
 
 The run folder is the starting point: its deployed QKeras model is traced with da4ml into Verilog under
 ``<project>/rtl/`` (``firmware.rtl``), compiled with Verilator, and the RTL simulation is compared bit for bit with
-the exact QKeras reference on the run's whole test set, judged by the run's thresholds. The proof (the C-sim
-proof's keys plus ``source: "rtl"``) is ``rtl_report.json`` in the run folder (one copy: the run page reads it
-there; it names the RTL folder as ``rtl_dir``).
+the exact QKeras reference on the run's whole test set, judged by the run's thresholds. Three exact engines run
+the same logic: da4ml's logic compiled to native code (``firmware.logic_emulator``, the fastest) on every
+sample, and the Verilator simulation and da4ml's interpreter on the first ``VERILATOR_SAMPLES``, which must
+agree with it. The proof (the C-sim proof's keys plus ``source: "rtl"``) is ``rtl_report.json`` in the run
+folder (one copy: the run page reads it there; it names the RTL folder as ``rtl_dir``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from trigflow.ui import StageUI
 __all__ = ["RTL_REPORT", "prove_rtl", "prove_rtl_of"]
 
 RTL_REPORT = "rtl_report.json"
+VERILATOR_SAMPLES = 200_000  # Verilator's share of a proof; the compiled emulator runs every sample
 
 
 def prove_rtl(
@@ -82,6 +85,7 @@ def prove_rtl_of(
     ``thresholds``). Returns the report keys after ``kind``/``run_dir``."""
     import numpy as np
 
+    from trigflow.firmware.logic_emulator import EmulatorUnsupported
     from trigflow.firmware.rtl import RtlProject, build_rtl
     from trigflow.proof.checks import Thresholds, check_thresholds, failures_of, prove, versions
 
@@ -92,13 +96,34 @@ def prove_rtl_of(
     report: dict[str, Any] = {}
 
     def check(built: RtlProject) -> None:
+        rows = np.asarray(x)
+        y_emulator, unsupported = None, None
+        with ui.stage("compiled logic emulator"):
+            try:
+                y_emulator = built.emulator().predict(rows)
+            except EmulatorUnsupported as exc:
+                unsupported = str(exc)
+        simulated = len(rows) if y_emulator is None else min(len(rows), VERILATOR_SAMPLES)
         with ui.stage("RTL simulation (Verilator)"):
-            y_rtl = built.predict(x)
+            y_rtl = built.predict(rows[:simulated])
         with ui.stage("da4ml interpreter"):
-            y_interp = built.interpret(x)
-        proof = {"source": "rtl", "engine": "verilator", **prove({**outputs, "firmware": y_rtl})}
-        proof["interpreter_bit_exact_fraction"] = float(np.mean(np.all(y_interp == y_rtl, axis=1)))
+            y_interp = built.interpret(rows[:simulated])
+        judged = y_rtl if y_emulator is None else y_emulator
+        proof = {
+            "source": "rtl",
+            "engine": "verilator" if y_emulator is None else "emulator",
+            **prove({**outputs, "firmware": judged}),
+            "engine_samples": {
+                "emulator": 0 if y_emulator is None else len(rows), "verilator": simulated, "interpreter": simulated,
+            },
+            "interpreter_bit_exact_fraction": _agreement(y_interp, judged[:simulated]),
+        }
+        if y_emulator is not None:
+            proof["verilator_bit_exact_fraction"] = _agreement(y_rtl, y_emulator[:simulated])
+        else:
+            proof["emulator_unsupported"] = unsupported
         checks = check_thresholds(proof, limits, versus=" (RTL simulation vs exact QKeras)")
+        checks["engines_agree"] = _engines_agree(proof)
         failures = failures_of(checks)
         report.update(
             rtl_dir=str(rtl_dir), proof=proof, rtl=built.manifest, checks=checks, passed=not failures,
@@ -112,6 +137,28 @@ def prove_rtl_of(
         )
     report["timings_s"] = {k: round(v, 3) for k, v in ui.timings.items()}
     return report
+
+
+def _agreement(a, b) -> float:
+    import numpy as np
+
+    return float(np.mean(np.all(np.asarray(a) == np.asarray(b), axis=1))) if len(a) else 1.0
+
+
+def _engines_agree(proof: dict[str, Any]) -> dict[str, Any]:
+    """Verilator and da4ml's interpreter must give the judged engine's outputs on every sample they ran."""
+    pairs = {
+        "Verilator": proof.get("verilator_bit_exact_fraction"),
+        "da4ml interpreter": proof["interpreter_bit_exact_fraction"],
+    }
+    counts = proof["engine_samples"]
+    detail = ", ".join(f"{name} = {proof['engine']} on {v:.6f}" for name, v in pairs.items() if v is not None)
+    detail += f" of the first {counts['verilator']:,} samples"
+    if proof["engine"] == "emulator" and counts["verilator"] < counts["emulator"]:
+        detail += f"; the compiled emulator alone ran all {counts['emulator']:,}"
+    if proof.get("emulator_unsupported"):
+        detail += f"; compiled emulator not used ({proof['emulator_unsupported']})"
+    return {"passed": all(v == 1.0 for v in pairs.values() if v is not None), "detail": detail}
 
 
 def _proven_models(run_dir: Path, kind: str, x, classes: list[str]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ def _assert_rtl_exact(model, folder, n: int) -> dict:
     reference = exact_predict(model, x)
     np.testing.assert_array_equal(project.predict(x), reference)
     np.testing.assert_array_equal(project.interpret(x), reference)
+    np.testing.assert_array_equal(project.emulator().predict(x), reference)
     return project.manifest
 
 
@@ -139,6 +140,8 @@ def test_run_with_firmware_rtl_proves_the_rtl_too(fake_jets, tmp_path):
     proof = report["proof"]
     assert proof["source"] == "rtl" and proof["bit_exact_fraction"] == 1.0 and proof["samples"] == 1500
     assert proof["interpreter_bit_exact_fraction"] == 1.0 and report["passed"]
+    assert proof["engine"] == "emulator" and proof["verilator_bit_exact_fraction"] == 1.0
+    assert proof["engine_samples"] == {"emulator": 1500, "verilator": 1500, "interpreter": 1500}
     c_sim = json.loads((out / "report.json").read_text())
     assert {k for k in c_sim if k in proof} >= {"samples", "bit_exact_fraction", "mismatched_samples",
                                                 "first_mismatch", "max_abs_diff_vs_qkeras", "max_abs_diff_vs_float"}
@@ -176,6 +179,7 @@ def _assert_gnn_rtl_exact(model, folder, n_particles: int, n: int = 400) -> dict
     reference = exact_predict(model, x)
     np.testing.assert_array_equal(project.predict(x), reference)
     np.testing.assert_array_equal(project.interpret(x), reference)
+    np.testing.assert_array_equal(project.emulator().predict(x), reference)
     return project.manifest
 
 
@@ -262,17 +266,21 @@ def _rtl_of_run(run, kind: str) -> dict:
 def test_deepsets_run_then_trigflow_rtl_proves_the_rtl(tmp_path, monkeypatch):
     """`trigflow run gnn` (Deep Sets, 8 particles, φ 8-8 for a small design) then `trigflow rtl` on its folder:
     the RTL simulation equals the exact reference on the run's whole test set."""
-    from trigflow import api
+    from trigflow import api, rtl_run
     from trigflow.kinds import gnn
 
     monkeypatch.setattr(gnn, "DEEPSETS_WIDTHS", {"phi_hidden": (8, 8)})
+    monkeypatch.setattr(rtl_run, "VERILATOR_SAMPLES", 200)  # the compiled emulator alone runs the rest
     run = api.run(
         "gnn", out=str(tmp_path / "out"), project_dir=str(tmp_path / "prj"),
         model={"arch": "deepsets", "n_particles": 8, "hidden": (8,)}, data={"max_samples": 3000},
         quant={"epochs": 2, "bits": 6}, verify={"min_samples": 500},
     )
     report = _rtl_of_run(run, "gnn")
-    assert report["proof"]["interpreter_bit_exact_fraction"] == 1.0
+    proof = report["proof"]
+    assert proof["interpreter_bit_exact_fraction"] == 1.0 and proof["verilator_bit_exact_fraction"] == 1.0
+    assert proof["engine_samples"] == {"emulator": proof["samples"], "verilator": 200, "interpreter": 200}
+    assert "the compiled emulator alone ran all" in report["checks"]["engines_agree"]["detail"]
     assert report["rtl"]["inputs"]["shape"] == [8, 3]
 
 
@@ -288,3 +296,24 @@ def test_autoencoder_run_then_trigflow_rtl_proves_the_score_firmware(tmp_path):
     )
     report = _rtl_of_run(run, "ae")
     assert report["rtl"]["outputs"]["shape"] == [1]  # one score per event, not the 57 reconstructions
+
+
+def test_engines_that_disagree_fail_the_rtl_proof():
+    from trigflow.rtl_run import _engines_agree
+
+    proof = {
+        "engine": "emulator", "engine_samples": {"emulator": 5000, "verilator": 1000, "interpreter": 1000},
+        "interpreter_bit_exact_fraction": 1.0, "verilator_bit_exact_fraction": 0.999,
+    }
+    verdict = _engines_agree(proof)
+    assert not verdict["passed"]
+    assert verdict["detail"] == (
+        "Verilator = emulator on 0.999000, da4ml interpreter = emulator on 1.000000 of the first 1,000 samples; "
+        "the compiled emulator alone ran all 5,000"
+    )
+    assert _engines_agree({**proof, "verilator_bit_exact_fraction": 1.0})["passed"]
+    fallback = {"engine": "verilator", "engine_samples": {"emulator": 0, "verilator": 5000, "interpreter": 5000},
+                "interpreter_bit_exact_fraction": 1.0, "emulator_unsupported": "op 7 multiplies beyond 62 bits"}
+    assert _engines_agree(fallback) == {"passed": True, "detail": (
+        "da4ml interpreter = verilator on 1.000000 of the first 5,000 samples; compiled emulator not used "
+        "(op 7 multiplies beyond 62 bits)")}

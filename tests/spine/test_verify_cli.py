@@ -199,7 +199,8 @@ def test_verify_with_firmware_rtl_proves_the_rtl_on_the_same_inputs(files, tmp_p
     assert rtl["kind"] == "verify" and rtl["rtl_dir"] == str((prj / "rtl").resolve()) and rtl["passed"]
     proof = rtl["proof"]
     assert proof["source"] == "rtl" and proof["samples"] == 1200 and proof["bit_exact_fraction"] == 1.0
-    assert proof["interpreter_bit_exact_fraction"] == 1.0
+    assert proof["interpreter_bit_exact_fraction"] == 1.0 and proof["verilator_bit_exact_fraction"] == 1.0
+    assert proof["engine"] == "emulator" and rtl["checks"]["engines_agree"]["passed"]
     assert json.loads((out / "report.json").read_text())["passed"]
     assert "RTL (da4ml Verilog, Verilator)" in (out / "index.html").read_text()
 
