@@ -655,8 +655,16 @@ def _dense(layer: Any, io_stream: bool) -> LayerCost:
 def _conv(layer: Any, io_stream: bool) -> LayerCost:
     n_window = int(_attr(layer, "n_chan", 1)) * int(_attr(layer, "filt_height", 1))
     n_window *= int(_attr(layer, "filt_width", 1))
+    out_pixels = int(_attr(layer, "out_height", 1)) * int(_attr(layer, "out_width", 1))
+    n_part = int(_attr(layer, "n_partitions", out_pixels) or out_pixels)
+    copies = max(1, out_pixels // max(n_part, 1))  # io_parallel: the window product, once per pixel of a partition
     if (da := _distributed_arithmetic(layer, n_window)) is not None:
-        return da
+        if io_stream:
+            return da
+        da.est.lut *= copies
+        da.est.ii = n_part
+        da.est.note = f"{n_part} partitions x {copies} px; {da.est.note}"
+        return LayerCost(da.est, da.ops, extra_cycles=n_part - 1, copies=copies)
     if (operands := _kernel_operands(layer)) is None:
         return _not_modelled(layer, "no weights found")
     x, out, w, wn, b = operands
@@ -681,8 +689,6 @@ def _conv(layer: Any, io_stream: bool) -> LayerCost:
         lay = LayerCost(est, mm.ops, stream_packets=in_h * in_w, stream_ii=mm.ii)
         lay.first_packets = (kh - 1) * in_w + kw
         return lay
-    n_part = int(_attr(layer, "n_partitions", out_h * out_w) or out_h * out_w)
-    copies = max(1, (out_h * out_w) // max(n_part, 1))
     est = LayerEstimate(
         name,
         kind,

@@ -53,3 +53,23 @@ def test_da_config_refuses_reuse_and_quartus():
 
     with pytest.raises(TrigflowError, match="distributed_arithmetic needs reuse_factor 1"):
         load_config("mlp", None, {"firmware": {"strategy": DISTRIBUTED_ARITHMETIC, "reuse_factor": 2}})
+
+
+def test_da_conv_estimate_counts_partitions_and_pixels(tmp_path):
+    """A per-item QDense (hls4ml's PointwiseConv1D → Conv1D under DA) repeats da4ml's kernel once per pixel of a
+    partition and runs its partitions one after the other, as hls4ml's conv_da_parallel template does."""
+    from trigflow.firmware.estimate import estimate
+    from trigflow.firmware.gnn import convert_graph_network
+    from trigflow.models.gnn import build_deepsets
+
+    model = build_deepsets(8, 3, 5, bits=6, phi_hidden=(8,), rho_hidden=(8,), pooling="sum")
+    hls_model, _ = convert_graph_network(model, tmp_path / "prj", FirmwareSpec(strategy=DISTRIBUTED_ARITHMETIC),
+                                         compile=False)
+    layers = {layer.name: layer for layer in estimate(hls_model).layers}
+    node = {name: hls_model.graph[name] for name in ("phi_dense_0", "pool_sum")}
+    assert node["phi_dense_0"].get_attr("n_partitions") == 8  # one φ kernel, shared by the 8 particles
+    assert layers["phi_dense_0"].ii == 8
+    assert layers["phi_dense_0"].lut == round(node["phi_dense_0"].get_attr("da_kernel_cost"))
+    assert node["pool_sum"].get_attr("n_partitions") == 1  # the sum: fully parallel, one kernel per feature
+    assert layers["pool_sum"].ii == 1
+    assert layers["pool_sum"].lut == 8 * round(node["pool_sum"].get_attr("da_kernel_cost"))
