@@ -66,7 +66,8 @@ class FirmwareSpec:
     layer_reuse: dict[str, int] = field(default_factory=dict)  # per-layer ReuseFactor (hls4ml LayerName key)
 
     CONFIG_FIELDS: ClassVar[tuple[str, ...]] = (
-        "backend", "part", "clock_period", "io_type", "strategy", "reuse_factor", "project_name", "rtl"
+        "backend", "part", "clock_period", "io_type", "strategy", "reuse_factor", "parallelization_factor",
+        "project_name", "rtl",
     )
 
     @classmethod

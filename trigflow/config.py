@@ -112,6 +112,7 @@ class FirmwareConfig:
     io_type: str = _FIRMWARE.io_type
     strategy: str = _FIRMWARE.strategy
     reuse_factor: int = _FIRMWARE.reuse_factor
+    parallelization_factor: int = _FIRMWARE.parallelization_factor  # items per cycle of per-item layers (GNN)
     project_name: str = _FIRMWARE.project_name
     rtl: bool = _FIRMWARE.rtl  # also `trigflow rtl` after a passed run (da4ml Verilog, Verilator proof)
 
@@ -261,6 +262,11 @@ def validate(config: RunConfig) -> RunConfig:
         ),
         (0 < fw.clock_period <= 1000, f"invalid clock period {fw.clock_period} ns: give a value in (0, 1000]"),
         (fw.reuse_factor >= 1, f"invalid reuse factor {fw.reuse_factor}: must be ≥ 1"),
+        (
+            fw.parallelization_factor >= 1,
+            f"invalid parallelization factor {fw.parallelization_factor}: must be ≥ 1 "
+            "(items per cycle of the per-item layers; the item count makes them fully parallel)",
+        ),
         (
             fw.strategy != "distributed_arithmetic" or (fw.reuse_factor == 1 and fw.backend in ("Vitis", "Vivado")),
             f"strategy distributed_arithmetic needs reuse_factor 1 and backend Vitis or Vivado "

@@ -118,9 +118,9 @@ def test_run_config_maps_onto_firmware_spec_in_one_place():
 
     assert tuple(f.name for f in dataclasses.fields(FirmwareConfig)) == FirmwareSpec.CONFIG_FIELDS
     assert FirmwareSpec.from_config(FirmwareConfig()) == FirmwareSpec()
-    custom = FirmwareConfig(reuse_factor=4, io_type="io_stream")
+    custom = FirmwareConfig(reuse_factor=4, io_type="io_stream", parallelization_factor=16)
     assert FirmwareSpec.from_config(custom, input_type="fixed<8,3>") == FirmwareSpec(
-        reuse_factor=4, io_type="io_stream", input_type="fixed<8,3>"
+        reuse_factor=4, io_type="io_stream", input_type="fixed<8,3>", parallelization_factor=16
     )
 
 

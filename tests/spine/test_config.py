@@ -56,6 +56,7 @@ def test_unknown_key_suggests_nearest():
         ({"firmware": {"backend": "Xyz"}}, "unknown backend"),
         ({"quant": {"bits": "six"}}, "not a valid int"),
         ({"quant": {"sparsity": 1.5}}, "invalid sparsity"),
+        ({"firmware": {"parallelization_factor": 0}}, "invalid parallelization factor 0: must be ≥ 1"),
     ],
 )
 def test_bad_values_are_one_line_errors(overrides, message):
