@@ -32,7 +32,9 @@ compile-time constants, so HLS specialises every product ``x * w``:
   6-bit 16-64-32-32-5 MLP da4ml said 37.3k where yosys synth_xilinx counted 37.5k LUT, docs/rtl.md).  Before
   hls4ml's DA pass ran (no ``da_kernel_cost``), the products are the Latency model's fabric products
   with no DSP binding (no shared terms: an upper bound).  Latency: an adder tree of ``ceil(log2 n_in) + 1``
-  levels of the output width.
+  levels of the output width.  A Conv (io_parallel, hls4ml's conv_da_parallel template) builds that kernel
+  once per pixel of a partition and runs its partitions one per cycle: LUT × pixels per partition,
+  II = partitions.
 
 Adder trees.  Output ``j`` sums its ``k_j`` non-zero products (and the bias when non-zero) in a balanced
 tree: ``k_j - 1`` adders of the accumulator width (clipped to the product width), depth

@@ -30,7 +30,7 @@ __all__ = ["EmulatorUnsupported", "LogicEmulator", "compile_logic", "emulator_so
 LANES = 8  # int64 lanes: two 256-bit registers per value (4 and 16 measured slower)
 OPS_PER_FUNCTION = 500  # g++'s time grows faster than linearly with a function's length
 MAX_BITS = 62
-CXXFLAGS = ("-O1", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17")
+CXXFLAGS = ("-O1", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++20")  # C++20: << of negatives
 
 
 class EmulatorUnsupported(ValueError):
@@ -68,6 +68,11 @@ def _check_width(qint, f: int, where: str) -> None:
         raise EmulatorUnsupported(f"{where} needs more than {MAX_BITS} bits at 2^-{f}")
 
 
+def _check_widening(qint, f0: int, f: int, where: int) -> None:
+    if _bits_at(qint, f0) + max(0, f - f0) > MAX_BITS:
+        raise EmulatorUnsupported(f"op {where} widens its operand beyond {MAX_BITS} bits")
+
+
 def _wrap(var: str, k: int, i: int, f: int) -> str:
     """Two's-complement wrap of an integer at 2⁻ᶠ onto k sign bits, i integer and f fraction bits."""
     bits = k + i + f
@@ -103,7 +108,6 @@ def emulator_source(logic) -> str:
             common = max(f0, f1, f)
             _check_width(op.qint, common, f"op {idx}")
             for src, fs in ((op.id0, f0), (op.id1, f1)):
-                _check_width(ops[src].qint, fs, f"op {src}")
                 if _bits_at(ops[src].qint, kifs[src][2]) + common - fs > MAX_BITS:
                     raise EmulatorUnsupported(f"op {idx} aligns op {src} beyond {MAX_BITS} bits")
             sign = "+" if code == 0 else "-"
@@ -112,6 +116,7 @@ def emulator_source(logic) -> str:
         elif code in (2, -2):
             f0 = kifs[op.id0][2]
             neg = "-" if code == -2 else ""
+            _check_widening(ops[op.id0].qint, f0, f, idx)
             lines.append(
                 f"{{ V r = {neg}t[{op.id0}]; r = r & (r > 0); r = {_shift('r', f - f0)}; "
                 f"{dst} = {_wrap('r', 0, i, f)}; }}"
@@ -119,8 +124,7 @@ def emulator_source(logic) -> str:
         elif code in (3, -3):
             f0 = kifs[op.id0][2]
             neg = "-" if code == -3 else ""
-            if f > f0 and _bits_at(ops[op.id0].qint, f0) + f - f0 > MAX_BITS:
-                raise EmulatorUnsupported(f"op {idx} widens op {op.id0} beyond {MAX_BITS} bits")
+            _check_widening(ops[op.id0].qint, f0, f, idx)
             lines.append(f"{{ V r = {_shift(f'{neg}t[{op.id0}]', f - f0)}; {dst} = {_wrap('r', k, i, f)}; }}")
         elif code == 4:
             f0 = kifs[op.id0][2]
@@ -234,8 +238,16 @@ class LogicEmulator:
         n_in, n_out = self.shape
         x = np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(-1, n_in))
         y = np.empty((len(x), n_out), dtype=np.float64)
-        self._lib.run(x.ctypes.data, y.ctypes.data, len(x), int(threads or os.cpu_count() or 1))
+        self._lib.run(x.ctypes.data, y.ctypes.data, len(x), int(threads or len(os.sched_getaffinity(0))))
         return y
+
+
+def _cpu_flags() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line for line in lines if line.startswith("flags")), "")
 
 
 def compile_logic(logic, folder: str | Path) -> LogicEmulator:
@@ -245,7 +257,8 @@ def compile_logic(logic, folder: str | Path) -> LogicEmulator:
     source = emulator_source(logic)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256((source + " ".join(CXXFLAGS)).encode()).hexdigest()[:16]
+    built_for = " ".join(CXXFLAGS) + _cpu_flags()  # -march=native: a library built elsewhere is not reused
+    digest = hashlib.sha256((source + built_for).encode()).hexdigest()[:16]
     library = folder / f"emulator_{digest}.so"
     if not library.is_file():
         (folder / "emulator.cc").write_text(source)

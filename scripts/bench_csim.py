@@ -159,7 +159,7 @@ def exact_engines(model, qspec, x, workdir: Path) -> tuple[dict[str, Callable[[]
     emulator = project.emulator()
     build_s = time.perf_counter() - start
     methods = {
-        "logic_emulator": lambda: emulator.predict(x),
+        "logic_emulator": lambda: emulator.predict(x, threads=1),  # one core: its rate per CPU-second
         "rtl_verilator": lambda: project.predict(x),
         "da4ml_interpreter": lambda: project.interpret(x),
         "exact_reference": lambda: exact_predict(model, x),
