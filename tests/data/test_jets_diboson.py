@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from trigflow.data import JET_CLASSES
@@ -48,3 +49,23 @@ def test_bad_boson_processes_is_refused_and_default_cache_key_kept(tmp_path):
 def test_diboson_w_chunk_gives_labelled_w_jets():
     result = _generate_chunk(_Chunk(2, 0, 2, 11, JetOptions(boson_processes="diboson")))
     assert result.n_jets == 2 and set(result.arrays["label"].tolist()) == {2}
+
+
+def test_leading_labelling_is_checked_and_keeps_default_cache_key(tmp_path):
+    with pytest.raises(TrigflowError, match="unknown boson_labelling 'first'; choose from"):
+        generate_jets(tmp_path / "x.h5", 5, boson_processes="diboson", boson_labelling="first")
+    with pytest.raises(TrigflowError, match="needs boson_processes='diboson'"):
+        generate_jets(tmp_path / "x.h5", 5, boson_labelling="leading")
+    assert not (tmp_path / "x.h5").exists()
+    assert cached_jets_path(5, 1, boson_labelling="matched") == cached_jets_path(5, 1)
+    leading = cached_jets_path(5, 1, boson_processes="diboson", boson_labelling="leading")
+    assert leading != cached_jets_path(5, 1, boson_processes="diboson")
+
+
+def test_leading_labelling_takes_one_jet_per_event_for_w_only():
+    options = JetOptions(boson_processes="diboson", boson_labelling="leading")
+    w = _generate_chunk(_Chunk(2, 0, 3, 11, options))
+    assert w.n_jets == 3 and set(w.arrays["label"].tolist()) == {2} and w.n_events >= 3
+    # g is untouched by the option: the same jets as the default
+    g, g_default = (_generate_chunk(_Chunk(0, 0, 1, 11, o)) for o in (options, JetOptions()))
+    np.testing.assert_array_equal(g.arrays["hlf"], g_default.arrays["hlf"])

@@ -81,6 +81,10 @@ PYTHIA_PROCESSES: dict[str, tuple[str, ...]] = {
 # recipe's sample names suggest (pythia82-lhc13-WW-pt1-50k, -ZZ-: docs/jets.md point 7); both bosons decay
 # to quarks and each may give a matched jet. "boson_parton" (the default) keeps PYTHIA_PROCESSES.
 BOSON_PROCESSES: tuple[str, ...] = ("boson_parton", "diboson")
+# How W and Z jets are labelled: "matched" (the default, as every class: the jet matched to a boson whose
+# decay quarks it contains) or, with "diboson" only, "leading": the event's leading jet, labelled by the
+# process without truth matching, as the public set's labelling (keras-training convert/addTruth.py).
+BOSON_LABELLINGS: tuple[str, ...] = ("matched", "leading")
 DIBOSON_PROCESSES: dict[str, tuple[str, ...]] = {
     "w": ("WeakDoubleBoson:ffbar2WW = on", *_HADRONIC_W),
     "z": (
@@ -122,6 +126,7 @@ class JetOptions:
     detector: str = "none"  # one of DETECTORS; "none" = stable generator-level particles
     min_particle_pt_gev: float = 0.0  # particles (or cells) with a lower pT are not clustered; 0 = all
     boson_processes: str = "boson_parton"  # one of BOSON_PROCESSES: the W and Z classes' hard processes
+    boson_labelling: str = "matched"  # one of BOSON_LABELLINGS: how W and Z jets are chosen
 
 
 @dataclass(frozen=True)
@@ -340,14 +345,15 @@ def _generate_chunk(chunk: _Chunk) -> _ChunkResult:
     rows: list[dict[str, np.ndarray]] = []
     n_events = 0
     max_events = 200 * chunk.n_jets + 1000
+    leading = chunk.options.boson_labelling == "leading" and jet_class in DIBOSON_PROCESSES
     for event in _events(pythia):
         n_events += 1
         if n_events > max_events:
             raise TrigflowError(
                 f"only {len(rows)} {jet_class} jets in {max_events} events; selection too tight"
             )
-        objects = _truth_objects(jet_class, event)
-        if not objects:
+        objects = None if leading else _truth_objects(jet_class, event)
+        if not leading and not objects:
             continue
         visible = (event["status"] > 0) & ~np.isin(np.abs(event["id"]), _NEUTRINOS)
         momenta = detector_particles(event["id"][visible], event["p"][visible], chunk.options.detector)
@@ -355,11 +361,12 @@ def _generate_chunk(chunk: _Chunk) -> _ChunkResult:
             momenta = momenta[np.hypot(momenta[:, 0], momenta[:, 1]) > chunk.options.min_particle_pt_gev]
         particles = [fastjet.PseudoJet(*p) for p in momenta.tolist()]
         sequence = fastjet.ClusterSequence(particles, jet_definition)
-        jets = [
-            jet
-            for jet in fastjet.sorted_by_pt(sequence.inclusive_jets(pt_min))
-            if jet.pt() <= pt_max and abs(jet.eta()) < JET_ABS_ETA_MAX
-        ]
+        all_jets = fastjet.sorted_by_pt(sequence.inclusive_jets(pt_min))
+        jets = [jet for jet in all_jets if jet.pt() <= pt_max and abs(jet.eta()) < JET_ABS_ETA_MAX]
+        if leading:  # the event's leading jet when it passes the window; label from the process
+            if jets and jets[0] is all_jets[0]:
+                rows.append(_jet_arrays(jets[0], chunk.options))
+            objects = []
         for target, quarks in objects:
             if not jets or len(rows) == chunk.n_jets:
                 break
@@ -428,6 +435,15 @@ def _check_options(n: int, seed: int, options: JetOptions) -> None:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 100:
         raise TrigflowError(f"min_particle_pt_gev must be a number of GeV in [0, 100), got {threshold!r}")
     class_processes("w", options.boson_processes)
+    if options.boson_labelling not in BOSON_LABELLINGS:
+        raise TrigflowError(
+            f"unknown boson_labelling {options.boson_labelling!r}; choose from {', '.join(BOSON_LABELLINGS)}"
+        )
+    if options.boson_labelling == "leading" and options.boson_processes != "diboson":
+        raise TrigflowError(
+            "boson_labelling='leading' needs boson_processes='diboson' (a W/Z + parton event's leading jet "
+            "may be the parton); set both or neither"
+        )
 
 
 class _JetWriter:
@@ -494,13 +510,15 @@ def generate_jets(
     detector: str = "none",
     min_particle_pt_gev: float = 0.0,
     boson_processes: str = "boson_parton",
+    boson_labelling: str = "matched",
 ) -> Path:
     """Generate ``n`` jets (balanced over g, q, W, Z, t) into the HDF5 file ``out``; returns its path.
 
     ``detector`` (``DETECTORS``): "none" clusters the stable generator-level particles; "hcal" / "hcal_ecal"
     first put neutral hadrons (/ and photons) into calorimeter cells as the recipe's processing code can.
     ``min_particle_pt_gev`` > 0 leaves particles (cells) of lower pT out of the clustering.
-    ``boson_processes="diboson"``: W and Z jets from WW and ZZ pair production (``BOSON_PROCESSES``)."""
+    ``boson_processes="diboson"``: W and Z jets from WW and ZZ pair production (``BOSON_PROCESSES``);
+    with it, ``boson_labelling="leading"`` takes each event's leading jet without truth matching."""
     from trigflow import __version__
     from trigflow.data.parallel import ChunkStore, map_chunks
 
@@ -512,6 +530,7 @@ def generate_jets(
         detector,
         min_particle_pt_gev,
         boson_processes,
+        boson_labelling,
     )
     _check_options(n, seed, options)
     out = Path(out)
@@ -560,6 +579,7 @@ def generate_jets(
                 "detector": options.detector,
                 "min_particle_pt_gev": float(options.min_particle_pt_gev),
                 "boson_processes": options.boson_processes,
+                "boson_labelling": options.boson_labelling,
                 "jet_radius": JET_RADIUS,
                 "jet_pt_range_gev": list(JET_PT_RANGE_GEV),
                 "jet_abs_eta_max": JET_ABS_ETA_MAX,
@@ -648,8 +668,13 @@ def cached_jets_path(n: int, seed: int = 0, **options) -> Path:
     if unknown:
         raise TrigflowError(f"unknown jet option(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     settings = {**JetOptions().__dict__, **options}
-    defaults = (("detector", "none"), ("min_particle_pt_gev", 0.0), ("boson_processes", "boson_parton"))
-    for name, default in defaults:
+    defaults = {
+        "detector": "none",
+        "min_particle_pt_gev": 0.0,
+        "boson_processes": "boson_parton",
+        "boson_labelling": "matched",
+    }
+    for name, default in defaults.items():
         if settings[name] == default:
             del settings[name]  # the default: the key (and cached files) of files made before the option
     key = {"kind": "jets", "format": FORMAT_VERSION, "n": int(n), "seed": int(seed), "options": settings}
