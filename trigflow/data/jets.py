@@ -8,6 +8,8 @@ point. Visible final-state particles (all but neutrinos) are
 clustered with anti-kt R = 0.8; jets with |η| < 2 and 800 < pT < 1200 GeV are kept when they match the
 class's truth object within ΔR < R: the outgoing hard gluon (g) or light u/d/s quark (q), or the W, Z or top
 whose decay quarks (for t: b, q, q') all lie within ΔR < R of the jet axis. At most one jet per truth object.
+Options, off by default: W and Z from WW / ZZ production, labelled by matching or, as the public set, as each
+event's leading jet (``BOSON_PROCESSES``, ``BOSON_LABELLINGS``).
 
 Features: the 16 high-level features (``HLF_NAMES``, definitions in ``jet_substructure``), jet pT/η/mass
 (ungroomed), the ``n_constituents`` highest-pT constituents (pT fraction, Δη, Δφ, E, ΔR relative to the jet
@@ -352,7 +354,7 @@ def _generate_chunk(chunk: _Chunk) -> _ChunkResult:
             raise TrigflowError(
                 f"only {len(rows)} {jet_class} jets in {max_events} events; selection too tight"
             )
-        objects = None if leading else _truth_objects(jet_class, event)
+        objects = [] if leading else _truth_objects(jet_class, event)
         if not leading and not objects:
             continue
         visible = (event["status"] > 0) & ~np.isin(np.abs(event["id"]), _NEUTRINOS)
@@ -363,10 +365,8 @@ def _generate_chunk(chunk: _Chunk) -> _ChunkResult:
         sequence = fastjet.ClusterSequence(particles, jet_definition)
         all_jets = fastjet.sorted_by_pt(sequence.inclusive_jets(pt_min))
         jets = [jet for jet in all_jets if jet.pt() <= pt_max and abs(jet.eta()) < JET_ABS_ETA_MAX]
-        if leading:  # the event's leading jet when it passes the window; label from the process
-            if jets and jets[0] is all_jets[0]:
-                rows.append(_jet_arrays(jets[0], chunk.options))
-            objects = []
+        if leading and jets and jets[0] is all_jets[0]:  # the event's leading jet, labelled by the process
+            rows.append(_jet_arrays(jets[0], chunk.options))
         for target, quarks in objects:
             if not jets or len(rows) == chunk.n_jets:
                 break
@@ -434,7 +434,7 @@ def _check_options(n: int, seed: int, options: JetOptions) -> None:
     threshold = options.min_particle_pt_gev
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 100:
         raise TrigflowError(f"min_particle_pt_gev must be a number of GeV in [0, 100), got {threshold!r}")
-    class_processes("w", options.boson_processes)
+    class_processes("w", options.boson_processes)  # raises on an unknown value
     if options.boson_labelling not in BOSON_LABELLINGS:
         raise TrigflowError(
             f"unknown boson_labelling {options.boson_labelling!r}; choose from {', '.join(BOSON_LABELLINGS)}"
