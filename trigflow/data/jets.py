@@ -8,6 +8,8 @@ point. Visible final-state particles (all but neutrinos) are
 clustered with anti-kt R = 0.8; jets with |η| < 2 and 800 < pT < 1200 GeV are kept when they match the
 class's truth object within ΔR < R: the outgoing hard gluon (g) or light u/d/s quark (q), or the W, Z or top
 whose decay quarks (for t: b, q, q') all lie within ΔR < R of the jet axis. At most one jet per truth object.
+Options, off by default: W and Z from WW / ZZ production, labelled by matching or, as the public set, as each
+event's leading jet (``BOSON_PROCESSES``, ``BOSON_LABELLINGS``).
 
 Features: the 16 high-level features (``HLF_NAMES``, definitions in ``jet_substructure``), jet pT/η/mass
 (ungroomed), the ``n_constituents`` highest-pT constituents (pT fraction, Δη, Δφ, E, ΔR relative to the jet
@@ -77,6 +79,23 @@ PYTHIA_PROCESSES: dict[str, tuple[str, ...]] = {
     ),
     "t": ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on", *_HADRONIC_W),
 }
+# Optional W and Z processes: "diboson" makes the W and Z classes from WW and ZZ pair production, as the
+# recipe's sample names suggest (pythia82-lhc13-WW-pt1-50k, -ZZ-: docs/jets.md point 7); both bosons decay
+# to quarks and each may give a matched jet. "boson_parton" (the default) keeps PYTHIA_PROCESSES.
+BOSON_PROCESSES: tuple[str, ...] = ("boson_parton", "diboson")
+# How W and Z jets are labelled: "matched" (the default, as every class: the jet matched to a boson whose
+# decay quarks it contains) or, with "diboson" only, "leading": the event's leading jet, labelled by the
+# process without truth matching, as the public set's labelling (keras-training convert/addTruth.py).
+BOSON_LABELLINGS: tuple[str, ...] = ("matched", "leading")
+DIBOSON_PROCESSES: dict[str, tuple[str, ...]] = {
+    "w": ("WeakDoubleBoson:ffbar2WW = on", *_HADRONIC_W),
+    "z": (
+        "WeakDoubleBoson:ffbar2gmZgmZ = on",
+        "WeakZ0:gmZmode = 2",
+        "23:onMode = off",
+        "23:onIfAny = 1 2 3 4 5",
+    ),
+}
 _TRUTH_ID = {"w": 24, "z": 23, "t": 6}
 
 
@@ -108,6 +127,8 @@ class JetOptions:
     jets_per_chunk: int = JETS_PER_CHUNK
     detector: str = "none"  # one of DETECTORS; "none" = stable generator-level particles
     min_particle_pt_gev: float = 0.0  # particles (or cells) with a lower pT are not clustered; 0 = all
+    boson_processes: str = "boson_parton"  # one of BOSON_PROCESSES: the W and Z classes' hard processes
+    boson_labelling: str = "matched"  # one of BOSON_LABELLINGS: how W and Z jets are chosen
 
 
 @dataclass(frozen=True)
@@ -133,13 +154,24 @@ class _ChunkResult:
 # ------------------------------------------------------------------------------------------------- generation
 
 
-def pythia_settings(jet_class: str, pythia_seed: int) -> list[str]:
+def class_processes(jet_class: str, boson_processes: str = "boson_parton") -> tuple[str, ...]:
+    """The Pythia8 process (and decay) settings of one class; ``boson_processes`` as in BOSON_PROCESSES."""
+    if boson_processes not in BOSON_PROCESSES:
+        raise TrigflowError(
+            f"unknown boson_processes {boson_processes!r}; choose from {', '.join(BOSON_PROCESSES)}"
+        )
+    if boson_processes == "diboson" and jet_class in DIBOSON_PROCESSES:
+        return DIBOSON_PROCESSES[jet_class]
+    return PYTHIA_PROCESSES[jet_class]
+
+
+def pythia_settings(jet_class: str, pythia_seed: int, boson_processes: str = "boson_parton") -> list[str]:
     """All Pythia8 settings for one chunk of one class."""
     return [
         f"Beams:eCM = {ECM_GEV}",
         f"PhaseSpace:pTHatMin = {PT_HAT_RANGE_GEV[0]}",
         f"PhaseSpace:pTHatMax = {PT_HAT_RANGE_GEV[1]}",
-        *PYTHIA_PROCESSES[jet_class],
+        *class_processes(jet_class, boson_processes),
         "Random:setSeed = on",
         f"Random:seed = {pythia_seed}",
         "Print:quiet = on",
@@ -304,7 +336,7 @@ def _generate_chunk(chunk: _Chunk) -> _ChunkResult:
 
     jet_class = JET_CLASSES[chunk.class_index]
     pythia = pythia8mc.Pythia("", False)
-    for setting in pythia_settings(jet_class, chunk.pythia_seed):
+    for setting in pythia_settings(jet_class, chunk.pythia_seed, chunk.options.boson_processes):
         if not pythia.readString(setting):
             raise TrigflowError(f"Pythia8 rejected setting {setting!r}; check the pythia8mc version")
     if not pythia.init():
@@ -315,14 +347,15 @@ def _generate_chunk(chunk: _Chunk) -> _ChunkResult:
     rows: list[dict[str, np.ndarray]] = []
     n_events = 0
     max_events = 200 * chunk.n_jets + 1000
+    leading = chunk.options.boson_labelling == "leading" and jet_class in DIBOSON_PROCESSES
     for event in _events(pythia):
         n_events += 1
         if n_events > max_events:
             raise TrigflowError(
                 f"only {len(rows)} {jet_class} jets in {max_events} events; selection too tight"
             )
-        objects = _truth_objects(jet_class, event)
-        if not objects:
+        objects = [] if leading else _truth_objects(jet_class, event)
+        if not leading and not objects:
             continue
         visible = (event["status"] > 0) & ~np.isin(np.abs(event["id"]), _NEUTRINOS)
         momenta = detector_particles(event["id"][visible], event["p"][visible], chunk.options.detector)
@@ -330,11 +363,10 @@ def _generate_chunk(chunk: _Chunk) -> _ChunkResult:
             momenta = momenta[np.hypot(momenta[:, 0], momenta[:, 1]) > chunk.options.min_particle_pt_gev]
         particles = [fastjet.PseudoJet(*p) for p in momenta.tolist()]
         sequence = fastjet.ClusterSequence(particles, jet_definition)
-        jets = [
-            jet
-            for jet in fastjet.sorted_by_pt(sequence.inclusive_jets(pt_min))
-            if jet.pt() <= pt_max and abs(jet.eta()) < JET_ABS_ETA_MAX
-        ]
+        all_jets = fastjet.sorted_by_pt(sequence.inclusive_jets(pt_min))
+        jets = [jet for jet in all_jets if jet.pt() <= pt_max and abs(jet.eta()) < JET_ABS_ETA_MAX]
+        if leading and jets and jets[0] is all_jets[0]:  # the event's leading jet, labelled by the process
+            rows.append(_jet_arrays(jets[0], chunk.options))
         for target, quarks in objects:
             if not jets or len(rows) == chunk.n_jets:
                 break
@@ -402,6 +434,16 @@ def _check_options(n: int, seed: int, options: JetOptions) -> None:
     threshold = options.min_particle_pt_gev
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 100:
         raise TrigflowError(f"min_particle_pt_gev must be a number of GeV in [0, 100), got {threshold!r}")
+    class_processes("w", options.boson_processes)  # raises on an unknown value
+    if options.boson_labelling not in BOSON_LABELLINGS:
+        raise TrigflowError(
+            f"unknown boson_labelling {options.boson_labelling!r}; choose from {', '.join(BOSON_LABELLINGS)}"
+        )
+    if options.boson_labelling == "leading" and options.boson_processes != "diboson":
+        raise TrigflowError(
+            "boson_labelling='leading' needs boson_processes='diboson' (a W/Z + parton event's leading jet "
+            "may be the parton); set both or neither"
+        )
 
 
 class _JetWriter:
@@ -467,17 +509,28 @@ def generate_jets(
     jets_per_chunk: int = JETS_PER_CHUNK,
     detector: str = "none",
     min_particle_pt_gev: float = 0.0,
+    boson_processes: str = "boson_parton",
+    boson_labelling: str = "matched",
 ) -> Path:
     """Generate ``n`` jets (balanced over g, q, W, Z, t) into the HDF5 file ``out``; returns its path.
 
     ``detector`` (``DETECTORS``): "none" clusters the stable generator-level particles; "hcal" / "hcal_ecal"
     first put neutral hadrons (/ and photons) into calorimeter cells as the recipe's processing code can.
-    ``min_particle_pt_gev`` > 0 leaves particles (cells) of lower pT out of the clustering."""
+    ``min_particle_pt_gev`` > 0 leaves particles (cells) of lower pT out of the clustering.
+    ``boson_processes="diboson"``: W and Z jets from WW and ZZ pair production (``BOSON_PROCESSES``);
+    with it, ``boson_labelling="leading"`` takes each event's leading jet without truth matching."""
     from trigflow import __version__
     from trigflow.data.parallel import ChunkStore, map_chunks
 
     options = JetOptions(
-        n_constituents, image_size, bool(preprocess_images), jets_per_chunk, detector, min_particle_pt_gev
+        n_constituents,
+        image_size,
+        bool(preprocess_images),
+        jets_per_chunk,
+        detector,
+        min_particle_pt_gev,
+        boson_processes,
+        boson_labelling,
     )
     _check_options(n, seed, options)
     out = Path(out)
@@ -511,7 +564,9 @@ def generate_jets(
                 "kind": "jets",
                 "format_version": FORMAT_VERSION,
                 "generator": generator_description(),
-                "processes": json.dumps({c: list(PYTHIA_PROCESSES[c]) for c in JET_CLASSES}),
+                "processes": json.dumps(
+                    {c: list(class_processes(c, options.boson_processes)) for c in JET_CLASSES}
+                ),
                 "seed": int(seed),
                 "trigflow_version": __version__,
                 "n_jets": int(n),
@@ -523,6 +578,8 @@ def generate_jets(
                 "jets_per_chunk": options.jets_per_chunk,
                 "detector": options.detector,
                 "min_particle_pt_gev": float(options.min_particle_pt_gev),
+                "boson_processes": options.boson_processes,
+                "boson_labelling": options.boson_labelling,
                 "jet_radius": JET_RADIUS,
                 "jet_pt_range_gev": list(JET_PT_RANGE_GEV),
                 "jet_abs_eta_max": JET_ABS_ETA_MAX,
@@ -611,7 +668,13 @@ def cached_jets_path(n: int, seed: int = 0, **options) -> Path:
     if unknown:
         raise TrigflowError(f"unknown jet option(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     settings = {**JetOptions().__dict__, **options}
-    for name, default in (("detector", "none"), ("min_particle_pt_gev", 0.0)):
+    defaults = {
+        "detector": "none",
+        "min_particle_pt_gev": 0.0,
+        "boson_processes": "boson_parton",
+        "boson_labelling": "matched",
+    }
+    for name, default in defaults.items():
         if settings[name] == default:
             del settings[name]  # the default: the key (and cached files) of files made before the option
     key = {"kind": "jets", "format": FORMAT_VERSION, "n": int(n), "seed": int(seed), "options": settings}
