@@ -4,9 +4,9 @@ weighted QCD: measured cost").
 
 For each recipe (Pythia process + optional forced semileptonic decays) and pT-hat bin, Pythia runs for a fixed
 wall time in this process. Every event is first vetoed at generator level (no status-1 e/mu with pT > 20 GeV
--> dropped before FastJet; lossless for a 23 GeV cut, the e/mu resolution at 20 GeV is 2-3 %). The survivors go
-through ``trigflow.data.anomaly.reconstruct`` three times, with its isolation cut ``ISO_MAX`` set to 0.15
-(trigflow), 0.45 (ADC2021's folder name) and no isolation, and pass the ADC2021 filter if the leading
+-> dropped before FastJet; lossless for a 23 GeV cut, the e/mu resolution at 20 GeV is 2-3 %). The
+survivors go through ``trigflow.data.anomaly.reconstruct`` three times, with its isolation cut ``ISO_MAX`` set
+to 0.15 (trigflow), 0.45 (ADC2021's folder name) and no isolation, and pass the ADC2021 filter if the leading
 electron or muon (after trigflow's object cuts, |eta| < 3.0 / 2.1) has pT > 23 GeV.
 
 Weight of a passing event = sigmaGen / N_generated x (for forced recipes) the product, over every forced
@@ -17,7 +17,8 @@ recipes in the same bin).
 
 Usage::
 
-    python scripts/weighted_qcd_probe.py [--seconds 40] [--recipes forced_b forced_bc filter_hf filter_all w_lnu]
+    python scripts/weighted_qcd_probe.py [--seconds 40]
+        [--recipes forced_b forced_bc filter_b filter_hf filter_all w_lnu]
         [--bins 20:40 40:80 80:0] [--seed 1]        # writes scripts/results/weighted_qcd_probe.json
 """
 
@@ -26,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -57,17 +60,22 @@ RECIPES: dict[str, dict[str, Any]] = {
         "settings": ("HardQCD:hardbbbar = on", "HardQCD:hardccbar = on"),
         "forced": B_HADRONS + C_HADRONS,
     },
+    "filter_b": {
+        "description": "HardQCD:hardbbbar, natural decays, generator-level e/mu filter (forced_b unforced)",
+        "settings": ("HardQCD:hardbbbar = on",),
+        "forced": (),
+    },
     "filter_hf": {
         "description": "HardQCD:hardbbbar + hardccbar, natural decays, generator-level e/mu filter",
         "settings": ("HardQCD:hardbbbar = on", "HardQCD:hardccbar = on"),
         "forced": (),
     },
     "filter_all": {
-        "description": "HardQCD:all (as the embedded qcd component), natural decays, generator-level e/mu filter",
+        "description": "HardQCD:all (the embedded qcd process), natural decays, generator-level e/mu filter",
         "settings": ("HardQCD:all = on",),
         "forced": (),
     },
-    # reference, not QCD: the embedded w_lnu component (pT-hat bins do not apply), to compare sigma after the filter
+    # reference, not QCD: the embedded w_lnu component (no pT-hat bins), to compare sigma after the filter
     "w_lnu": {
         "description": "W -> l nu as trigflow.data.anomaly's w_lnu component (reference; bins ignored)",
         "settings": ("WeakSingleBoson:ffbar2W = on", "24:onMode = off", "24:onIfAny = 11 13 15"),
@@ -238,8 +246,8 @@ def probe(recipe: str, bin_gev: tuple[float, float], seconds: float, seed: int, 
 def summarise(runs: list[dict], n_target: int) -> dict:
     """Per recipe and isolation: bins with passing events combined with the cost-optimal allocation.
 
-    With bin cross-sections s_b (after the filter) and costs c_b (core-s per effective event), n_b events in bin
-    b give N_eff = (sum s)^2 / sum(s_b^2 / n_b); the cheapest allocation (n_b ~ s_b / sqrt(c_b)) costs
+    With bin cross-sections s_b (after the filter) and costs c_b (core-s per effective event), n_b events in
+    bin b give N_eff = (sum s)^2 / sum(s_b^2 / n_b); the cheapest allocation (n_b ~ s_b / sqrt(c_b)) costs
     N_eff x (sum_b f_b sqrt(c_b))^2 core-s, f_b = s_b / sum s."""
     out: dict[str, Any] = {}
     for recipe in dict.fromkeys(r["recipe"] for r in runs if r["recipe"] != "w_lnu"):
@@ -250,17 +258,15 @@ def summarise(runs: list[dict], n_target: int) -> dict:
             total = sum(r[key]["sigma_pass_pb"] for r in seen)
             entry: dict[str, Any] = {"bins_without_pass": empty}
             if total > 0:
-                frac = {str(r["pthat_gev"]): r[key]["sigma_pass_pb"] / total for r in seen}
-                root = sum(r[key]["sigma_pass_pb"] / total * math.sqrt(r[key]["core_s_per_eff_event"]) for r in seen)
+                share = {str(r["pthat_gev"]): r[key]["sigma_pass_pb"] / total for r in seen}
+                cost = {str(r["pthat_gev"]): r[key]["core_s_per_eff_event"] for r in seen}
+                root = sum(share[b] * math.sqrt(cost[b]) for b in share)
                 entry.update({
                     "sigma_pass_pb": total,
-                    "sigma_fraction_by_bin": frac,
+                    "sigma_fraction_by_bin": share,
                     "core_minutes_for_n_eff": root**2 * n_target / 60,
                     "allocation_events": {
-                        str(r["pthat_gev"]): round(
-                            n_target * r[key]["sigma_pass_pb"] / total / math.sqrt(r[key]["core_s_per_eff_event"]) * root
-                        )
-                        for r in seen
+                        b: round(n_target * share[b] / math.sqrt(cost[b]) * root) for b in share
                     },
                 })
             out[f"{recipe}/{key}"] = entry
@@ -268,12 +274,16 @@ def summarise(runs: list[dict], n_target: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    ap.add_argument("--bins", nargs="+", default=["20:40", "40:80", "80:0"], help="pT-hat bins LO:HI in GeV (HI 0 = open)")
+    ap.add_argument(
+        "--bins", nargs="+", default=["20:40", "40:80", "80:0"], help="pT-hat bins LO:HI in GeV (HI 0 = open)"
+    )
     ap.add_argument("--seconds", type=float, default=40.0, help="wall time per recipe and bin")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--n-target", type=int, default=20_280, help="effective QCD events wanted (today's file: 20,280)")
+    ap.add_argument("--n-target", type=int, default=20_280, help="effective QCD events (today: 20,280)")
     ap.add_argument("--out", type=Path, default=RESULT)
     args = ap.parse_args(argv)
     bins = [tuple(float(v) for v in b.split(":")) for b in args.bins]
@@ -289,10 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     # keep earlier runs of other recipes / bins (the file accumulates; a rerun replaces its own rows)
     replaced = {(r["recipe"], tuple(r["pthat_gev"])) for r in runs}
     runs = [r for r in old.get("runs", []) if (r["recipe"], tuple(r["pthat_gev"])) not in replaced] + runs
+    command = "python scripts/weighted_qcd_probe.py " + " ".join(argv if argv is not None else sys.argv[1:])
     result = {
-        "command": "python scripts/weighted_qcd_probe.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "commands": old.get("commands", []) + [command],  # every run whose rows the file holds, oldest first
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": {"load_average_1min": round(__import__("os").getloadavg()[0], 2), "python": platform.python_version()},
+        "machine": {"load_average_1min": round(os.getloadavg()[0], 2), "python": platform.python_version()},
         "seconds_per_run": args.seconds,
         "n_target": args.n_target,
         "runs": runs,
