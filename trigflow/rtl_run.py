@@ -103,6 +103,8 @@ def prove_rtl_of(
                 y_emulator = built.emulator().predict(rows)
             except EmulatorUnsupported as exc:
                 unsupported = str(exc)
+            except RuntimeError:  # g++ failed: Verilator proves every sample instead, and the report says why
+                unsupported = "g++ could not compile it (log: emulator/emulator.log in the RTL folder)"
         simulated = len(rows) if y_emulator is None else min(len(rows), VERILATOR_SAMPLES)
         with ui.stage("RTL simulation (Verilator)"):
             y_rtl = built.predict(rows[:simulated])
@@ -122,7 +124,9 @@ def prove_rtl_of(
             proof["verilator_bit_exact_fraction"] = _agreement(y_rtl, y_emulator[:simulated])
         else:
             proof["emulator_unsupported"] = unsupported
-        checks = check_thresholds(proof, limits, versus=" (RTL simulation vs exact QKeras)")
+        versus = " (RTL logic, compiled emulator vs exact QKeras)" if y_emulator is not None else (
+            " (RTL simulation vs exact QKeras)")
+        checks = check_thresholds(proof, limits, versus=versus)
         checks["engines_agree"] = _engines_agree(proof)
         failures = failures_of(checks)
         report.update(

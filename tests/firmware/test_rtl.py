@@ -317,3 +317,27 @@ def test_engines_that_disagree_fail_the_rtl_proof():
     assert _engines_agree(fallback) == {"passed": True, "detail": (
         "da4ml interpreter = verilator on 1.000000 of the first 5,000 samples; compiled emulator not used "
         "(op 7 multiplies beyond 62 bits)")}
+
+
+@pytest.mark.slow  # ~30 s: a Verilator build of the 16-4-5 MLP
+def test_when_g_plus_plus_fails_verilator_proves_every_sample_and_the_report_says_why(tmp_path, monkeypatch):
+    from trigflow.firmware import logic_emulator
+    from trigflow.proof.reference import exact_predict
+    from trigflow.rtl_run import prove_rtl_of
+    from trigflow.ui import StageUI
+
+    def broken(logic, folder):
+        raise RuntimeError("g++ could not compile the logic emulator")
+
+    monkeypatch.setattr(logic_emulator, "compile_logic", broken)
+    model, x = _mlp((4,)), _inputs(600)
+    reference = exact_predict(model, x)
+    report = prove_rtl_of(
+        model, {"reference": reference, "qkeras": reference, "float": reference}, x, INPUT_KIF, tmp_path / "rtl",
+        firmware={"clock_period": 5.0, "part": "xcvu13p-flga2577-2-e"},
+        thresholds={"min_samples": 500, "min_bit_exact_fraction": 1.0}, ui=StageUI(quiet=True),
+    )
+    proof = report["proof"]
+    assert report["passed"] and proof["engine"] == "verilator" and proof["bit_exact_fraction"] == 1.0
+    assert proof["engine_samples"] == {"emulator": 0, "verilator": 600, "interpreter": 600}
+    assert "g++ could not compile it" in report["checks"]["engines_agree"]["detail"]
