@@ -260,6 +260,12 @@ def data_jets(
     min_particle_pt: Annotated[
         float, typer.Option(help="GeV; softer particles (cells) are not clustered (0: all). docs/jets.md.")
     ] = 0.0,
+    boson_processes: Annotated[
+        str, typer.Option(help="boson_parton (W/Z + parton) or diboson (WW/ZZ, as the public set). docs/jets.md.")
+    ] = "boson_parton",
+    boson_labelling: Annotated[
+        str, typer.Option(help="matched (truth-matched W/Z jets) or leading (each event's leading jet; diboson).")
+    ] = "matched",
 ) -> None:
     """Generate jets with Pythia8 + FastJet: 16 high-level features, constituents and images."""
     from trigflow.data.jets import generate_jets
@@ -268,7 +274,8 @@ def data_jets(
     with cluster(address), _resumable(out):
         path = generate_jets(
             out, n, seed, workers=workers, n_constituents=constituents, image_size=image_size, force=force,
-            detector=detector, min_particle_pt_gev=min_particle_pt,
+            detector=detector, min_particle_pt_gev=min_particle_pt, boson_processes=boson_processes,
+            boson_labelling=boson_labelling,
         )
     console.print(f"wrote {path}")
 

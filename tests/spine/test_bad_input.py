@@ -504,6 +504,13 @@ def test_unknown_detector_for_generated_jets(monkeypatch, capsys, tmp_path):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_leading_jet_labelling_without_diboson_jets(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "jets.h5"
+    result = cli(monkeypatch, capsys, "data", "jets", "--n", "5", "--boson-labelling", "leading", "--out", str(out))
+    assert_error(result, "boson_labelling='leading' needs boson_processes='diboson'")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_option(monkeypatch, capsys, tmp_path):
     line = usage_error(monkeypatch, capsys, tmp_path, "run", "--nope", "--out", str(tmp_path / "out"))
     assert "No such option: --nope" in line and "see 'trigflow run --help'" in line
