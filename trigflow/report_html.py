@@ -319,7 +319,8 @@ def rtl_proof(folder: Path) -> dict[str, Any] | None:
         return None
     proof = data.get("proof") if isinstance(data.get("proof"), dict) else {}
     manifest = data.get("rtl") if isinstance(data.get("rtl"), dict) else {}
-    rows = [(k, proof[k]) for k in (*PROOF_KEYS, "engine", "interpreter_bit_exact_fraction", "verilator_bit_exact_fraction") if k in proof]
+    shown = (*PROOF_KEYS, "engine", "interpreter_bit_exact_fraction", "verilator_bit_exact_fraction")
+    rows = [(k, proof[k]) for k in shown if k in proof]
     keys = ("top", "part", "clock_period_ns", "latency_cycles", "ii", "da4ml_cost_lut", "reg_bits")
     return {
         "passed": bool(data.get("passed")),
