@@ -114,6 +114,26 @@ def test_adc2021_components_and_counts():
     assert opts["weights"]["background_fractions"] == pytest.approx(FRACTIONS)
 
 
+def test_slow_qcd_bins_are_cut_into_chunks_with_their_own_seeds():
+    plan = anomaly._plan(90_000, 5_000, 0, "adc2021")
+    counts = component_counts(90_000, 5_000, "adc2021")
+    for c, comp in enumerate(ADC2021.components):
+        mine = [chunk for chunk in plan if chunk.component == c]
+        assert sum(chunk.n for chunk in mine) == counts[c]
+        if comp.chunk_events:  # ~10 core-minutes each: 23, 314, 403 events
+            assert max(chunk.n for chunk in mine) <= comp.chunk_events and len(mine) >= 19
+        else:
+            assert len(mine) == 19  # one per block of 6,000 events, as before
+    assert [c.chunk_events for c in anomaly.QCD_HF] == [23, 314, 403]
+    assert [sum(c.component == i for c in plan) for i in (1, 2, 3)] == [266, 76, 19]  # 5,828 / 23 per block...
+    seeds = {anomaly._seeds(0, c.component, c.block, c.part)[0] for c in plan}
+    assert len(seeds) == len(plan)
+    # the default selection keeps one chunk per component and block, with the seeds it always had
+    assert all(c.part == 0 for c in anomaly._plan(60_000, 5_000, 0))
+    (a, rng_a), (b, rng_b) = anomaly._seeds(1, 2, 3), anomaly._seeds(1, 2, 3, 0)
+    assert a == b and rng_a.random() == rng_b.random()
+
+
 def test_weights_sum_to_the_adc2021_fractions():
     stats = {
         "w_lnu": {"kept": 590, "generated": 680, "sigma_gen_pb": 4.6e4},

@@ -115,6 +115,7 @@ class Component:
     group: str = ""  # weighted files: components of one group share its weight (default: the name alone)
     gen_lepton_pt: float | None = None  # events without a final-state e/mu above this: not reconstructed
     max_generated_per_event: int = 1000  # Pythia events per kept event before the settings count as broken
+    chunk_events: int | None = None  # at most this many events per chunk (slow components: work to share)
 
     @property
     def weight_group(self) -> str:
@@ -209,6 +210,7 @@ QCD_HF_BINS: tuple[tuple[float, float | None], ...] = ((20.0, 40.0), (40.0, 80.0
 QCD_HF_SIGMA_PASS_PB = (838.3, 863.2, 81.3)
 QCD_HF_CORE_S_PER_EVENT = (26.2, 1.91, 1.49)
 QCD_FRACTION = 0.338
+CHUNK_CORE_S = 600.0  # the QCD bins are cut into chunks of ~10 core-minutes, so a cluster's cores share them
 
 
 def _qcd_hf_shares() -> tuple[float, ...]:
@@ -216,7 +218,7 @@ def _qcd_hf_shares() -> tuple[float, ...]:
     return tuple(r / sum(raw) for r in raw)
 
 
-def _qcd_hf_bin(lo: float, hi: float | None, share: float) -> Component:
+def _qcd_hf_bin(lo: float, hi: float | None, share: float, core_s: float) -> Component:
     name = f"qcd_hf_{lo:.0f}_{hi:.0f}" if hi is not None else f"qcd_hf_{lo:.0f}"
     window = f"{lo:.0f} < pTHat < {hi:.0f} GeV" if hi is not None else f"pTHat > {lo:.0f} GeV"
     settings = ("HardQCD:hardbbbar = on", f"PhaseSpace:pTHatMin = {lo:.1f}")
@@ -231,11 +233,13 @@ def _qcd_hf_bin(lo: float, hi: float | None, share: float) -> Component:
         group="qcd",
         gen_lepton_pt=GEN_LEPTON_VETO_PT,
         max_generated_per_event=30_000,  # 20-40 GeV: ~3,000 Pythia events per passing event (probe)
+        chunk_events=max(1, round(CHUNK_CORE_S / core_s)),
     )
 
 
 QCD_HF: tuple[Component, ...] = tuple(
-    _qcd_hf_bin(lo, hi, share) for (lo, hi), share in zip(QCD_HF_BINS, _qcd_hf_shares())
+    _qcd_hf_bin(lo, hi, share, core_s)
+    for (lo, hi), share, core_s in zip(QCD_HF_BINS, _qcd_hf_shares(), QCD_HF_CORE_S_PER_EVENT)
 )
 ADC2021_BACKGROUND: tuple[Component, ...] = (BACKGROUND[0],) + QCD_HF + BACKGROUND[2:]
 
@@ -448,6 +452,7 @@ class _Chunk:
     seed: int
     block: int
     selection: str = "trigflow"
+    part: int = 0  # a component's share of a block in parts of at most Component.chunk_events events
 
 
 @dataclass(frozen=True)
@@ -460,11 +465,12 @@ class ChunkResult:
     sigma_gen_pb: float = math.nan  # Pythia's sigmaGen() after this chunk (weighted selections)
 
 
-def _seeds(seed: int, component: int, block: int) -> tuple[int, np.random.Generator]:
-    """Pythia seed (1..900,000,000) and smearing generator derived only from (seed, component, block)."""
-    ss = np.random.SeedSequence([seed, component, block])
+def _seeds(seed: int, component: int, block: int, part: int = 0) -> tuple[int, np.random.Generator]:
+    """Pythia seed (1..900,000,000) and smearing generator derived only from (seed, component, block, part)."""
+    key = [seed, component, block] if part == 0 else [seed, component, block, 2, part]
+    ss = np.random.SeedSequence(key)
     pythia_seed = int(ss.generate_state(1, np.uint64)[0] % 900_000_000) + 1
-    return pythia_seed, np.random.default_rng(np.random.SeedSequence([seed, component, block, 1]))
+    return pythia_seed, np.random.default_rng(np.random.SeedSequence(key + [1]))
 
 
 def _pythia(settings: tuple[str, ...], seed: int) -> Any:
@@ -491,7 +497,7 @@ def generate_chunk(chunk: _Chunk) -> ChunkResult:
     _silence_fastjet()
     selection = selection_of(chunk.selection)
     comp = selection.components[chunk.component]
-    pythia_seed, rng = _seeds(chunk.seed, chunk.component, chunk.block)
+    pythia_seed, rng = _seeds(chunk.seed, chunk.component, chunk.block, chunk.part)
     pythia = _pythia(comp.settings, pythia_seed)
     kept: list[np.ndarray] = []
     n_kept = n_generated = 0
@@ -559,11 +565,15 @@ def _plan(n_background: int, n_signal: int, seed: int, selection: str = "trigflo
     counts = component_counts(n_background, n_signal, selection)
     blocks = max(1, math.ceil(sum(counts) / BLOCK_EVENTS))
     chunks = []
+    components = selection_of(selection).components
     for b in range(blocks):
         for c, n in enumerate(counts):
             n_block = n // blocks + (b < n % blocks)
-            if n_block:
-                chunks.append(_Chunk(c, n_block, seed, b, selection))
+            size = components[c].chunk_events or n_block
+            parts = math.ceil(n_block / size) if n_block else 0
+            for part in range(parts):  # n_block split as evenly as possible into parts of at most `size`
+                n_part = n_block // parts + (part < n_block % parts)
+                chunks.append(_Chunk(c, n_part, seed, b, selection, part))
     return chunks
 
 
