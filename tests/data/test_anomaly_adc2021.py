@@ -240,7 +240,7 @@ def test_cli_refuses_unknown_selection_and_too_few_events(monkeypatch, capsys, t
 def test_generate_a_tiny_adc2021_file(tmp_path):
     """6 background events (one per component: the minimum) and 2 per signal, on 2 workers, then again on 1.
     Measured here (2 cores shared with another job, load 1.5): the 2-worker file in 28-30 s, of which the
-    20-40 GeV QCD bin's one event took 21 worker-s (1,260 Pythia events); 61 s for the whole test."""
+    20-40 GeV QCD bin's one event took 21 worker-s (1,260 Pythia events); 57-61 s for the whole test."""
     start = time.perf_counter()
     path = generate_anomaly(tmp_path / "adc.h5", 6, 2, seed=3, workers=2, selection="adc2021")
     seconds = time.perf_counter() - start
