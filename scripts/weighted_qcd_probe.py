@@ -4,10 +4,12 @@ weighted QCD: measured cost").
 
 For each recipe (Pythia process + optional forced semileptonic decays) and pT-hat bin, Pythia runs for a fixed
 wall time in this process. Every event is first vetoed at generator level (no status-1 e/mu with pT > 20 GeV
--> dropped before FastJet; lossless for a 23 GeV cut, the e/mu resolution at 20 GeV is 2-3 %). The
-survivors go through ``trigflow.data.anomaly.reconstruct`` three times, with its isolation cut ``ISO_MAX`` set
-to 0.15 (trigflow), 0.45 (ADC2021's folder name) and no isolation, and pass the ADC2021 filter if the leading
-electron or muon (after trigflow's object cuts, |eta| < 3.0 / 2.1) has pT > 23 GeV.
+-> dropped before FastJet; lossless for a 23 GeV cut, the e/mu resolution at 20 GeV is 2-3 %;
+``trigflow.data.anomaly.generator_lepton``). The survivors go through ``trigflow.data.anomaly.reconstruct``
+three times, with the ``adc2021`` selection (the ADC2021 filter: the leading electron or muon, after
+trigflow's object cuts |eta| < 3.0 / 2.1, has pT > 23 GeV; no jet leg) and its isolation cut set to 0.15
+(trigflow), 0.45 (ADC2021's folder name, the selection's own) and no isolation. ``generate_anomaly(...,
+selection="adc2021")`` makes files with the filter_b recipe.
 
 Weight of a passing event = sigmaGen / N_generated x (for forced recipes) the product, over every forced
 hadron that decayed in the event, of the branching fraction of the channels left open. That product is exact
@@ -44,8 +46,6 @@ RESULT = ROOT / "scripts" / "results" / "weighted_qcd_probe.json"
 B_HADRONS = (511, 521, 531, 541, 5122, 5132, 5232, 5332)
 C_HADRONS = (411, 421, 431, 4122, 4132, 4232, 4332)
 LEPTONS = (11, 13)
-GEN_LEPTON_PT = 20.0  # generator-level veto before reconstruction
-TRIGGER_PT = 23.0  # ADC2021 filter
 ISOLATIONS: dict[str, float] = {"iso_0.15": 0.15, "iso_0.45": 0.45, "no_iso": math.inf}
 MB_TO_PB = 1e9
 
@@ -149,23 +149,10 @@ def _forced_weights(prt: Any, open_br: dict[int, float]) -> np.ndarray:
     return np.exp(log_w)
 
 
-def _gen_lepton(prt: Any) -> np.ndarray:
-    import awkward as ak
-
-    fin = prt[(prt.status > 0) & ((abs(prt.id) == 11) | (abs(prt.id) == 13))]
-    pt = np.hypot(fin.p.px, fin.p.py)
-    return ak.to_numpy(ak.any(pt > GEN_LEPTON_PT, axis=1))
-
-
-def _passes(x: np.ndarray) -> np.ndarray:
-    from trigflow.data.anomaly import FEATURE_NAMES
-
-    e0, mu0 = FEATURE_NAMES.index("e0_pt"), FEATURE_NAMES.index("mu0_pt")
-    return np.maximum(x[:, e0], x[:, mu0]) > TRIGGER_PT
-
-
 def probe(recipe: str, bin_gev: tuple[float, float], seconds: float, seed: int, batch: int = 500) -> dict:
     """Run one recipe in one pT-hat bin for ``seconds`` of wall time; counts, weights and timings."""
+    from dataclasses import replace
+
     import trigflow.data.anomaly as anomaly
 
     anomaly._silence_fastjet()
@@ -179,28 +166,24 @@ def probe(recipe: str, bin_gev: tuple[float, float], seconds: float, seed: int, 
     weights: dict[str, list[np.ndarray]] = {k: [] for k in ISOLATIONS}
     n_gen = n_gen_lepton = 0
     t_pythia = t_reco = 0.0
-    original = anomaly.ISO_MAX
+    selections = {key: replace(anomaly.ADC2021, iso_max=iso) for key, iso in ISOLATIONS.items()}
     start = time.perf_counter()
-    try:
-        while time.perf_counter() - start < seconds:
-            t0 = time.perf_counter()
-            events = pythia.nextBatch(batch, "skip")
-            t1 = time.perf_counter()
-            t_pythia += t1 - t0
-            n_gen += len(events)
-            if len(events) == 0:
-                continue
-            prt = events.prt[_gen_lepton(events.prt)]
-            n_gen_lepton += len(prt)
-            if len(prt):
-                w = _forced_weights(prt, open_br)
-                for key, iso in ISOLATIONS.items():
-                    anomaly.ISO_MAX = iso
-                    x, _ = anomaly.reconstruct(prt, rngs[key])
-                    weights[key].append(w[_passes(x)])
-            t_reco += time.perf_counter() - t1
-    finally:
-        anomaly.ISO_MAX = original
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        events = pythia.nextBatch(batch, "skip")
+        t1 = time.perf_counter()
+        t_pythia += t1 - t0
+        n_gen += len(events)
+        if len(events) == 0:
+            continue
+        prt = events.prt[anomaly.generator_lepton(events.prt, anomaly.GEN_LEPTON_VETO_PT)]
+        n_gen_lepton += len(prt)
+        if len(prt):
+            w = _forced_weights(prt, open_br)
+            for key, selection in selections.items():
+                _, passed = anomaly.reconstruct(prt, rngs[key], selection)
+                weights[key].append(w[passed])
+        t_reco += time.perf_counter() - t1
     info = pythia.infoPython()
     sigma_pb = info.sigmaGen() * MB_TO_PB
     core_s = t_pythia + t_reco

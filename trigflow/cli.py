@@ -289,13 +289,16 @@ def data_anomaly(
     workers: Annotated[Optional[int], typer.Option(help="Processes (default: all cores).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
+    selection: Annotated[
+        str, typer.Option(help="trigflow (as the embedded file) or adc2021 (weighted, lepton-enriched QCD).")
+    ] = "trigflow",
 ) -> None:
     """Generate L1 anomaly-detection events (ADC2021 layout): SM background + four BSM signals."""
     from trigflow.data.anomaly import generate_anomaly
     from trigflow.data.parallel import cluster
 
     with cluster(address), _resumable(out):
-        path = generate_anomaly(out, n, n_signal, seed, workers=workers, force=force)
+        path = generate_anomaly(out, n, n_signal, seed, workers=workers, force=force, selection=selection)
     console.print(f"wrote {path}")
 
 

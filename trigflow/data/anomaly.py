@@ -34,6 +34,14 @@ so the 20,280 QCD events would need >= 4e7 Pythia events. H+- (60 GeV) -> tau nu
 0.6 % of events.
 Events are mixed in blocks of a few thousand, so any contiguous slice of the file has the same composition.
 Same seed -> same arrays, whatever the number of workers (only the timing attribute differs).
+
+``selection="adc2021"`` (``trigflow data anomaly --selection adc2021``) makes an ADC2021-like weighted file
+instead: the preselection is the ADC2021 filter alone (an e or mu above 23 GeV, no jet leg, for background and
+signals), the lepton isolation is 0.45 (ADC2021's folder name ``IsoLep_lt_45``) instead of 0.15, and the QCD
+component becomes lepton-enriched bbbar in three pT-hat bins (``QCD_HF_BINS``; natural decays, events without
+a final-state e/mu above 20 GeV dropped before reconstruction). Each event carries a ``weight``: every
+background component's weights sum to its ADC2021 fraction, QCD's 33.8 % shared over the bins by
+sigma_gen x efficiency; signals weigh 1. docs/ae.md, "An ADC2021-like weighted file", gives the cost.
 """
 
 from __future__ import annotations
@@ -78,7 +86,13 @@ MET_SOFT_RESOLUTION = 0.5  # sigma per axis = 0.5 * sqrt(sum ET_soft / GeV) GeV
 LEPTON_TRIGGER_PT = 23.0
 JET_TRIGGER_PT = 50.0
 
+# selection "adc2021": ADC2021's isolation (folder name IsoLep_lt_45) and the generator-level e/mu veto of the
+# lepton-enriched QCD bins (20 GeV: a 23 GeV e/mu after 2-3 % smearing is a > 5 sigma fluctuation away)
+ADC2021_ISO_MAX = 0.45
+GEN_LEPTON_VETO_PT = 20.0
+
 INVISIBLE_IDS = (12, 14, 16, 1000022, 1000039)
+MB_TO_PB = 1e9
 
 ECM_GEV = 13000.0
 COMMON_SETTINGS: tuple[str, ...] = (
@@ -97,7 +111,15 @@ class Component:
     name: str
     description: str
     settings: tuple[str, ...]
-    fraction: float = 0.0  # background only
+    fraction: float = 0.0  # background only: share of the background events
+    group: str = ""  # weighted files: components of one group share its weight (default: the name alone)
+    gen_lepton_pt: float | None = None  # events without a final-state e/mu above this: not reconstructed
+    max_generated_per_event: int = 1000  # Pythia events per kept event before the settings count as broken
+    chunk_events: int | None = None  # at most this many events per chunk (slow components: work to share)
+
+    @property
+    def weight_group(self) -> str:
+        return self.group or self.name
 
 
 BACKGROUND: tuple[Component, ...] = (
@@ -178,6 +200,83 @@ SIGNALS: tuple[Component, ...] = (
 )
 
 COMPONENTS: tuple[Component, ...] = BACKGROUND + SIGNALS
+
+# ---- selection "adc2021": lepton-enriched QCD (HardQCD:hardbbbar, natural decays) in pT-hat bins.
+# Events per bin: one each, the rest in the cost-optimal shares n_b ~ s_b / sqrt(c_b) with s_b the bin's
+# cross-section after the filter (pb) and c_b its core-seconds per passing event, both measured by
+# scripts/weighted_qcd_probe.py (recipe filter_b, isolation < 0.45; docs/ae.md). The weights do not depend on
+# this choice, only the statistical power per core-second does.
+QCD_HF_BINS: tuple[tuple[float, float | None], ...] = ((20.0, 40.0), (40.0, 80.0), (80.0, None))
+QCD_HF_SIGMA_PASS_PB = (838.3, 863.2, 81.3)
+QCD_HF_CORE_S_PER_EVENT = (26.2, 1.91, 1.49)
+QCD_FRACTION = 0.338
+CHUNK_CORE_S = 600.0  # the QCD bins are cut into chunks of ~10 core-minutes, so a cluster's cores share them
+
+
+def _qcd_hf_shares() -> tuple[float, ...]:
+    raw = [s / math.sqrt(c) for s, c in zip(QCD_HF_SIGMA_PASS_PB, QCD_HF_CORE_S_PER_EVENT)]
+    return tuple(r / sum(raw) for r in raw)
+
+
+def _qcd_hf_bin(lo: float, hi: float | None, share: float, core_s: float) -> Component:
+    name = f"qcd_hf_{lo:.0f}_{hi:.0f}" if hi is not None else f"qcd_hf_{lo:.0f}"
+    window = f"{lo:.0f} < pTHat < {hi:.0f} GeV" if hi is not None else f"pTHat > {lo:.0f} GeV"
+    settings = ("HardQCD:hardbbbar = on", f"PhaseSpace:pTHatMin = {lo:.1f}")
+    if hi is not None:
+        settings += (f"PhaseSpace:pTHatMax = {hi:.1f}",)
+    return Component(
+        name,
+        f"lepton-enriched QCD: bbbar (HardQCD:hardbbbar), {window}, natural decays, events without a "
+        f"final-state e/mu above {GEN_LEPTON_VETO_PT:.0f} GeV dropped before reconstruction",
+        settings,
+        QCD_FRACTION * share,
+        group="qcd",
+        gen_lepton_pt=GEN_LEPTON_VETO_PT,
+        max_generated_per_event=30_000,  # 20-40 GeV: ~3,000 Pythia events per passing event (probe)
+        chunk_events=max(1, round(CHUNK_CORE_S / core_s)),
+    )
+
+
+QCD_HF: tuple[Component, ...] = tuple(
+    _qcd_hf_bin(lo, hi, share, core_s)
+    for (lo, hi), share, core_s in zip(QCD_HF_BINS, _qcd_hf_shares(), QCD_HF_CORE_S_PER_EVENT)
+)
+ADC2021_BACKGROUND: tuple[Component, ...] = (BACKGROUND[0],) + QCD_HF + BACKGROUND[2:]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a generated file keeps: lepton isolation, the L1-like preselection, the background processes."""
+
+    name: str
+    iso_max: float  # an e/mu is kept if the other visible pT within ISO_DR is below iso_max x its pT
+    lepton_trigger_pt: float
+    jet_trigger_pt: float | None  # None: no jet leg
+    background: tuple[Component, ...]
+    weighted: bool  # a per-event `weight` dataset (background weights sum to the ADC2021 fractions)
+
+    @property
+    def components(self) -> tuple[Component, ...]:
+        return self.background + SIGNALS
+
+    @property
+    def preselection(self) -> str:
+        text = f"e or mu pT > {self.lepton_trigger_pt} GeV"
+        if self.jet_trigger_pt is not None:
+            return f"{text} OR jet pT > {self.jet_trigger_pt} GeV"
+        return f"{text} (the ADC2021 filter; no jet leg)"
+
+
+TRIGFLOW = Selection("trigflow", ISO_MAX, LEPTON_TRIGGER_PT, JET_TRIGGER_PT, BACKGROUND, weighted=False)
+ADC2021 = Selection("adc2021", ADC2021_ISO_MAX, LEPTON_TRIGGER_PT, None, ADC2021_BACKGROUND, weighted=True)
+SELECTIONS: dict[str, Selection] = {s.name: s for s in (TRIGFLOW, ADC2021)}
+
+
+def selection_of(name: str) -> Selection:
+    """The selection called ``name`` (one-line error for an unknown one)."""
+    if name not in SELECTIONS:
+        raise TrigflowError(f"unknown selection {name!r}; choose from {', '.join(SELECTIONS)}")
+    return SELECTIONS[name]
 PROCESSES: tuple[str, ...] = ("background",) + tuple(s.name for s in SIGNALS)
 
 BLOCK_EVENTS = 6000  # events per mixing block (all components, in proportion)
@@ -195,6 +294,7 @@ class AnomalySet:
     attrs: dict
     component: np.ndarray | None = None  # finer label (background part); None for files without it
     components: tuple[str, ...] = ()
+    weight: np.ndarray | None = None  # float64, one per event, in weighted files; None: every event weighs 1
 
     def __len__(self) -> int:
         return len(self.x)
@@ -252,8 +352,19 @@ def _padded(pt: Any, eta: Any, phi: Any, n: int) -> np.ndarray:
     return np.stack(cols, axis=-1).reshape(len(cols[0]), n * 3)
 
 
-def reconstruct(particles: Any, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Pythia events (awkward ``prt`` of ``Pythia.nextBatch``) -> (x: N x 57 float32, passed: N bool)."""
+def generator_lepton(particles: Any, pt_min: float) -> np.ndarray:
+    """Per event: is there a final-state (status > 0) e or mu with true pT > ``pt_min`` GeV?"""
+    import awkward as ak
+
+    fin = particles[(particles.status > 0) & ((abs(particles.id) == 11) | (abs(particles.id) == 13))]
+    return ak.to_numpy(ak.any(np.hypot(fin.p.px, fin.p.py) > pt_min, axis=1))
+
+
+def reconstruct(
+    particles: Any, rng: np.random.Generator, selection: Selection = TRIGFLOW
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pythia events (awkward ``prt`` of ``Pythia.nextBatch``) -> (x: N x 57 float32, passed: N bool), with
+    the lepton isolation and the preselection of ``selection``."""
     import awkward as ak
     import fastjet
 
@@ -277,7 +388,7 @@ def reconstruct(particles: Any, rng: np.random.Generator) -> tuple[np.ndarray, n
     dphi = (pairs.c.phi - pairs.v.phi + np.pi) % (2 * np.pi) - np.pi
     dr2 = (pairs.c.eta - pairs.v.eta) ** 2 + dphi**2
     iso = ak.sum(ak.where(dr2 < ISO_DR**2, pairs.v.pt, 0.0), axis=-1) - cand.pt
-    isolated = iso < ISO_MAX * cand.pt
+    isolated = iso < selection.iso_max * cand.pt
     # scatter the isolated flag back onto the visible particles (to drop isolated electrons from the jets)
     flat_iso = np.zeros(int(ak.sum(ak.num(vis))), dtype=bool)
     flat_iso[np.flatnonzero(np.asarray(ak.flatten(is_cand)))] = np.asarray(ak.flatten(isolated))
@@ -325,9 +436,9 @@ def reconstruct(particles: Any, rng: np.random.Generator) -> tuple[np.ndarray, n
     ).astype(np.float32)
 
     lep_pt = ak.concatenate([l_pts[e_sel], l_pts[mu_sel]], axis=1)
-    passed = np.asarray(ak.any(lep_pt > LEPTON_TRIGGER_PT, axis=1)) | np.asarray(
-        ak.any(j_pts[j_sel] > JET_TRIGGER_PT, axis=1)
-    )
+    passed = np.asarray(ak.any(lep_pt > selection.lepton_trigger_pt, axis=1))
+    if selection.jet_trigger_pt is not None:
+        passed = passed | np.asarray(ak.any(j_pts[j_sel] > selection.jet_trigger_pt, axis=1))
     return x, passed
 
 
@@ -336,10 +447,12 @@ def reconstruct(particles: Any, rng: np.random.Generator) -> tuple[np.ndarray, n
 
 @dataclass(frozen=True)
 class _Chunk:
-    component: int  # index into COMPONENTS
+    component: int  # index into the selection's components (COMPONENTS for "trigflow")
     n: int  # events to keep (after preselection)
     seed: int
     block: int
+    selection: str = "trigflow"
+    part: int = 0  # a component's share of a block in parts of at most Component.chunk_events events
 
 
 @dataclass(frozen=True)
@@ -349,13 +462,15 @@ class ChunkResult:
     x: np.ndarray
     n_generated: int
     seconds: float
+    sigma_gen_pb: float = math.nan  # Pythia's sigmaGen() after this chunk (weighted selections)
 
 
-def _seeds(seed: int, component: int, block: int) -> tuple[int, np.random.Generator]:
-    """Pythia seed (1..900,000,000) and smearing generator derived only from (seed, component, block)."""
-    ss = np.random.SeedSequence([seed, component, block])
+def _seeds(seed: int, component: int, block: int, part: int = 0) -> tuple[int, np.random.Generator]:
+    """Pythia seed (1..900,000,000) and smearing generator derived only from (seed, component, block, part)."""
+    key = [seed, component, block] if part == 0 else [seed, component, block, 2, part]
+    ss = np.random.SeedSequence(key)
     pythia_seed = int(ss.generate_state(1, np.uint64)[0] % 900_000_000) + 1
-    return pythia_seed, np.random.default_rng(np.random.SeedSequence([seed, component, block, 1]))
+    return pythia_seed, np.random.default_rng(np.random.SeedSequence(key + [1]))
 
 
 def _pythia(settings: tuple[str, ...], seed: int) -> Any:
@@ -380,12 +495,14 @@ def generate_chunk(chunk: _Chunk) -> ChunkResult:
     """Generate ``chunk.n`` preselected events of one component (module level: runs in worker processes)."""
     start = time.perf_counter()
     _silence_fastjet()
-    comp = COMPONENTS[chunk.component]
-    pythia_seed, rng = _seeds(chunk.seed, chunk.component, chunk.block)
+    selection = selection_of(chunk.selection)
+    comp = selection.components[chunk.component]
+    pythia_seed, rng = _seeds(chunk.seed, chunk.component, chunk.block, chunk.part)
     pythia = _pythia(comp.settings, pythia_seed)
     kept: list[np.ndarray] = []
     n_kept = n_generated = 0
-    max_generated = max(20_000, 1000 * chunk.n)
+    per_event = comp.max_generated_per_event
+    max_generated = max(20 * per_event, per_event * chunk.n)
     while n_kept < chunk.n:
         efficiency = (n_kept + 1) / (n_generated + 2)
         size = int(np.clip(math.ceil(1.2 * (chunk.n - n_kept) / efficiency), 50, MAX_BATCH))
@@ -393,10 +510,19 @@ def generate_chunk(chunk: _Chunk) -> ChunkResult:
         if len(events) == 0:
             n_generated += size
             continue
-        x, passed = reconstruct(events.prt, rng)
+        prt, rows = events.prt, None
+        if comp.gen_lepton_pt is not None:  # generator-level veto: only events with an e/mu are reconstructed
+            rows = np.flatnonzero(generator_lepton(prt, comp.gen_lepton_pt))
+            prt = prt[rows]
+        if len(prt) == 0:
+            n_generated += size
+            continue
+        x, passed = reconstruct(prt, rng, selection)
         take = np.flatnonzero(passed)[: chunk.n - n_kept]
         kept.append(x[take])
         n_kept += len(take)
+        if rows is not None:
+            take = rows[take]  # indices in the Pythia batch
         # count the events used (not the unused tail of the last batch), so kept / generated is the efficiency
         n_generated += size if n_kept < chunk.n else int(take[-1]) + 1
         if n_kept < chunk.n and n_generated >= max_generated:
@@ -405,33 +531,102 @@ def generate_chunk(chunk: _Chunk) -> ChunkResult:
                 "the process settings are broken"
             )
     x = np.concatenate(kept) if kept else np.zeros((0, N_FEATURES), np.float32)
-    return ChunkResult(chunk.component, chunk.block, x, n_generated, time.perf_counter() - start)
+    sigma_gen_pb = pythia.infoPython().sigmaGen() * MB_TO_PB if selection.weighted else math.nan
+    seconds = time.perf_counter() - start
+    return ChunkResult(chunk.component, chunk.block, x, n_generated, seconds, sigma_gen_pb)
 
 
-def component_counts(n_background: int, n_signal: int) -> list[int]:
-    """Events per component: background split by the fixed fractions (largest remainder), n_signal each."""
-    fractions = np.array([c.fraction for c in BACKGROUND])
-    raw = n_background * fractions / fractions.sum()
+def _largest_remainder(n: int, fractions: np.ndarray) -> np.ndarray:
+    raw = n * fractions / fractions.sum()
     counts = np.floor(raw).astype(int)
-    for i in np.argsort(-(raw - counts), kind="stable")[: n_background - counts.sum()]:
+    for i in np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]:
         counts[i] += 1
+    return counts
+
+
+def component_counts(n_background: int, n_signal: int, selection: str = "trigflow") -> list[int]:
+    """Events per component: background split by the fixed fractions (largest remainder), n_signal each.
+    Weighted selections first give every background component one event (each needs one for its weight)."""
+    sel = selection_of(selection)
+    fractions = np.array([c.fraction for c in sel.background])
+    if not sel.weighted or n_background == 0:
+        counts = _largest_remainder(n_background, fractions)
+    elif n_background < len(sel.background):
+        raise TrigflowError(
+            f"selection {selection!r} needs n_background >= {len(sel.background)} (one event per background "
+            f"component), got {n_background}; raise n_background or set it to 0"
+        )
+    else:
+        counts = 1 + _largest_remainder(n_background - len(sel.background), fractions)
     return [int(c) for c in counts] + [n_signal] * len(SIGNALS)
 
 
-def _plan(n_background: int, n_signal: int, seed: int) -> list[_Chunk]:
-    counts = component_counts(n_background, n_signal)
+def _plan(n_background: int, n_signal: int, seed: int, selection: str = "trigflow") -> list[_Chunk]:
+    counts = component_counts(n_background, n_signal, selection)
     blocks = max(1, math.ceil(sum(counts) / BLOCK_EVENTS))
     chunks = []
+    components = selection_of(selection).components
     for b in range(blocks):
         for c, n in enumerate(counts):
             n_block = n // blocks + (b < n % blocks)
-            if n_block:
-                chunks.append(_Chunk(c, n_block, seed, b))
+            size = components[c].chunk_events or n_block
+            parts = math.ceil(n_block / size) if n_block else 0
+            for part in range(parts):  # n_block split as evenly as possible into parts of at most `size`
+                n_part = n_block // parts + (part < n_block % parts)
+                chunks.append(_Chunk(c, n_part, seed, b, selection, part))
     return chunks
 
 
-def _process_of(component: int) -> int:
-    return 0 if component < len(BACKGROUND) else component - len(BACKGROUND) + 1
+def _process_of(component: int, n_background_components: int = len(BACKGROUND)) -> int:
+    return 0 if component < n_background_components else component - n_background_components + 1
+
+
+def preselection_efficiency(kept: int, generated: int) -> tuple[float, str]:
+    """Preselection efficiency of a component from its kept and generated counts (all chunks), and the
+    estimator used.
+
+    Each chunk stops at its n-th passing event, so the component's Pythia events, chunks concatenated, are
+    Bernoulli trials stopped at the K-th success (K = kept): K/N overestimates the efficiency by about
+    K/(K - 1), (K - 1)/(N - 1) is unbiased. With K = 1 that would be 0, so K/N is kept (and flagged)."""
+    if kept >= 2:
+        return (kept - 1) / (generated - 1), "(K-1)/(N-1): unbiased for generation stopped at the K-th pass"
+    return kept / generated, "K/N with K = 1: biased high (generation stopped at the first pass)"
+
+
+def component_weights(background: tuple[Component, ...], stats: dict[str, dict[str, Any]]) -> dict[str, dict]:
+    """Per background component with kept events: sigma_gen (pb), efficiency (kept / generated), sigma_pass
+    (pb), its share of the background weight and the weight of each of its events.
+
+    Every weight group (a component, or the QCD pT-hat bins together) gets its fraction (the sum of its
+    members' ``fraction``: the ADC2021 proportions), shared over the members in proportion to sigma_gen x
+    efficiency; within a component every event weighs the same. ``stats[name]`` holds ``kept``,
+    ``generated``, ``sigma_gen_pb`` and, optionally, ``efficiency`` (default kept / generated)."""
+    out: dict[str, dict] = {}
+    for group in dict.fromkeys(c.weight_group for c in background):
+        members = [c for c in background if c.weight_group == group]
+        present = [c for c in members if stats.get(c.name, {}).get("kept", 0) > 0]
+        if not present:
+            continue
+        fraction = sum(c.fraction for c in members)
+        sigma_pass = {}
+        eff = {}
+        for c in present:
+            s = stats[c.name]
+            eff[c.name] = s.get("efficiency", s["kept"] / s["generated"])
+            sigma_pass[c.name] = s["sigma_gen_pb"] * eff[c.name]
+        total = sum(sigma_pass.values())
+        for c in present:
+            s = stats[c.name]
+            share = sigma_pass[c.name] / total if len(present) > 1 else 1.0
+            out[c.name] = {
+                "weight_group": group,
+                "sigma_gen_pb": s["sigma_gen_pb"],
+                "efficiency": eff[c.name],
+                "sigma_pass_pb": sigma_pass[c.name],
+                "weight_fraction": fraction * share,
+                "weight": fraction * share / s["kept"],
+            }
+    return out
 
 
 def _check_counts(n_background: int, n_signal: int, seed: int) -> None:
@@ -442,9 +637,10 @@ def _check_counts(n_background: int, n_signal: int, seed: int) -> None:
         raise TrigflowError("nothing to generate: n_background and n_signal are both 0")
 
 
-def options() -> dict[str, Any]:
+def options(selection: str = "trigflow") -> dict[str, Any]:
     """The generator configuration, stored as JSON in the file attribute ``options``."""
-    return {
+    sel = selection_of(selection)
+    base = {
         "tag": GENERATOR_TAG,
         "ecm_gev": ECM_GEV,
         "pileup": 0,
@@ -464,6 +660,33 @@ def options() -> dict[str, Any]:
         "signals": {c.name: {"description": c.description, "settings": list(c.settings)} for c in SIGNALS},
         "block_events": BLOCK_EVENTS,
     }
+    if sel is TRIGFLOW:
+        return base
+    background: dict[str, Any] = {}
+    for c in sel.background:
+        entry: dict[str, Any] = {"fraction_of_events": c.fraction, "weight_group": c.weight_group}
+        entry |= {"description": c.description, "settings": list(c.settings)}
+        if c.gen_lepton_pt is not None:
+            entry["generator_lepton_veto_pt"] = c.gen_lepton_pt
+        background[c.name] = entry
+    groups = {g: sum(c.fraction for c in sel.background if c.weight_group == g) for g in
+              dict.fromkeys(c.weight_group for c in sel.background)}
+    return base | {
+        "selection": sel.name,
+        "isolation": {"dr": ISO_DR, "max_rel": sel.iso_max, "trigflow_max_rel": ISO_MAX},
+        "preselection": sel.preselection + ", background and signals",
+        "background": background,
+        "weights": {
+            "dataset": "weight (float64, one per event)",
+            "background_fractions": groups,
+            "rule": "each weight group's weights sum to its fraction (ADC2021, after the filter); the QCD "
+            "bins share theirs in proportion to sigma_gen x efficiency; equal weights within a component; "
+            "signals weigh 1",
+            "qcd_events_per_bin": "one each, the rest n_b ~ s_b/sqrt(c_b) (probe: filter_b, iso < 0.45)",
+            "qcd_probe_sigma_pass_pb": list(QCD_HF_SIGMA_PASS_PB),
+            "qcd_probe_core_s_per_event": list(QCD_HF_CORE_S_PER_EVENT),
+        },
+    }
 
 
 def generate_anomaly(
@@ -474,15 +697,22 @@ def generate_anomaly(
     *,
     workers: int | None = None,
     force: bool = False,
+    selection: str = "trigflow",
 ) -> Path:
-    """Generate ``n_background`` SM events and ``n_signal`` events per signal process into ``out`` (HDF5)."""
+    """Generate ``n_background`` SM events and ``n_signal`` events per signal process into ``out`` (HDF5).
+
+    ``selection="adc2021"``: ADC2021's filter and isolation, lepton-enriched QCD in pT-hat bins and a
+    ``weight`` per event (module docstring)."""
     import trigflow
     from trigflow.fsio import refuse_existing
 
     _check_counts(n_background, n_signal, seed)
+    sel = selection_of(selection)
+    components = sel.components
+    component_counts(n_background, n_signal, selection)  # refuses impossible counts before any file exists
     out = Path(out)
     refuse_existing(out, force, "file")
-    chunks = _plan(n_background, n_signal, seed)
+    chunks = _plan(n_background, n_signal, seed, selection)
     total = sum(c.n for c in chunks)
     n_blocks = chunks[-1].block + 1
     per_block = [sum(1 for c in chunks if c.block == b) for b in range(n_blocks)]
@@ -493,7 +723,9 @@ def generate_anomaly(
         f.attrs["trigflow_version"] = trigflow.__version__
         f.attrs["n_background"] = n_background
         f.attrs["n_signal"] = n_signal
-        f.attrs["options"] = json.dumps(options())
+        f.attrs["options"] = json.dumps(options(selection))
+        if sel is not TRIGFLOW:
+            f.attrs["selection"] = sel.name
         gz = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
         rows = max(1, min(4096, total))
         dx = f.create_dataset(
@@ -503,8 +735,8 @@ def generate_anomaly(
         dp = f.create_dataset("process", (0,), np.int8, maxshape=(None,), chunks=(rows,), **gz)
         dp.attrs["processes"] = list(PROCESSES)
         dc = f.create_dataset("component", (0,), np.int8, maxshape=(None,), chunks=(rows,), **gz)
-        dc.attrs["components"] = [c.name for c in COMPONENTS]
-        stats = {c.name: [0, 0, 0.0] for c in COMPONENTS}  # kept, generated, worker seconds
+        dc.attrs["components"] = [c.name for c in components]
+        stats = {c.name: [0, 0, 0.0, 0.0] for c in components}  # kept, generated, worker seconds, Σ σ_gen·N
         pending: list[ChunkResult] = []
         results = map_chunks(
             generate_chunk,
@@ -516,8 +748,10 @@ def generate_anomaly(
             checkpoint=store,
         )
         for res in results:
-            s = stats[COMPONENTS[res.component].name]
+            s = stats[components[res.component].name]
             s[0], s[1], s[2] = s[0] + len(res.x), s[1] + res.n_generated, s[2] + res.seconds
+            if sel.weighted:
+                s[3] += res.sigma_gen_pb * res.n_generated  # chunks combined by their generated counts
             pending.append(res)
             if len(pending) < per_block[res.block]:
                 continue
@@ -527,15 +761,28 @@ def generate_anomaly(
             shuffle = np.random.default_rng(np.random.SeedSequence([seed, 10**6 + res.block]))
             perm = shuffle.permutation(len(x))
             x, comp = x[perm], comp[perm]
-            proc = np.array([_process_of(c) for c in range(len(COMPONENTS))], np.int8)[comp]
+            n_bg = len(sel.background)
+            proc = np.array([_process_of(c, n_bg) for c in range(len(components))], np.int8)[comp]
             start = len(dx)
             for d, a in ((dx, x), (dp, proc), (dc, comp)):
                 d.resize(start + len(a), axis=0)
                 d[start:] = a
             pending = []
-        f.attrs["generation_stats"] = json.dumps(
-            {k: {"kept": v[0], "generated": v[1], "seconds": round(v[2], 2)} for k, v in stats.items()}
-        )
+        summary = {k: {"kept": v[0], "generated": v[1], "seconds": round(v[2], 2)} for k, v in stats.items()}
+        if sel.weighted:
+            for k, v in stats.items():
+                summary[k]["sigma_gen_pb"] = v[3] / v[1] if v[1] else None
+                if v[0]:
+                    eff, estimator = preselection_efficiency(v[0], v[1])
+                    summary[k] |= {"efficiency": eff, "efficiency_estimator": estimator}
+            weights = component_weights(sel.background, summary)
+            table = np.array([weights[c.name]["weight"] if c.name in weights else 1.0 for c in components])
+            for k, w in weights.items():
+                summary[k] |= {key: w[key] for key in ("sigma_pass_pb", "weight_fraction", "weight")}
+            for c in SIGNALS:
+                summary[c.name]["weight"] = 1.0
+            f.create_dataset("weight", data=table[dc[...]].astype(np.float64), chunks=(rows,), **gz)
+        f.attrs["generation_stats"] = json.dumps(summary)
     store.remove()
     return out
 
@@ -576,6 +823,7 @@ def load_anomaly(path: str | os.PathLike | None = None) -> AnomalySet:
             if "component" in f:
                 component = np.asarray(f["component"][...], dtype=np.int8)
                 components = tuple(_attr(f["component"].attrs.get("components", [])))
+            weight = np.asarray(f["weight"][...], dtype=np.float64) if "weight" in f else None
             attrs = {k: _attr(v) for k, v in f.attrs.items()}
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise TrigflowError(
@@ -588,7 +836,12 @@ def load_anomaly(path: str | os.PathLike | None = None) -> AnomalySet:
         raise TrigflowError(f"data file {path}: `process` does not match `x` or `processes`; regenerate it")
     if component is not None and (component.shape != (len(x),) or not components):
         component, components = None, ()
-    return AnomalySet(x, process, names, processes, attrs, component, components)
+    bad_weight = weight is not None and (
+        weight.shape != (len(x),) or not np.all(np.isfinite(weight)) or np.any(weight < 0)
+    )
+    if bad_weight:
+        raise TrigflowError(f"data file {path}: `weight` is not one finite weight >= 0 per event; regenerate")
+    return AnomalySet(x, process, names, processes, attrs, component, components, weight)
 
 
 def cache_dir() -> Path:

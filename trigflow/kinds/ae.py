@@ -510,9 +510,9 @@ def _draw_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: d
     bins = np.geomspace(lo, max(fw.max(), lo * 10), 80)
     for i, name in enumerate(names):
         s = fw[y == i]
-        if len(s):
+        if len(s):  # weighted files: each process's histogram with its events' weights
             ax.hist(np.clip(s, lo, None), bins=bins, density=True, histtype="step", lw=1.5, color=colors[i % len(colors)],
-                    label=f"{name} ({len(s)})")
+                    label=f"{name} ({len(s)})", weights=None if w is None else w[y == i])
     ax.axvline(threshold["threshold"], color="k", ls="--", lw=1, label=f"threshold {threshold['rate_hz']:.0f} Hz")
     ax.set_xscale("log")
     ax.set_yscale("log")
