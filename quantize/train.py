@@ -116,8 +116,11 @@ def train(
     sparsity: float = 0.0,
     loss: str = "sparse_categorical_crossentropy_logits",
     on_epoch: Callable[[int, dict], None] | None = None,
+    w_train: np.ndarray | None = None,
+    w_val: np.ndarray | None = None,
 ):
-    """Train ``model`` in place of a copy and return the trained (pruning-stripped) model and its history."""
+    """Train ``model`` in place of a copy and return the trained (pruning-stripped) model and its history.
+    ``w_train`` / ``w_val``: per-sample loss weights (a weighted sample); None trains unweighted."""
     import tensorflow as tf
 
     steps_per_epoch = max(1, int(np.ceil(len(x_train) / batch_size)))
@@ -141,7 +144,8 @@ def train(
     history = model.fit(
         x_train,
         y_train,
-        validation_data=(x_val, y_val),
+        sample_weight=w_train,
+        validation_data=(x_val, y_val) if w_val is None else (x_val, y_val, w_val),
         epochs=epochs,
         batch_size=batch_size,
         callbacks=callbacks,
@@ -158,6 +162,7 @@ def train_twins(recipe: Any, prepared: Prepared, config: RunConfig, ui: Any, *, 
     data, seed and schedule; ``ui.stage`` shows the epochs.
 
     ``targets="labels"``: classification on logits; ``targets="inputs"``: reconstruction (autoencoders).
+    ``prepared.extra["w_train"]`` / ``["w_val"]``, when a kind sets them, weight each sample's loss.
     """
     q = config.quant
     autoencoder = targets == "inputs"
@@ -186,6 +191,8 @@ def train_twins(recipe: Any, prepared: Prepared, config: RunConfig, ui: Any, *, 
                 on_epoch=lambda epoch, logs, a=advance, lb=label: a(
                     1, f"train {lb} · epoch {epoch + 1} · {metric} {logs.get(metric, 0):.4f}"
                 ),
+                w_train=prepared.extra.get("w_train"),
+                w_val=prepared.extra.get("w_val"),
             )
         models[quantized] = model
         history["qkeras" if quantized else "float"] = {k: [float(v) for v in vs] for k, vs in hist.items()}

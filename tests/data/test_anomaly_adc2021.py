@@ -210,10 +210,24 @@ def test_loader_and_the_ae_recipe_read_weights(tmp_path):
     w_test = recipe.weights_of_test_events(prepared)
     assert w_test is not None and len(w_test) == len(prepared.y_test)
     assert set(np.round(w_test[prepared.y_test == 0] - 0.5, 6)) <= set(np.round(np.arange(300) * 1e-3, 6))
+    # the reconstruction loss is weighted too: the file's weights of each split, scaled to mean 1
+    d = config.data
+    train, val, _ = recipe.split_background(
+        arrays.y, test_fraction=d.test_fraction, val_fraction=d.val_fraction, seed=d.seed
+    )
+    for split, idx in (("w_train", train), ("w_val", val)):
+        expected = data.weight[idx] / data.weight[idx].mean()
+        np.testing.assert_allclose(prepared.extra[split], expected, rtol=1e-12)
+        assert np.ptp(expected) > 0  # the weights differ between events, so the check means something
+    assert "training_weights" in prepared.preprocessing
     # no dataset: weight 1 everywhere, the unweighted path
     plain = _write(tmp_path / "plain.h5")
     assert load_anomaly(plain).weight is None
-    assert "weight" not in recipe.load(load_config("ae", overrides={"data": {"path": str(plain)}})).extra
+    plain_config = load_config("ae", overrides={"data": {"path": str(plain)}, "verify": {"min_samples": 10}})
+    plain_arrays = recipe.load(plain_config)
+    assert "weight" not in plain_arrays.extra
+    plain_prepared = recipe.prepare(plain_arrays, plain_config)
+    assert plain_prepared.extra == {} and "training_weights" not in plain_prepared.preprocessing
     for bad in (lambda p: -np.ones(len(p)), lambda p: np.ones(len(p) - 1), lambda p: np.full(len(p), np.nan)):
         with pytest.raises(TrigflowError, match="`weight` is not one finite weight >= 0 per event"):
             load_anomaly(_write(tmp_path / "bad.h5", bad))

@@ -141,6 +141,8 @@ def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
         "input_quantizer": {"bits": spec.input_bits, "integer": spec.input_integer, "type": spec.input_type},
         "split": {"train_background": len(train), "val_background": len(val), "test": counts},
     }
+    if arrays.extra.get("weight") is not None:
+        preprocessing["training_weights"] = "the file's per-event weights, scaled to mean 1 per split"
     zeros = np.zeros
     return Prepared(
         to_grid(train),
@@ -151,8 +153,21 @@ def prepare(arrays: Arrays, config: RunConfig) -> Prepared:
         y[test],
         preprocessing,
         tuple(arrays.class_names),
-        extra={"w_test": arrays.extra["weight"][test]} if arrays.extra.get("weight") is not None else {},
+        extra=_split_weights(arrays.extra.get("weight"), train, val, test),
     )
+
+
+def _split_weights(weight: np.ndarray | None, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> dict:
+    """A weighted file's weights per split: ``w_test`` for every figure; ``w_train`` / ``w_val`` (scaled to
+    mean 1, so the loss scale and learning rate stay those of an unweighted run) for the reconstruction loss,
+    so the AE learns the weighted background mix. The VAE's KL term stays unweighted."""
+    if weight is None:
+        return {}
+    w = np.asarray(weight, np.float64)
+    train_w, val_w = w[train], w[val]
+    if not (train_w.sum() > 0 and val_w.sum() > 0):
+        raise TrigflowError("the training or validation background has weight sum 0; check the file's weights")
+    return {"w_test": w[test], "w_train": train_w / train_w.mean(), "w_val": val_w / val_w.mean()}
 
 
 # --- stage 2: models -----------------------------------------------------------------------------------------
