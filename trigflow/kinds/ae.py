@@ -551,7 +551,9 @@ def _draw_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: d
                     label=f"{name}" if model == "firmware" else None)
     for fpr in FPR_POINTS.values():
         ax.axvline(fpr, color="grey", lw=0.8)
-    ax.axvline(1 / max(int(bg.sum()), 1), color="r", lw=0.8, ls="--", label="1 / N background")
+    n_bg = float(bg.sum()) if w is None else float(w[bg].sum() ** 2 / max(np.sum(w[bg] ** 2), 1e-300))
+    label = "1 / N background" if w is None else "1 / N effective background"
+    ax.axvline(1 / max(n_bg, 1.0), color="r", lw=0.8, ls="--", label=label)
     ax.set_xscale("log")
     ax.set_xlim(1e-6, 1)
     ax.set_xlabel("background efficiency (FPR)")
