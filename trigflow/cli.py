@@ -258,7 +258,8 @@ def data_jets(
         str,
         typer.Option(
             help="none (generator-level particles), hcal or hcal_ecal (calorimeter cells), "
-            "public (the public files' tag: cells, no tracks above 110 GeV, smearing; docs/jets.md)."
+            "public (the public files' tag: cells, no tracks above 110 GeV, smearing) or public_tag (its "
+            "numbers parsed: cells 0.022 / 0.0175, tracks up to 220 GeV); docs/jets.md."
         ),
     ] = "none",
     min_particle_pt: Annotated[

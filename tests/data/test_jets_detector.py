@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 from trigflow.data.jet_substructure import pt_eta_phi
 from trigflow.data.jets import (
+    CELL_ABS_ETA_MAX,
     DETECTORS,
+    ECAL_CELL,
     HCAL_CELL,
     SMEAR_NEUTRAL,
     SMEAR_PHOTON,
@@ -69,7 +71,8 @@ def test_public_without_smearing_is_hcal_ecal_on_listed_particles_and_drops_unli
     )
     ids = np.array([2112, -2112, 130, 211, 22, 22, 2212])
     np.testing.assert_array_equal(
-        detector_particles(ids, momenta, "public", _NoSmearing()), detector_particles(ids, momenta, "hcal_ecal")
+        detector_particles(ids, momenta, "public", _NoSmearing()),
+        detector_particles(ids, momenta, "hcal_ecal"),
     )
     # an Ω- (3334) is in none of the recipe's classes: public drops it, hcal_ecal keeps it
     extra_ids, extra = np.append(ids, 3334), np.vstack([momenta, _p4(30, 0.0, 2.5, 1.672)])
@@ -159,7 +162,9 @@ def test_public_option_is_accepted_recorded_and_reproducible_whatever_the_worker
 
 
 def test_public_chunk_smears_the_same_events_as_hcal_ecal():
-    cells, public = (_generate_chunk(_Chunk(1, 0, 2, 11, JetOptions(detector=d))) for d in ("hcal_ecal", "public"))
+    cells, public = (
+        _generate_chunk(_Chunk(1, 0, 2, 11, JetOptions(detector=d))) for d in ("hcal_ecal", "public")
+    )
     assert cells.n_events == public.n_events  # the same Pythia events give the jets ...
     assert not np.array_equal(cells.arrays["pt"], public.arrays["pt"])  # ... with smeared momenta
     np.testing.assert_allclose(cells.arrays["pt"], public.arrays["pt"], rtol=0.1)
@@ -185,3 +190,29 @@ def test_public_emits_no_empty_cell_for_a_zero_momentum_photon():
         public = detector_particles(ids, momenta, "public", np.random.default_rng(0))
     assert len(public) == 2 and np.all(np.isfinite(public)) and np.all(public[:, 3] > 0)
     assert len(detector_particles(ids, momenta, "hcal_ecal")) == 3  # hcal_ecal keeps its empty cell
+
+
+def _cell_centre(eta: float, size: float) -> float:
+    n_eta = int(np.floor(2 * CELL_ABS_ETA_MAX / size))
+    index = np.floor((eta + CELL_ABS_ETA_MAX) / (2 * CELL_ABS_ETA_MAX) * n_eta)
+    return -CELL_ABS_ETA_MAX + (index + 0.5) * 2 * CELL_ABS_ETA_MAX / n_eta
+
+
+def test_public_tag_parses_the_numbers_cells_of_0022_and_00175_and_tracks_up_to_220_gev():
+    momenta = np.array(
+        [_p4(150, -0.7, 2.0, 0.1396), _p4(230, 1.3, 4.0, 0.1396), _p4(10, 0.51, 1.0, 0.94), _p4(8, -0.33, 3.0)]
+    )
+    ids = np.array([211, -211, 2112, 22])
+    tag = detector_particles(ids, momenta, "public_tag", _NoSmearing())
+    np.testing.assert_array_equal(tag[:1], momenta[:1])  # 150 GeV: still a track below 220 GeV
+    assert len(tag) == 4  # the pion, two HCAL cells (230 GeV pion, neutron), one ECAL cell
+    _, eta, _ = pt_eta_phi(tag[1:])
+    np.testing.assert_allclose(eta, [_cell_centre(0.51, 0.022), _cell_centre(1.3, 0.022),
+                                     _cell_centre(-0.33, 0.0175)], atol=1e-9)
+    public = detector_particles(ids, momenta, "public", _NoSmearing())
+    assert len(public) == 4  # in "public" the 150 GeV pion is a cell too: three HCAL cells, one ECAL cell
+    _, eta, _ = pt_eta_phi(public)
+    np.testing.assert_allclose(eta, [_cell_centre(-0.7, HCAL_CELL), _cell_centre(0.51, HCAL_CELL),
+                                     _cell_centre(1.3, HCAL_CELL), _cell_centre(-0.33, ECAL_CELL)], atol=1e-9)
+    with pytest.raises(TrigflowError, match="'public_tag' smears momenta"):
+        detector_particles(ids, momenta, "public_tag")
