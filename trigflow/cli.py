@@ -255,7 +255,12 @@ def data_jets(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     address: Annotated[Optional[str], typer.Option(help=_ADDRESS_HELP)] = None,
     detector: Annotated[
-        str, typer.Option(help="none (generator-level particles), hcal or hcal_ecal (calorimeter cells).")
+        str,
+        typer.Option(
+            help="none (generator-level particles), hcal or hcal_ecal (calorimeter cells), "
+            "public (the public files' tag: cells, no tracks above 110 GeV, smearing) or public_tag (its "
+            "numbers parsed: cells 0.022 / 0.0175, tracks up to 220 GeV); docs/jets.md."
+        ),
     ] = "none",
     min_particle_pt: Annotated[
         float, typer.Option(help="GeV; softer particles (cells) are not clustered (0: all). docs/jets.md.")

@@ -54,16 +54,32 @@ _NEUTRINOS = (12, 14, 16)
 _LIGHT_QUARKS = (1, 2, 3)
 _HADRONIC_W = ("24:onMode = off", "24:onIfAny = 1 2 3 4 5")
 
-# Optional calorimeter cells after the recipe's processing code (anaSubstructure.cpp ``discretizeEvent``,
-# tags ``h`` and ``he``): neutral hadrons are summed (energy) into HCAL cells of 0.087/sqrt(12) in eta and
-# phi, with ``hcal_ecal`` also photons into ECAL cells of 0.017, over |eta| < 3; each cell becomes a massless
-# particle at the cell centre with pT = E / cosh(eta). Everything else is kept as generated.
-DETECTORS: tuple[str, ...] = ("none", "hcal", "hcal_ecal")
+# Optional detector treatments after the recipe's processing code (anaSubstructure.cpp ``discretizeEvent`` and
+# ``smearJetPt``, commit 0ac4c97 read; docs/jets.md point 11). "hcal" / "hcal_ecal" (tags ``h`` / ``he``):
+# neutral hadrons are summed (energy) into HCAL cells of 0.087/sqrt(12) in eta and phi, with ``hcal_ecal``
+# also photons into ECAL cells of 0.017, over |eta| < 3; each cell becomes a massless particle at the cell
+# centre with pT = E / cosh(eta); everything else is kept as generated. "public" is the public files' tag
+# ``r1.0:h0.022:e0.0175:t220.0`` as that code reads it (the numbers are not parsed there; the cell sizes are
+# the hard-coded ones above): "hcal_ecal" on the recipe's particle classes (``t``: charged hadrons above
+# PUBLIC_MAX_TRACK_PT_GEV go into HCAL cells, leptons stay tracks; particles in no class are dropped), then
+# (``r``) every particle and cell is smeared: 4-momentum × max(1e-10, Gauss(1, σ)), σ by class
+# (``smearing_resolution``). "public_tag" is the same tag as another stored version of that code reads it
+# (``findOption``): HCAL cells of 0.022, ECAL cells of 0.0175 and tracks up to 220 GeV (PUBLIC_TAG).
+DETECTORS: tuple[str, ...] = ("none", "hcal", "hcal_ecal", "public", "public_tag")
 HCAL_CELL = 0.087 / np.sqrt(12.0)
 ECAL_CELL = 0.017
 CELL_ABS_ETA_MAX = 3.0
 _NEUTRAL_HADRONS = (3122, 130, 310, 2112, 3322)  # |PDG id|: Λ, K0L, K0S, n, Ξ0 (the recipe's "n" list)
 _PHOTON = 22
+# The recipe's other particle classes by |PDG id| ("c", "p", "l"); "public" drops ids in no class, as
+# discretizeEvent does.
+_CHARGED_HADRONS = (211, 321, 2212, 3112, 3222, 3312)  # π±, K±, p, Σ-, Σ+, Ξ-
+_PHOTONS = (22, 111)  # γ, π0 (an ECAL cell counts as a π0 in the smearing)
+_LEPTONS = (11, 13, 15)
+PUBLIC_MAX_TRACK_PT_GEV = 110.0  # tag t: "maxChargedPt = 110" (charged hadrons above it are not tracks)
+# (HCAL cell, ECAL cell, max track pT in GeV) per public detector: hard-coded (commit 0ac4c97) or parsed
+PUBLIC_TAG = {"public": (HCAL_CELL, ECAL_CELL, PUBLIC_MAX_TRACK_PT_GEV), "public_tag": (0.022, 0.0175, 220.0)}
+SMEAR_TRACK, SMEAR_PHOTON, SMEAR_NEUTRAL = 0, 1, 2  # smearing classes: tracks and leptons, photons, neutrals
 
 # Pythia8 settings per class (hard processes chosen so the class's truth object is produced).
 PYTHIA_PROCESSES: dict[str, tuple[str, ...]] = {
@@ -250,11 +266,62 @@ def _cells(momenta: np.ndarray, size: float) -> np.ndarray:
     return np.stack([pt * np.cos(c_phi), pt * np.sin(c_phi), pt * np.sinh(c_eta), energy], axis=1)
 
 
-def detector_particles(ids: np.ndarray, momenta: np.ndarray, detector: str) -> np.ndarray:
+def smearing_resolution(kind: np.ndarray, momenta: np.ndarray) -> np.ndarray:
+    """Relative resolution σ per particle of the recipe's ``smearJetPt`` by smearing class ``kind``:
+    tracks and leptons sqrt((2.5e-4 pT)² + 0.015²), photons and ECAL cells
+    sqrt((0.027 / sqrt(E / 1.6))² + (0.15 · 1.6 / E)² + 0.005²), neutral hadrons and HCAL cells
+    sqrt((1.2 / sqrt(E / 7))² + 0.05²); pT and E in GeV."""
+    pt, energy = np.hypot(momenta[:, 0], momenta[:, 1]), momenta[:, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        track = np.sqrt((2.5e-4 * pt) ** 2 + 0.015**2)
+        photon = np.sqrt((0.027 / np.sqrt(energy / 1.6)) ** 2 + (0.15 * 1.6 / energy) ** 2 + 0.005**2)
+        neutral = np.sqrt((1.2 / np.sqrt(energy / 7.0)) ** 2 + 0.05**2)
+    return np.select([kind == SMEAR_TRACK, kind == SMEAR_PHOTON], [track, photon], neutral)
+
+
+def _public_particles(
+    ids: np.ndarray, momenta: np.ndarray, rng: np.random.Generator, detector: str = "public"
+) -> np.ndarray:
+    """The recipe's tag ``r1.0:h0.022:e0.0175:t220.0``: cells (``h``, ``e``), no tracks above the maximum pT
+    (``t``), then every particle and cell smeared (``r``); particles in none of its classes are dropped.
+    Cell sizes and the track pT maximum are ``PUBLIC_TAG[detector]``."""
+    hcal_size, ecal_size, max_track_pt = PUBLIC_TAG[detector]
+    pid = np.abs(ids)
+    charged, lepton = np.isin(pid, _CHARGED_HADRONS), np.isin(pid, _LEPTONS)
+    ecal = np.isin(pid, _PHOTONS)
+    pt = np.hypot(momenta[:, 0], momenta[:, 1])
+    hcal = np.isin(pid, _NEUTRAL_HADRONS) | (charged & (pt > max_track_pt))
+    tracks = (charged & ~hcal) | lepton
+    hcal_cells, ecal_cells = _cells(momenta[hcal], hcal_size), _cells(momenta[ecal], ecal_size)
+    # as discretizeEvent, only cells with energy > 0 (Pythia writes some zero-momentum photons)
+    hcal_cells, ecal_cells = hcal_cells[hcal_cells[:, 3] > 0], ecal_cells[ecal_cells[:, 3] > 0]
+    particles = np.concatenate([momenta[tracks], hcal_cells, ecal_cells])
+    kind = np.repeat(
+        [SMEAR_TRACK, SMEAR_NEUTRAL, SMEAR_PHOTON], [int(tracks.sum()), len(hcal_cells), len(ecal_cells)]
+    )
+    factor = np.maximum(1e-10, rng.normal(1.0, smearing_resolution(kind, particles)))
+    return particles * factor[:, None]
+
+
+def _smearing_rng(pythia_seed: int, event_index: int) -> np.random.Generator:
+    """The smearing generator of one event of one chunk ("public", "public_tag"; independent of workers)."""
+    return np.random.default_rng(np.random.SeedSequence(pythia_seed, spawn_key=(event_index,)))
+
+
+def detector_particles(
+    ids: np.ndarray, momenta: np.ndarray, detector: str, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """The particles clustered into jets: ``momenta`` (n, 4) as generated for ``detector="none"``, else
-    with neutral hadrons (and for ``hcal_ecal`` photons) replaced by calorimeter cells (see ``DETECTORS``)."""
+    with neutral hadrons (and for ``hcal_ecal`` photons) replaced by calorimeter cells (see ``DETECTORS``);
+    ``"public"`` / ``"public_tag"`` also smear them, drawing from ``rng`` (required for them)."""
     if detector == "none":
         return momenta
+    if detector in PUBLIC_TAG:
+        if rng is None:
+            raise TrigflowError(
+                f"detector {detector!r} smears momenta: pass rng=numpy.random.default_rng(seed)"
+            )
+        return _public_particles(ids, momenta, rng, detector)
     hcal = np.isin(np.abs(ids), _NEUTRAL_HADRONS)
     ecal = (np.abs(ids) == _PHOTON) if detector == "hcal_ecal" else np.zeros(len(ids), dtype=bool)
     kept = momenta[~hcal & ~ecal]
@@ -358,7 +425,8 @@ def _generate_chunk(chunk: _Chunk) -> _ChunkResult:
         if not leading and not objects:
             continue
         visible = (event["status"] > 0) & ~np.isin(np.abs(event["id"]), _NEUTRINOS)
-        momenta = detector_particles(event["id"][visible], event["p"][visible], chunk.options.detector)
+        rng = _smearing_rng(chunk.pythia_seed, n_events) if chunk.options.detector in PUBLIC_TAG else None
+        momenta = detector_particles(event["id"][visible], event["p"][visible], chunk.options.detector, rng)
         if chunk.options.min_particle_pt_gev > 0:
             momenta = momenta[np.hypot(momenta[:, 0], momenta[:, 1]) > chunk.options.min_particle_pt_gev]
         particles = [fastjet.PseudoJet(*p) for p in momenta.tolist()]
@@ -515,7 +583,11 @@ def generate_jets(
     """Generate ``n`` jets (balanced over g, q, W, Z, t) into the HDF5 file ``out``; returns its path.
 
     ``detector`` (``DETECTORS``): "none" clusters the stable generator-level particles; "hcal" / "hcal_ecal"
-    first put neutral hadrons (/ and photons) into calorimeter cells as the recipe's processing code can.
+    first put neutral hadrons (/ and photons) into calorimeter cells as the recipe's processing code can;
+    "public" is the public files' tag ``r1.0:h0.022:e0.0175:t220.0`` as read in anaSubstructure.cpp: the
+    "hcal_ecal" cells, charged hadrons above 110 GeV into HCAL cells, then every particle and cell smeared
+    by its class's resolution (seeded per chunk and event); "public_tag" the same with the tag's numbers
+    parsed, as another stored version of that code does (cells of 0.022 / 0.0175, tracks up to 220 GeV).
     ``min_particle_pt_gev`` > 0 leaves particles (cells) of lower pT out of the clustering.
     ``boson_processes="diboson"``: W and Z jets from WW and ZZ pair production (``BOSON_PROCESSES``);
     with it, ``boson_labelling="leading"`` takes each event's leading jet without truth matching."""
