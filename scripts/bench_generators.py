@@ -16,6 +16,7 @@ that generating each embedded data set takes at the 1-worker rate (issue #20's b
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -58,17 +59,23 @@ def bench_jets(n: int, workers: int) -> dict:
     }
 
 
-def bench_anomaly(n: int, workers: int) -> dict:
+def bench_anomaly(n: int, workers: int, selection: str = "trigflow") -> dict:
     """L1 anomaly events (Pythia8 + FastJet + smearing): ``n`` background + ``n // 4`` per signal.
 
     Per process: kept (preselected) and generated Pythia events per second of one worker, init included.
+    ``selection="adc2021"`` (the weighted file) adds the lepton-enriched QCD's worker-seconds per effective
+    event (Kish, from the file's weights).
     """
+    import numpy as np
+
     from trigflow.data.anomaly import generate_anomaly, load_anomaly
 
     n_signal = max(1, n // 4)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        path = generate_anomaly(Path(tmp) / "anomaly.h5", n, n_signal, seed=12345, workers=workers)
+        path = generate_anomaly(
+            Path(tmp) / "anomaly.h5", n, n_signal, seed=12345, workers=workers, selection=selection
+        )
         seconds = time.perf_counter() - start
         data = load_anomaly(path)
     stats = json.loads(data.attrs["generation_stats"])
@@ -83,7 +90,7 @@ def bench_anomaly(n: int, workers: int) -> dict:
         for name, s in stats.items()
         if s["generated"]
     }
-    return {
+    row = {
         "n_background": n,
         "n_signal": n_signal,
         "workers": workers,
@@ -92,36 +99,13 @@ def bench_anomaly(n: int, workers: int) -> dict:
         "per_process": per_process,
         "generator": data.attrs["generator"],
     }
-
-
-def bench_anomaly_adc2021(n: int, workers: int) -> dict:
-    """The ADC2021-like weighted anomaly file (``selection="adc2021"``): ``n`` background + ``n // 4`` per
-    signal, with the weighted lepton-enriched QCD's cost per effective event (Kish, from the file's weights)."""
-    import numpy as np
-
-    from trigflow.data.anomaly import generate_anomaly, load_anomaly
-
-    n_signal = max(1, n // 4)
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        path = generate_anomaly(
-            Path(tmp) / "adc2021.h5", n, n_signal, seed=12345, workers=workers, selection="adc2021"
-        )
-        seconds = time.perf_counter() - start
-        data = load_anomaly(path)
-    stats = json.loads(data.attrs["generation_stats"])
-    qcd_names = [name for name in data.components if name.startswith("qcd_hf")]
-    qcd = np.isin(np.asarray(data.components)[data.component], qcd_names)
-    w = data.weight[qcd]
-    qcd_seconds = sum(stats[name]["seconds"] for name in qcd_names)
-    n_eff = float(w.sum() ** 2 / np.sum(w**2))
-    return {
-        "n_background": n,
-        "n_signal": n_signal,
-        "workers": workers,
-        "seconds": round(seconds, 2),
-        "events_per_s": round(len(data) / seconds, 2),
-        "qcd": {
+    if data.weight is not None:
+        qcd_names = [name for name in data.components if name.startswith("qcd_hf")]
+        qcd = np.isin(np.asarray(data.components)[data.component], qcd_names)
+        w = data.weight[qcd]
+        qcd_seconds = sum(stats[name]["seconds"] for name in qcd_names)
+        n_eff = float(w.sum() ** 2 / np.sum(w**2))
+        row["qcd"] = {
             "events": int(qcd.sum()),
             "effective_events": round(n_eff, 1),
             "worker_seconds": round(qcd_seconds, 1),
@@ -130,15 +114,14 @@ def bench_anomaly_adc2021(n: int, workers: int) -> dict:
                 name: {k: stats[name][k] for k in ("kept", "generated", "seconds", "sigma_pass_pb")}
                 for name in qcd_names
             },
-        },
-        "generator": data.attrs["generator"],
-    }
+        }
+    return row
 
 
 BENCHMARKS: dict[str, Callable[[int, int], dict]] = {
     "jets": bench_jets,
     "anomaly": bench_anomaly,
-    "anomaly-adc2021": bench_anomaly_adc2021,
+    "anomaly-adc2021": functools.partial(bench_anomaly, selection="adc2021"),
 }
 DEFAULT_KINDS = ["jets", "anomaly"]  # anomaly-adc2021 takes minutes per engine: run it by name
 QCD_TARGET = 20_280  # effective weighted QCD events that would match the embedded file's QCD count
