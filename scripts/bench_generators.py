@@ -69,6 +69,7 @@ def bench_anomaly(n: int, workers: int, selection: str = "trigflow") -> dict:
     import numpy as np
 
     from trigflow.data.anomaly import generate_anomaly, load_anomaly
+    from trigflow.kinds.ae import effective_count
 
     n_signal = max(1, n // 4)
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,7 +105,7 @@ def bench_anomaly(n: int, workers: int, selection: str = "trigflow") -> dict:
         qcd = np.isin(np.asarray(data.components)[data.component], qcd_names)
         w = data.weight[qcd]
         qcd_seconds = sum(stats[name]["seconds"] for name in qcd_names)
-        n_eff = float(w.sum() ** 2 / np.sum(w**2))
+        n_eff = effective_count(w, len(w))
         row["qcd"] = {
             "events": int(qcd.sum()),
             "effective_events": round(n_eff, 1),

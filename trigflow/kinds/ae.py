@@ -217,6 +217,15 @@ def _weights(weights: np.ndarray | None, n: int) -> np.ndarray | None:
     return None if np.all(w == 1) else w
 
 
+def effective_count(weights: np.ndarray | None, n: int) -> float:
+    """Kish effective number of events: ``n`` unweighted, (Σw)² / Σw² weighted (0 when every weight is 0)."""
+    if weights is None:
+        return float(n)
+    w = np.asarray(weights, np.float64)
+    sum_w2 = float(np.sum(w**2))
+    return float(w.sum() ** 2 / sum_w2) if sum_w2 > 0 else 0.0
+
+
 def threshold_at_fpr(background: np.ndarray, fpr: float, weights: np.ndarray | None = None) -> float:
     """The lowest score threshold whose background pass fraction (score > threshold) is at most ``fpr``.
 
@@ -278,7 +287,7 @@ def rate_point(
     threshold = threshold_at_fpr(background, fpr, w)
     passing = int(np.sum(background > threshold))
     measured, error = efficiency(background, threshold, w)
-    n_eff = n if w is None else float(w.sum() ** 2 / np.sum(w**2))  # Kish effective sample size
+    n_eff = effective_count(w, n)
     upper = fpr_upper_limit(passing, n) if w is None else fpr_upper_limit(measured * n_eff, n_eff)
     point = {
         "fpr": fpr,
@@ -551,7 +560,7 @@ def _draw_plots(outputs: dict[str, np.ndarray], prepared: Prepared, threshold: d
                     label=f"{name}" if model == "firmware" else None)
     for fpr in FPR_POINTS.values():
         ax.axvline(fpr, color="grey", lw=0.8)
-    n_bg = float(bg.sum()) if w is None else float(w[bg].sum() ** 2 / max(np.sum(w[bg] ** 2), 1e-300))
+    n_bg = effective_count(None if w is None else w[bg], int(bg.sum()))
     label = "1 / N background" if w is None else "1 / N effective background"
     ax.axvline(1 / max(n_bg, 1.0), color="r", lw=0.8, ls="--", label=label)
     ax.set_xscale("log")
